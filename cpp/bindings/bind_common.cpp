@@ -1,0 +1,128 @@
+#include "bind_common.hpp"
+
+#include <map>
+#include <mutex>
+
+namespace ramh::bind {
+
+DType dtype_from_numpy(const py::dtype& dt, const char* what) {
+  char kind = dt.kind();
+  auto size = dt.itemsize();
+  if (kind == 'b' && size == 1) return DType::U8;  // bool masks are stored as 0/1 bytes
+  if (kind == 'u' && size == 1) return DType::U8;
+  if (kind == 'u' && size == 2) return DType::U16;
+  if (kind == 'i' && size == 4) return DType::I32;
+  if (kind == 'i' && size == 8) return DType::I64;
+  if (kind == 'f' && size == 2) return DType::F16;
+  if (kind == 'f' && size == 4) return DType::F32;
+  fail(what, " has unsupported dtype ", std::string(py::str(dt)));
+}
+
+py::dtype numpy_dtype(DType t) { return py::dtype(dtype_name(t)); }
+
+DType dtype_from_arg(const py::handle& obj, const char* what, DType default_dtype) {
+  if (obj.is_none()) return default_dtype;
+  py::dtype dt;
+  try {
+    dt = py::dtype::from_args(py::reinterpret_borrow<py::object>(obj));
+  } catch (py::error_already_set&) {
+    fail(what, " is not a dtype: ", std::string(py::repr(obj)));
+  }
+  return dtype_from_numpy(dt, what);
+}
+
+std::shared_ptr<DeviceArray> DeviceArray::empty(const std::vector<int64_t>& shape, DType dtype, int device_id,
+                                                void* stream) {
+  auto a = std::make_shared<DeviceArray>();
+  int64_t n = 1;
+  for (auto s : shape) {
+    if (s < 0) fail("negative size in shape");
+    n *= s;
+  }
+  a->buffer = std::make_shared<DeviceBuffer>(static_cast<std::size_t>(n) * dtype_size(dtype), device_id, stream);
+  a->view = Tensor(a->buffer->data(), dtype, shape, Device::CUDA, device_id);
+  a->stream = stream;
+  return a;
+}
+
+bool is_device_array(const py::handle& obj) {
+  return py::isinstance<DeviceArray>(obj) || py::hasattr(obj, "__cuda_array_interface__");
+}
+
+namespace {
+DType dtype_from_typestr(const std::string& ts, const char* what) {
+  return dtype_from_numpy(py::dtype(ts), what);
+}
+
+ArrayArg cuda_array_interface_arg(const py::handle& obj, const char* what) {
+  py::dict cai = obj.attr("__cuda_array_interface__");
+  ArrayArg out;
+  out.keep = py::reinterpret_borrow<py::object>(obj);
+  std::vector<int64_t> shape;
+  for (auto s : cai["shape"].cast<py::tuple>()) shape.push_back(s.cast<int64_t>());
+  DType dt = dtype_from_typestr(cai["typestr"].cast<std::string>(), what);
+  if (cai.contains("strides") && !cai["strides"].is_none()) {
+    // Accept explicit strides only when they describe the compact row-major layout.
+    auto strides = cai["strides"].cast<py::tuple>();
+    int64_t expect = static_cast<int64_t>(dtype_size(dt));
+    for (int i = static_cast<int>(shape.size()) - 1; i >= 0; --i) {
+      if (shape[i] > 1 && strides[i].cast<int64_t>() != expect)
+        fail(what, " must be a C-contiguous CUDA array (make a contiguous copy first)");
+      expect *= shape[i];
+    }
+  }
+  auto data = cai["data"].cast<py::tuple>();
+  auto ptr = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
+  // Work the producer has queued on its own stream must finish before the core reads the memory.
+  if (cai.contains("stream") && !cai["stream"].is_none()) {
+    auto s = cai["stream"].cast<uintptr_t>();
+    // Legacy (1) and per-thread (2) default streams are passed as their CUDA handles.
+    void* handle = s == 1 ? nullptr : s == 2 ? reinterpret_cast<void*>(uintptr_t{2}) : reinterpret_cast<void*>(s);
+    stream_synchronize(handle);
+  }
+  int dev = ptr ? device_of_pointer(ptr) : 0;
+  if (ptr && dev < 0) fail(what, " claims __cuda_array_interface__ but its pointer is not device memory");
+  out.tensor = Tensor(ptr, dt, shape, Device::CUDA, dev < 0 ? 0 : dev);
+  return out;
+}
+}  // namespace
+
+ArrayArg array_arg(const py::handle& obj, const char* what) {
+  if (obj.is_none()) fail(what, " must be an array, got None");
+  if (py::isinstance<DeviceArray>(obj)) {
+    ArrayArg out;
+    auto& da = obj.cast<DeviceArray&>();
+    out.tensor = da.view;
+    out.keep = py::reinterpret_borrow<py::object>(obj);
+    return out;
+  }
+  if (py::hasattr(obj, "__cuda_array_interface__")) return cuda_array_interface_arg(obj, what);
+  static py::object ascontiguousarray = py::module_::import("numpy").attr("ascontiguousarray");
+  py::array arr;
+  try {
+    arr = ascontiguousarray(obj);
+  } catch (py::error_already_set& e) {
+    fail(what, " could not be read as an array: ", e.what());
+  }
+  if (arr.dtype().kind() == 'O') fail(what, " must be a numeric array, got dtype object");
+  ArrayArg out;
+  std::vector<int64_t> shape(arr.shape(), arr.shape() + arr.ndim());
+  out.tensor = Tensor(arr.mutable_data(), dtype_from_numpy(arr.dtype(), what), shape, Device::CPU, 0);
+  out.keep = arr;
+  return out;
+}
+
+py::array new_host_array(const std::vector<int64_t>& shape, DType dtype, Tensor* view) {
+  std::vector<py::ssize_t> s(shape.begin(), shape.end());
+  py::array a(numpy_dtype(dtype), s);
+  if (view) *view = Tensor(a.mutable_data(), dtype, shape, Device::CPU, 0);
+  return a;
+}
+
+void* core_stream(int device_id) { return default_stream(device_id).handle(); }
+
+std::shared_ptr<DeviceArray> new_device_array(const std::vector<int64_t>& shape, DType dtype, const Tensor& like) {
+  return DeviceArray::empty(shape, dtype, like.device_id, core_stream(like.device_id));
+}
+
+}  // namespace ramh::bind

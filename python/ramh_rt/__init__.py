@@ -1,0 +1,28 @@
+"""ramh_rt — edge inference SDK for hand radiographs of rheumatoid-arthritis patients (RAM-H1200).
+
+The C++/CUDA core lives in :mod:`ramh_rt._core`; :mod:`ramh_rt.ops` exposes its kernels with NumPy in/out on the CPU
+and device arrays in/out on CUDA.
+"""
+from __future__ import annotations
+
+from . import _core
+from ._core import DeviceArray
+
+__version__: str = _core.build_info()["version"]
+
+
+def build_info() -> dict:
+    """What this build of the core contains.
+
+    Returns a dict with ``version``, ``cuda`` (bool: CUDA kernels compiled in), ``cuda_architectures`` (e.g.
+    ``"87,90"``), ``cuda_compiler``, ``cxx_compiler`` and ``openmp``.
+    """
+    return dict(_core.build_info())
+
+
+def cuda_available() -> bool:
+    """True when CUDA kernels are compiled in *and* a CUDA device can be used now (driver present, device visible)."""
+    return bool(_core.cuda_available())
+
+
+__all__ = ["DeviceArray", "build_info", "cuda_available", "__version__"]

@@ -1,0 +1,10 @@
+"""Kernel-level operations of the ramh_rt core.
+
+Every op takes NumPy arrays (CPU path, NumPy out) or CUDA arrays — :class:`ramh_rt.DeviceArray`, CuPy, PyTorch or any
+object with ``__cuda_array_interface__`` — (CUDA path, :class:`ramh_rt.DeviceArray` out). The CPU and CUDA paths have
+identical semantics: integer outputs are bit-identical, float outputs agree within 1e-5 relative.
+Bad arguments raise :class:`ValueError` naming the argument and the offending value.
+"""
+from __future__ import annotations
+
+__all__: list[str] = []
