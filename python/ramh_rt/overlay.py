@@ -1,0 +1,208 @@
+"""Overlay pictures a reader can check by eye: bones, erosions, SvdH ROIs with their scores, and a legend.
+
+:func:`draw_overlay` is the generic renderer (used for analyses here and for ground-truth phantoms by
+``ramh_train.datasets.overlay``); :func:`render_analysis` draws an :class:`ramh_rt.result.Analysis`.
+Pillow and NumPy only.
+"""
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from . import anatomy
+
+EROSION_RGB = (255, 40, 40)
+ROI_RGB = (255, 220, 0)
+ROI_MISSING_RGB = (160, 160, 160)
+
+
+def bone_color(name: str) -> tuple[int, int, int]:
+    """A stable, distinct colour per bone class (neighbouring classes get far-apart hues)."""
+    i = anatomy.BONE_INDEX[anatomy.canonical_bone_name(name)]
+    hue = (i * 0.61803398875) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+@dataclass
+class MaskLayer:
+    """A bone mask to draw: the crop covering ``bbox`` (x0, y0, x1, y1) of the full image."""
+
+    name: str
+    crop: np.ndarray
+    bbox: tuple[int, int, int, int]
+
+
+@dataclass
+class RoiLayer:
+    """An oriented ROI to draw with its label (e.g. ``"MCP-I  BE 2  JSN 1"``)."""
+
+    stem: str
+    box: Sequence[float] | None  # (cx, cy, w, h, angle_deg) in image pixels; None = not located
+    label: str
+
+
+def _display_image(image: np.ndarray) -> np.ndarray:
+    img = np.asarray(image, dtype=np.float32)
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    if hi <= lo:
+        hi = lo + 1.0
+    return (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+def _corners(box: Sequence[float]) -> list[tuple[float, float]]:
+    cx, cy, w, h, a = (float(v) for v in box)
+    t = np.deg2rad(a)
+    ux, uy, vx, vy = np.cos(t), -np.sin(t), np.sin(t), np.cos(t)
+    return [(cx + sx * w * ux + sy * h * vx, cy + sx * w * uy + sy * h * vy)
+            for sx, sy in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5))]
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default()
+
+
+def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosion_mask: np.ndarray | None = None,
+                 rois: Iterable[RoiLayer] = (), legend_lines: Sequence[str] = (), title: str = "",
+                 max_side: int = 1600) -> Image.Image:
+    """Render an overlay and return it as an RGB PIL image.
+
+    Args:
+        image: H x W grayscale image (any numeric dtype; displayed with a 0.5-99.5 percentile window).
+        bones: bone masks (filled at 30 % opacity with an outline in the class colour, labelled at the centroid).
+        erosion_mask: H x W boolean erosion mask (filled red).
+        rois: oriented ROIs with labels (yellow; grey dashed when not located).
+        legend_lines: text lines for the legend panel (totals, provenance...).
+        title: first legend line, in bold size.
+        max_side: the picture is downscaled so that its longer image side is at most this many pixels.
+    """
+    h, w = image.shape[:2]
+    s = min(1.0, max_side / float(max(h, w)))
+    ow, oh = max(1, round(w * s)), max(1, round(h * s))
+    base = Image.fromarray(_display_image(image)).resize((ow, oh), Image.BILINEAR).convert("RGB")
+    rgb = np.asarray(base, dtype=np.float32).copy()
+    font = _font(max(11, int(oh / 110)))
+    labels: list[tuple[float, float, str, tuple[int, int, int]]] = []
+
+    for layer in bones:
+        x0, y0, x1, y1 = layer.bbox
+        if x1 <= x0 or y1 <= y0 or not layer.crop.any():
+            continue
+        ox0, oy0 = int(np.floor(x0 * s)), int(np.floor(y0 * s))
+        ox1, oy1 = max(ox0 + 1, int(np.ceil(x1 * s))), max(oy0 + 1, int(np.ceil(y1 * s)))
+        ox1, oy1 = min(ox1, ow), min(oy1, oh)
+        if ox1 <= ox0 or oy1 <= oy0:
+            continue
+        small = np.asarray(Image.fromarray(layer.crop.astype(np.uint8) * 255).resize(
+            (ox1 - ox0, oy1 - oy0), Image.NEAREST)) > 0
+        inner = small.copy()
+        inner[1:-1, 1:-1] = small[1:-1, 1:-1] & small[:-2, 1:-1] & small[2:, 1:-1] & small[1:-1, :-2] & small[1:-1, 2:]
+        edge = small & ~inner
+        col = np.array(bone_color(layer.name), dtype=np.float32)
+        region = rgb[oy0:oy1, ox0:ox1]
+        region[small] = 0.7 * region[small] + 0.3 * col
+        region[edge] = col
+        ys, xs = np.nonzero(small)
+        if layer.name != "SoftTissue" and len(xs):
+            labels.append((ox0 + xs.mean(), oy0 + ys.mean(), layer.name, bone_color(layer.name)))
+
+    if erosion_mask is not None and erosion_mask.any():
+        em = np.asarray(Image.fromarray(erosion_mask.astype(np.uint8) * 255).resize((ow, oh), Image.BILINEAR)) > 64
+        rgb[em] = 0.35 * rgb[em] + 0.65 * np.array(EROSION_RGB, dtype=np.float32)
+
+    pic = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(pic)
+    for x, y, text, col in labels:
+        draw.text((x, y), text, fill=col, font=font, anchor="mm", stroke_width=2, stroke_fill=(0, 0, 0))
+    for roi in rois:
+        if roi.box is None:
+            continue
+        pts = [(x * s, y * s) for x, y in _corners(roi.box)]
+        draw.line(pts + [pts[0]], fill=ROI_RGB, width=2)
+        tx, ty = min(p[0] for p in pts), min(p[1] for p in pts)
+        draw.text((tx, ty - 2), roi.label, fill=ROI_RGB, font=font, anchor="ld", stroke_width=2,
+                  stroke_fill=(0, 0, 0))
+
+    # Legend panel to the right of the picture.
+    lines = ([title] if title else []) + list(legend_lines)
+    panel_w = max(260, int(ow * 0.32))
+    out = Image.new("RGB", (ow + panel_w, oh), (24, 24, 24))
+    out.paste(pic, (0, 0))
+    d = ImageDraw.Draw(out)
+    lh = int(font.size * 1.35) if hasattr(font, "size") else 14
+    y = 8
+    for i, line in enumerate(lines):
+        d.text((ow + 10, y), line, fill=(255, 255, 255) if i else (255, 220, 0), font=font)
+        y += lh
+    y += lh // 2
+    d.rectangle((ow + 10, y, ow + 10 + lh - 4, y + lh - 4), fill=EROSION_RGB)
+    d.text((ow + 14 + lh, y), "bone erosion", fill=(255, 255, 255), font=font)
+    y += lh
+    d.line((ow + 10, y + lh // 2, ow + 10 + lh, y + lh // 2), fill=ROI_RGB, width=2)
+    d.text((ow + 14 + lh, y), "SvdH ROI: stem, BE score, JSN score", fill=(255, 255, 255), font=font)
+    y += lh + lh // 2
+    cols = 2
+    col_w = (panel_w - 20) // cols
+    for k, name in enumerate(anatomy.BONE_NAMES):
+        cx = ow + 10 + (k % cols) * col_w
+        cy = y + (k // cols) * lh
+        if cy + lh > oh:
+            break
+        d.rectangle((cx, cy + 2, cx + lh - 6, cy + lh - 4), fill=bone_color(name))
+        d.text((cx + lh, cy), name, fill=(220, 220, 220), font=font)
+    return out
+
+
+def roi_label(stem: str, be: int | None, jsn: int | None) -> str:
+    parts = [stem]
+    if be is not None:
+        parts.append(f"BE{be}")
+    if jsn is not None:
+        parts.append(f"J{jsn}")
+    return " ".join(parts)
+
+
+def save_png(img: Image.Image, path: str | Path) -> Path:
+    """Write a PIL image as PNG atomically (temporary file + rename)."""
+    import io as _io
+
+    from .io import write_atomic
+
+    buf = _io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    write_atomic(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def render_analysis(analysis, path: str | Path | None = None, *, max_side: int = 1600) -> Image.Image:
+    """Overlay of an :class:`ramh_rt.result.Analysis` (bones, erosion mask, ROIs with scores, totals)."""
+    if analysis.image is None:
+        raise ValueError("this Analysis was made with keep_image=False; the overlay needs the image")
+    t, m = analysis.totals, analysis.meta
+    bones = [MaskLayer(b.name, b.mask_crop, b.bbox) for b in analysis.bones]
+    rois = [RoiLayer(j.stem, j.roi, roi_label(j.stem, j.be_score, j.jsn_score)) for j in analysis.joints]
+    missing = [j.stem for j in analysis.joints if not j.located]
+    legend = [
+        f"SvdH hand total {t.svdh}  (erosion {t.erosion}, JSN {t.jsn})",
+        f"expected {t.expected_svdh:.1f}" + (f", whole-image {t.global_svdh:.1f}" if t.global_svdh is not None else ""),
+        f"severity: {t.severity} ({t.severity_source.replace('_', ' ')})",
+        f"side {m.side or '?'}  spacing {m.spacing_mm or '?'} mm",
+        f"bundle {m.bundle_id} {m.bundle_version}",
+        f"{m.backend} on {m.device}",
+    ]
+    if missing:
+        legend.append("not located: " + ", ".join(missing))
+    legend.append("NOT FOR CLINICAL USE: demo weights")
+    img = draw_overlay(analysis.image, bones=bones, erosion_mask=analysis.erosion_mask, rois=rois,
+                       legend_lines=legend, title=f"ramh_rt — {Path(m.source).name}", max_side=max_side)
+    if path is not None:
+        save_png(img, path)
+    return img
