@@ -1,7 +1,6 @@
 """ramh-data: phantoms (with a stub generator), validate and stats."""
 from __future__ import annotations
 
-import filecmp
 import json
 import sys
 from pathlib import Path
@@ -97,6 +96,27 @@ def test_phantoms_refuses_a_non_empty_split_unless_appending(tmp_path, capsys):
     assert code == 0, err
     assert len(RamH1200(out)) == 4
     assert validate(out) == []
+
+
+def test_config_file_becomes_the_phantom_packages_config(monkeypatch):
+    import dataclasses
+    import types
+
+    from ramh_train.datasets.synthetic import phantom_config
+
+    @dataclasses.dataclass(frozen=True)
+    class PhantomConfig:
+        spacing_mm: tuple = (0.1, 0.2)
+        side: str | None = None
+
+    fake = types.ModuleType("ramh_train.phantoms")
+    fake.PhantomConfig = PhantomConfig
+    monkeypatch.setitem(sys.modules, "ramh_train.phantoms", fake)
+    assert phantom_config({"spacing_mm": [0.12, 0.13], "side": "L"}) == PhantomConfig((0.12, 0.13), "L")
+    with pytest.raises(ValueError, match="bad phantom config.*bogus"):
+        phantom_config({"bogus": 1})
+    del fake.PhantomConfig
+    assert phantom_config({"a": [1]}) == {"a": [1]}  # a package without a config class gets the dict
 
 
 def test_phantoms_without_the_phantom_package_fails_clearly(tmp_path, capsys, monkeypatch):

@@ -165,6 +165,44 @@ def test_output_is_deterministic_whatever_the_order(tmp_path, hands):
     same(cmp)
 
 
+def test_writes_are_atomic_and_a_failed_hand_leaves_nothing_behind(tmp_path, hands, monkeypatch):
+    from ramh_train.datasets import writer as writer_mod
+
+    real, calls = writer_mod.encode_bmp, []
+
+    def flaky(image):
+        calls.append(1)
+        if len(calls) == 4:  # the image and two crops are written, then the disk "fails"
+            raise OSError("disk full")
+        return real(image)
+
+    monkeypatch.setattr(writer_mod, "encode_bmp", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        write(tmp_path, {"train": hands})
+    monkeypatch.setattr(writer_mod, "encode_bmp", real)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not any(hands[0].stem in str(p) for p in files)  # its image and crops were removed
+    assert not any(p.name.endswith(".tmp") for p in files)
+    assert [p for p in tmp_path.rglob("*") if p.is_dir() and hands[0].stem in p.name] == []
+    umask = os.umask(0)
+    os.umask(umask)
+    write(tmp_path / "ok", {"train": hands[:1]})
+    for p in (tmp_path / "ok").rglob("*"):
+        if p.is_file():
+            assert p.stat().st_mode & 0o777 == 0o666 & ~umask, p
+
+
+def test_append_refuses_files_with_other_category_ids(tmp_path, hands):
+    write(tmp_path, {"train": hands[:1]})
+    top = load_json(tmp_path, BONE)
+    top["categories"][22]["name"] = "Pisifrom_Triquetrum"  # the real dataset's spelling: readable, not appendable
+    dump_json(tmp_path, BONE, top)
+    assert RamH1200(tmp_path).load(hands[0].stem).bone_masks.keys() == hands[0].bone_masks.keys()
+    with pytest.raises(ValueError, match="differ from this writer's"):
+        write_sample(hands[1], tmp_path, "train")
+    assert not (tmp_path / SEG / f"{hands[1].stem}.bmp").exists()
+
+
 def test_writer_refuses_a_non_empty_split_and_appends_on_request(tmp_path, hands):
     write(tmp_path, {"train": hands[:1]})
     with pytest.raises(ValueError, match="already holds data.*append=True"):

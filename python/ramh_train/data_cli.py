@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_positive_int, metavar="W", default=None,
                    help=f"worker processes (default: the number of CPUs, {os.cpu_count()})")
     p.add_argument("--config", type=Path, metavar="FILE.json", default=None,
-                   help="JSON object passed as the generator's config (default: its defaults)")
+                   help="JSON object of phantom-generator settings (ramh_train.phantoms.PhantomConfig fields; "
+                        "lists become tuples); default: the generator's defaults")
     p.add_argument("--append", action="store_true", help="add to splits that already hold data (existing records "
                    "are kept; existing stems are refused)")
     p.add_argument("--first-index", type=_non_negative_int, default=0, metavar="I",
@@ -132,6 +133,13 @@ def _cmd_phantoms(args: argparse.Namespace, generator: Callable | None) -> int:
             raise _UsageError(f"--config {args.config}: not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(config, dict):
             raise _UsageError(f"--config {args.config}: must hold a JSON object")
+        if generator is None:  # the real generator takes its own config type; a test stub takes the dict
+            from ramh_train.datasets.synthetic import phantom_config
+
+            try:
+                config = phantom_config(config)
+            except ValueError as e:
+                raise _UsageError(f"--config {args.config}: {e}") from None
     try:
         report = build_phantom_dataset(args.out, args.n, args.seed, split=args.split, fractions=args.splits,
                                        workers=args.workers, config=config, append=args.append,

@@ -54,13 +54,26 @@ def read_json(path: Path, problems: Problems, rel: str) -> Any | None:
     return None
 
 
+_UMASK: int | None = None
+
+
+def _file_mode() -> int:
+    # mkstemp creates 0600 files; a dataset file gets the mode open() would give it (0666 minus the umask).
+    global _UMASK
+    if _UMASK is None:
+        _UMASK = os.umask(0)
+        os.umask(_UMASK)
+    return 0o666 & ~_UMASK
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, creating parent folders."""
+    """Write ``data`` to ``path`` atomically, creating parent folders (file mode as ``open()`` would give)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:

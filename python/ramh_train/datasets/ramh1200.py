@@ -292,10 +292,10 @@ class RamH1200:
                 roi = key.partition("_")[2]
                 path = self.layout.crop_path(kind, split, stem, roi)
                 if not path.is_file():
-                    p = Problem(self.layout.rel(path), f"image {stem!r}, key {key!r}", "scored ROI has no crop file")
+                    where, record = self.layout.rel(path), f"image {stem!r}, key {key!r}"
                     if not skip_missing_crops:
-                        raise DatasetError(p)
-                    self._problems.items.append(Problem(p.file, p.record, p.message, "warning"))
+                        raise DatasetError(Problem(where, record, "scored ROI has no crop file"))
+                    self._problems.warning(where, record, "scored ROI has no crop file")
                     continue
                 items.append(ScoreItem(stem, split, side, roi, key, kind, value, path))
         return items

@@ -128,6 +128,33 @@ def default_generator() -> Generator:
     return generate
 
 
+def _tuples(v: Any) -> Any:
+    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
+
+
+def phantom_config(fields: dict) -> Any:
+    """The generator config from a JSON object: ``ramh_train.phantoms.PhantomConfig(**fields)`` with JSON lists
+    turned into tuples, when the phantom package defines that class; otherwise the dict itself.
+
+    Raises:
+        ValueError: the phantom package rejects a field or a value (the message names it).
+        RuntimeError: the phantom package cannot be imported.
+    """
+    if not isinstance(fields, dict):
+        raise ValueError(f"the phantom config must be a JSON object; got {type(fields).__name__}")
+    try:
+        import ramh_train.phantoms as phantoms
+    except ImportError as e:
+        raise RuntimeError(f"the phantom generator ramh_train.phantoms could not be imported: {e}") from e
+    cls = getattr(phantoms, "PhantomConfig", None)
+    if cls is None:
+        return fields
+    try:
+        return cls(**{k: _tuples(v) for k, v in fields.items()})
+    except TypeError as e:  # unknown field name
+        raise ValueError(f"bad phantom config: {e}") from None
+
+
 def build_phantom_dataset(out: str | os.PathLike, n: int, seed: int, *, split: str | None = None,
                           fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), workers: int | None = None,
                           config: Any = None, append: bool = False, first_index: int = 0,
@@ -206,8 +233,9 @@ def build_phantom_dataset(out: str | os.PathLike, n: int, seed: int, *, split: s
                 except Exception as e:  # one failing hand must not lose the others
                     handle(t, "error", _describe(e))
         else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
-                                     initargs=(gen, config, root, joints_path)) as pool:
+            pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                                       initargs=(gen, config, root, joints_path))
+            try:
                 futures = {pool.submit(_worker_task, t): t for t in tasks}
                 for fut in as_completed(futures):
                     try:
@@ -215,6 +243,11 @@ def build_phantom_dataset(out: str | os.PathLike, n: int, seed: int, *, split: s
                     except Exception as e:  # e.g. BrokenProcessPool: a worker died (crash, out of memory)
                         status, value = "error", f"worker process failed: {_describe(e)}"
                     handle(futures[fut], status, value)
+            except BaseException:
+                # Interrupted: drop the hands not started yet instead of generating them all on the way out.
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
     finally:
         bar.close()
         writer.flush()

@@ -30,7 +30,6 @@ import io
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -275,8 +274,9 @@ def write_sample_files(sample: HandSample, root: str | os.PathLike, split: str, 
     h, w = image8.shape
     file_name = f"{sample.stem}{IMAGE_EXTENSION}"
     img_path = layout.seg_dir(split) / file_name
-    if img_path.exists():
-        raise ValueError(f"{img_path} already exists; the writer never overwrites data")
+    for p_ in [img_path] + [layout.crop_dir(k, split, sample.stem) for k in SCORE_KINDS]:
+        if p_.exists():
+            raise ValueError(f"{p_} already exists; the writer never overwrites data")
     rec = SampleRecords(split=split, stem=sample.stem, file_name=file_name, height=h, width=w,
                         spacing_mm=p["spacing"], joints=p["joints"], scores=p["scores"], metadata=p["metadata"])
     for kind in ("bone", "erosion"):
