@@ -375,7 +375,9 @@ def decode_class_masks(coco: CocoFile, stem: str, problems: Problems,
 
 def encode_mask(mask: np.ndarray) -> dict:
     """Compressed COCO RLE of a 2-D mask (nonzero = foreground): ``{"size": [h, w], "counts": str}``."""
-    m = np.asfortranarray(np.asarray(mask) != 0, dtype=np.uint8)
+    mask = np.asarray(mask)
+    binary = mask if mask.dtype == bool else mask != 0
+    m = np.asfortranarray(binary.view(np.uint8))  # pycocotools reads column-major 0/1 bytes
     r = mask_utils.encode(m)
     return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": r["counts"].decode("ascii")}
 
