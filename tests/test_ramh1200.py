@@ -5,6 +5,7 @@ import filecmp
 import functools
 import json
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -95,6 +96,9 @@ def test_round_trip_is_exact(dataset, hands):
     assert [s.stem for s in ds] == ds.stems()
     assert ds.warnings == []
     assert validate(dataset) == []
+    # A DataLoader with spawned workers pickles the dataset, parsed index included.
+    clone = pickle.loads(pickle.dumps(ds))
+    assert_same_hand(clone.load(hands[0].stem), hands[0])
 
 
 def test_round_trip_of_a_roi_box_crossing_the_border_keeps_the_rbox(dataset, hands):

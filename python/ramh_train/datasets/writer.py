@@ -65,7 +65,7 @@ class SampleRecords:
         joints: (ROI stem, [x, y, w, h], [cx, cy, w, h, angle] or None) per ROI, in stem order.
         scores: ``"be"``/``"jsn"`` -> {score key: value}.
         metadata: the Metadata row (without the stem) or None.
-        files: the files written (absolute paths).
+        files: the files written (paths under the ``root`` given).
     """
 
     split: str
