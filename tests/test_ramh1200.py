@@ -604,6 +604,19 @@ def test_malformed_input_raises_dataset_error(dataset, mutate, file, record, mes
     assert found and file in found[0].file
 
 
+def test_a_scoring_only_dataset_serves_scores_and_crops(dataset, hands):
+    import shutil
+
+    shutil.rmtree(dataset / "Segmentation")
+    ds = RamH1200(dataset)
+    assert ds.stems("train") == sorted(h.stem for h in hands[:2])
+    assert len(ds.score_items("train", "jsn")) == sum(len(h.jsn_scores) for h in hands[:2])
+    assert ds.joint_rois(hands[0].stem) == hands[0].joint_rois
+    with pytest.raises(DatasetError, match="split has no segmentation annotations"):
+        ds.load(hands[0].stem)
+    assert [p for p in validate(dataset) if p.severity == "error"] == []
+
+
 def test_missing_root_and_no_split(tmp_path):
     with pytest.raises(DatasetError, match="dataset folder does not exist"):
         RamH1200(tmp_path / "nope")
