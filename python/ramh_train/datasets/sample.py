@@ -89,9 +89,13 @@ class HandSample:
         return out
 
     def erosion_label_map(self) -> np.ndarray:
-        """H x W uint8: 0 background, 1 SvdH-BE-90, 2 SvdH-BE-50, 3 Non-SvdH-BE (later categories win ties)."""
+        """H x W uint8: 0 background, 1 SvdH-BE-90, 2 SvdH-BE-50, 3 Non-SvdH-BE.
+
+        Where categories overlap the more certain one wins (SvdH-BE-90 over SvdH-BE-50 over Non-SvdH-BE), as in the
+        RAM-H1200 benchmark's conversion of the masks to a label map.
+        """
         out = np.zeros(self.shape, dtype=np.uint8)
-        for name in anatomy.EROSION_CATEGORIES:
+        for name in reversed(anatomy.EROSION_CATEGORIES):
             m = self.erosion_masks.get(name)
             if m is not None:
                 out[m.astype(bool)] = anatomy.EROSION_LABEL[name]
