@@ -36,4 +36,10 @@ class BackendError(RamhError, RuntimeError):
     """
 
 
-__all__ = ["RamhError", "ImageLoadError", "BundleError", "BackendError"]
+class FeedError(BackendError, ValueError):
+    """The feeds given to a session do not match its inputs: a missing or unexpected name, a wrong dtype, shape or
+    device, or a batch outside what the engine was built for. The message names the model, the input, and what was
+    expected. Also a ``ValueError``: it is the caller's argument that is wrong."""
+
+
+__all__ = ["RamhError", "ImageLoadError", "BundleError", "BackendError", "FeedError"]
