@@ -188,10 +188,12 @@ def batch_limits(min_batch: int = 1, opt_batch: int | None = None, max_batch: in
     Raises:
         ValueError: not positive integers, or not ``min <= opt <= max`` (the values are named).
     """
-    opt = max_batch if opt_batch is None else opt_batch
-    for key, v in (("min_batch", min_batch), ("opt_batch", opt), ("max_batch", max_batch)):
+    for key, v in (("min_batch", min_batch), ("max_batch", max_batch), ("opt_batch", opt_batch)):
+        if v is None and key == "opt_batch":
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{key} must be a positive integer, got {v!r}")
+    opt = max_batch if opt_batch is None else opt_batch
     if not min_batch <= opt <= max_batch:
         raise ValueError(f"batch limits must satisfy min_batch <= opt_batch <= max_batch, got {min_batch}, {opt}, "
                          f"{max_batch}")
