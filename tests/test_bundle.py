@@ -379,6 +379,11 @@ def test_zip_is_unpacked_once_into_the_cache(bundle_dir, tmp_path, prefix):
     assert leftovers == [cache_entry.name]
 
 
+def test_zip_is_recognised_without_the_extension(bundle_dir, tmp_path):
+    z = _zip_dir(bundle_dir, tmp_path / "model.bundle")
+    assert Bundle.load(z).source == z.resolve()
+
+
 def test_tampered_cache_is_unpacked_again(bundle_dir, tmp_path):
     z = _zip_dir(bundle_dir, tmp_path / "b.zip")
     b = Bundle.load(z)

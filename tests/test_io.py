@@ -626,6 +626,9 @@ def test_missing_empty_directory_and_non_image_files(tmp_path):
     (tmp_path / "notes.png").write_text("this is not an image\n")
     with pytest.raises(ImageLoadError, match=r"notes.png: not a supported image format.*this is not"):
         load_image(tmp_path / "notes.png")
+    (tmp_path / "notes.dcm").write_text("this is not a DICOM file either\n")
+    with pytest.raises(ImageLoadError, match=r"notes.dcm: not a DICOM file"):
+        load_image(tmp_path / "notes.dcm")
     with pytest.raises(ImageLoadError, match="<bytes>: no data"):
         load_image(b"")
     with pytest.raises(TypeError, match="source must be"):

@@ -195,7 +195,8 @@ class Bundle:
         """
         source = _resolve_source(path)
         cache = Path(os.fspath(cache_dir)) if cache_dir is not None else default_cache_dir()
-        if source.is_file() and source.suffix.lower() == ".zip":
+        if source.is_file() and source.name != "manifest.json" and (source.suffix.lower() == ".zip"
+                                                                   or zipfile.is_zipfile(source)):
             root = _unpack_zip(source, cache)
             try:
                 return cls._load_dir(root, source, verify, allow_anatomy_mismatch)

@@ -821,6 +821,9 @@ def _decode_dicom(src: Path | bytes, label: str, convert_rgb: bool, apply_voi: b
         ds = pydicom.dcmread(src if isinstance(src, Path) else _io.BytesIO(src), force=True)
     except InvalidDicomError as e:
         raise ImageLoadError(f"{label}: not a valid DICOM file ({e})") from None
+    if "SOPClassUID" not in ds and "Rows" not in ds and not _has_dicm_magic(src):
+        # Recognised by its .dcm name only, and pydicom (forced) found nothing DICOM-like in it.
+        raise ImageLoadError(f"{label}: not a DICOM file (no DICM preamble and no image attributes)")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         sop = ds.get("SOPClassUID")
         kind = f" (SOP class {getattr(sop, 'name', sop)})" if sop is not None else ""
@@ -868,6 +871,16 @@ def _decode_dicom(src: Path | bytes, label: str, convert_rgb: bool, apply_voi: b
     _dicom_spacing(ds, dec)
     _dicom_side(ds, dec)
     return dec
+
+
+def _has_dicm_magic(src: Path | bytes) -> bool:
+    if isinstance(src, bytes):
+        return src[128:132] == b"DICM"
+    try:
+        with open(src, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
 
 
 def _guess_transfer_syntax(ds: Any) -> Any:

@@ -148,8 +148,8 @@ def select_backend(name: str = "auto") -> BackendSelection:
             the first available; any other registered name takes that backend.
 
     Returns:
-        ``(backend, unavailable)`` where ``unavailable`` maps each backend tried before it (``"auto"``), or the named
-        one... to the reason it could not be used. Record it in ``ramh info`` / ``Analysis.meta``.
+        ``(backend, unavailable)``; with ``"auto"``, ``unavailable`` maps each backend tried before the chosen one to
+        the reason it could not be used (empty for an explicit name). Record it in ``ramh info`` / ``Analysis.meta``.
 
     Raises:
         ValueError: unknown name (the known ones are listed).
