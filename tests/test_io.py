@@ -21,11 +21,17 @@ from PIL import Image
 from ramh_rt.errors import ImageLoadError, RamhError
 from ramh_rt.io import MAX_PIXELS, MAX_SIDE, MIN_SIDE, LoadedImage, atomic_output, load_image, write_atomic
 
-pydicom = pytest.importorskip("pydicom")
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.encaps import encapsulate  # noqa: E402
-from pydicom.uid import (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless,  # noqa: E402
-                         RLELossless, generate_uid)
+try:  # the `dicom` extra; only the DICOM tests need it
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGLSLossless,
+                             RLELossless, generate_uid)
+except ImportError:
+    pydicom = None
+    ExplicitVRLittleEndian = ImplicitVRLittleEndian = None
+
+needs_pydicom = pytest.mark.skipif(pydicom is None, reason="pydicom is not installed (pip install ramh-rt[dicom])")
 
 DX_SOP = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 
@@ -299,6 +305,7 @@ def test_huge_declared_size_is_refused_without_allocating(tmp_path, make, name, 
     assert peak < 20 * 2 ** 20, f"peak traced allocation {peak} bytes"
 
 
+@needs_pydicom
 def test_huge_dicom_header_is_refused_before_decoding():
     ds = _dicom_dataset(np.zeros((40, 40), np.uint16))
     ds.Rows, ds.Columns = 60000, 60000  # pixel data stays 3 KB
@@ -426,6 +433,7 @@ def test_tiff_miniswhite_rgb_and_float(rng):
 # DICOM
 # ---------------------------------------------------------------------------------------------------------------------
 
+@needs_pydicom
 def test_dicom_without_voi_or_rescale_is_the_stored_values(rng):
     a = _image12(rng)
     img = load_image(_write_dicom(_dicom_dataset(a, bits=12)))
@@ -438,6 +446,7 @@ def test_dicom_without_voi_or_rescale_is_the_stored_values(rng):
     np.testing.assert_array_equal(img.pixels, 255 - a8)
 
 
+@needs_pydicom
 def test_same_image_as_png_tiff_and_both_dicom_encodings_decodes_identically(tmp_path, rng):
     a = _image12(rng)
     (tmp_path / "h.png").write_bytes(_png_bytes(a))
@@ -451,6 +460,7 @@ def test_same_image_as_png_tiff_and_both_dicom_encodings_decodes_identically(tmp
 
 
 @pytest.mark.parametrize("func,mirror", [("LINEAR", 4096), ("LINEAR_EXACT", 4095), ("SIGMOID", 4095)])
+@needs_pydicom
 def test_window_monochrome1_and_2_identical(rng, func, mirror):
     a = _image12(rng)
     c, w = 1800.0, 1500.0
@@ -467,6 +477,7 @@ def test_window_monochrome1_and_2_identical(rng, func, mirror):
     np.testing.assert_allclose(m2.pixels, expected, atol=1e-6)
 
 
+@needs_pydicom
 def test_window_agrees_with_pydicom(rng):
     a = _image12(rng)
     ds = _dicom_dataset(a, bits=12, WindowCenter=1800, WindowWidth=1500)
@@ -479,6 +490,7 @@ def test_window_agrees_with_pydicom(rng):
     np.testing.assert_allclose(img.pixels, ref / 4095.0, atol=1e-6)
 
 
+@needs_pydicom
 def test_multiple_windows_use_the_first_and_apply_voi_false_skips(rng):
     a = _image12(rng)
     data = _write_dicom(_dicom_dataset(a, bits=12, WindowCenter=[1800, 500], WindowWidth=[1500, 200]))
@@ -489,6 +501,7 @@ def test_multiple_windows_use_the_first_and_apply_voi_false_skips(rng):
     np.testing.assert_array_equal(raw.pixels, a)
 
 
+@needs_pydicom
 def test_voi_lut_sequence(rng):
     a = rng.integers(0, 256, (40, 50), dtype=np.uint16)
     ds = _dicom_dataset(a, bits=8)
@@ -502,6 +515,7 @@ def test_voi_lut_sequence(rng):
     np.testing.assert_allclose(img.pixels, lut[a] / 65535.0, atol=1e-6)
 
 
+@needs_pydicom
 def test_rescale_slope_intercept_and_signed_values(rng):
     a = _image12(rng)
     img = load_image(_write_dicom(_dicom_dataset(a, bits=12, RescaleSlope=2, RescaleIntercept=-100)))
@@ -519,6 +533,7 @@ def test_rescale_slope_intercept_and_signed_values(rng):
     np.testing.assert_array_equal(img.pixels, a)
 
 
+@needs_pydicom
 def test_dicom_spacing_and_side(tmp_path, rng):
     a = _image12(rng)
     img = load_image(_write_dicom(_dicom_dataset(a, PixelSpacing=[0.1, 0.1], ImagerPixelSpacing=[0.2, 0.2],
@@ -541,6 +556,7 @@ def test_dicom_spacing_and_side(tmp_path, rng):
     assert img.meta["format"] == "dicom" and (img.side, img.side_source) == ("L", "filename")
 
 
+@needs_pydicom
 def test_dicom_without_preamble_by_extension(tmp_path, rng):
     a = _image12(rng)
     p = tmp_path / "old.dcm"
@@ -549,6 +565,7 @@ def test_dicom_without_preamble_by_extension(tmp_path, rng):
     np.testing.assert_array_equal(load_image(p).pixels, a)
 
 
+@needs_pydicom
 def test_dicom_rle_lossless(rng):
     a = _image12(rng)
     ds = _dicom_dataset(a, bits=12)
@@ -558,6 +575,7 @@ def test_dicom_rle_lossless(rng):
     np.testing.assert_array_equal(img.pixels, a)
 
 
+@needs_pydicom
 def test_dicom_jpeg2000_lossless_through_an_installed_handler(rng):
     from pydicom.pixels import get_decoder
 
@@ -570,6 +588,7 @@ def test_dicom_jpeg2000_lossless_through_an_installed_handler(rng):
     np.testing.assert_array_equal(load_image(_write_dicom(ds)).pixels, a)
 
 
+@needs_pydicom
 def test_dicom_transfer_syntax_without_handler_names_it(rng):
     from pydicom.pixels import get_decoder
 
@@ -581,6 +600,7 @@ def test_dicom_transfer_syntax_without_handler_names_it(rng):
         load_image(_write_dicom(ds))
 
 
+@needs_pydicom
 def test_dicom_without_pixel_data(rng):
     ds = _dicom_dataset(_image12(rng))
     del ds.PixelData
@@ -588,6 +608,7 @@ def test_dicom_without_pixel_data(rng):
         load_image(_write_dicom(ds))
 
 
+@needs_pydicom
 def test_dicom_multiframe_uses_first_frame(rng):
     frames = rng.integers(0, 4096, (3, 40, 50), dtype=np.uint16)
     img = load_image(_write_dicom(_dicom_dataset(frames, bits=12)))
@@ -595,6 +616,7 @@ def test_dicom_multiframe_uses_first_frame(rng):
     assert img.meta["frames"] == 3 and any("3 frames" in w for w in img.warnings)
 
 
+@needs_pydicom
 def test_dicom_rgb_is_converted(rng):
     rgb = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
     img = load_image(_write_dicom(_dicom_dataset(rgb, "RGB")))
@@ -603,6 +625,7 @@ def test_dicom_rgb_is_converted(rng):
         load_image(_write_dicom(_dicom_dataset(rgb, "RGB")), convert_rgb=False)
 
 
+@needs_pydicom
 def test_dicom_needs_pydicom(monkeypatch, tmp_path, rng):
     p = tmp_path / "x.dcm"
     _write_dicom(_dicom_dataset(_image12(rng)), p)
@@ -627,7 +650,7 @@ def test_missing_empty_directory_and_non_image_files(tmp_path):
     with pytest.raises(ImageLoadError, match=r"notes.png: not a supported image format.*this is not"):
         load_image(tmp_path / "notes.png")
     (tmp_path / "notes.dcm").write_text("this is not a DICOM file either\n")
-    with pytest.raises(ImageLoadError, match=r"notes.dcm: not a DICOM file"):
+    with pytest.raises(ImageLoadError, match=r"notes.dcm: (not a DICOM file|reading DICOM files needs pydicom)"):
         load_image(tmp_path / "notes.dcm")
     with pytest.raises(ImageLoadError, match="<bytes>: no data"):
         load_image(b"")
@@ -635,7 +658,7 @@ def test_missing_empty_directory_and_non_image_files(tmp_path):
         load_image(12345)
 
 
-@pytest.mark.parametrize("fmt", ["png", "tiff", "dicom", "jpeg"])
+@pytest.mark.parametrize("fmt", ["png", "tiff", pytest.param("dicom", marks=needs_pydicom), "jpeg"])
 def test_truncated_and_corrupt_files(tmp_path, rng, fmt):
     a = rng.integers(0, 256, (64, 64), dtype=np.uint8)
     if fmt == "png":
@@ -667,8 +690,10 @@ def test_truncated_and_corrupt_files(tmp_path, rng, fmt):
 def test_the_file_is_never_modified(tmp_path, rng):
     paths = []
     a = _image12(rng)
-    for name, data in (("a.png", _png_bytes(a)), ("a.tif", _tiff_bytes(a)),
-                       ("a.dcm", _write_dicom(_dicom_dataset(a, bits=12)))):
+    files = [("a.png", _png_bytes(a)), ("a.tif", _tiff_bytes(a))]
+    if pydicom is not None:
+        files.append(("a.dcm", _write_dicom(_dicom_dataset(a, bits=12))))
+    for name, data in files:
         p = tmp_path / name
         p.write_bytes(data)
         os.utime(p, ns=(1_000_000_000, 1_000_000_000))
@@ -681,6 +706,7 @@ def test_the_file_is_never_modified(tmp_path, rng):
         assert stat.S_IMODE(p.stat().st_mode) & stat.S_IWUSR  # still writable by its owner: we changed nothing
 
 
+@needs_pydicom
 def test_user_spacing_and_side_override(rng):
     data = _write_dicom(_dicom_dataset(_image12(rng), PixelSpacing=[0.1, 0.1], ImageLaterality="L"))
     img = load_image(data, spacing_mm=0.2, side="right")
