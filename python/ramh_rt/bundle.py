@@ -107,8 +107,9 @@ class ModelSpec:
         outputs: output tensors in the manifest's order.
         config: the task-specific part of the manifest entry (everything but the common fields above), e.g. for
             bones ``classes``, ``preprocess``, ``postprocess``; for joints ``areas``, ``roi``, ``be_classes``,
-            ``jsn_classes``...; for global ``preprocess``, ``severity_classes``, ``target``. A private copy: editing
-            it changes nothing in the bundle.
+            ``jsn_classes``...; for global ``preprocess``, ``severity_classes``, ``target``. Copied from the manifest
+            at load (so :attr:`Bundle.manifest` is unaffected), but shared by every caller of :meth:`Bundle.model`:
+            treat it as read-only.
         parameters: parameter count when the manifest gives it, else None.
     """
 

@@ -144,6 +144,7 @@ class OrtSession:
         self.backend = f"onnxruntime-{provider}"
         self._cuda = provider == "cuda"
         self._device_id = device_id
+        self._on_core_stream = False  # set by _cuda_provider_options
         self.device = f"cuda:{device_id}" if self._cuda else "cpu"
 
         so = ort.SessionOptions()
@@ -185,10 +186,12 @@ class OrtSession:
         if algo not in ("EXHAUSTIVE", "HEURISTIC", "DEFAULT"):
             raise ValueError(f"cudnn_conv_algo_search must be EXHAUSTIVE, HEURISTIC or DEFAULT, got {algo!r}")
         opts = {"device_id": str(self._device_id), "cudnn_conv_algo_search": algo}
+        self._on_core_stream = False
         if options.get("use_core_stream", True):
             handle = int(_core.stream_handle(self._device_id))
             if handle:  # ONNX Runtime treats 0 (the legacy default stream) as "no user stream"
                 opts["user_compute_stream"] = str(handle)
+                self._on_core_stream = True
         if "gpu_mem_limit_mb" in options:
             opts["gpu_mem_limit"] = str(_positive_int(options, "gpu_mem_limit_mb", 1) * 2 ** 20)
         return opts
@@ -239,6 +242,10 @@ class OrtSession:
             out = DeviceArray.empty(list(shape), spec.dtype, self._device_id)
             binding.bind_output(spec.name, "cuda", self._device_id, np.dtype(spec.dtype), list(shape), out.ptr)
             outputs[spec.name] = out
+        if not self._on_core_stream:
+            # Pool memory is stream-ordered on the core's stream; ONNX Runtime's own stream may only touch it after
+            # the allocations have completed there.
+            _core.synchronize(self._device_id)
         try:
             binding.synchronize_inputs()
             self._session.run_with_iobinding(binding)

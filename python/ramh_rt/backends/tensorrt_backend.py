@@ -19,6 +19,7 @@ executes one batch after another on the GPU.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import threading
 import time
@@ -238,8 +239,6 @@ class TensorRTSession:
                                      ops)
             seconds = time.perf_counter() - t0
             write_atomic(self.paths.plan, data)
-            import hashlib
-
             meta_out = trt_logic.make_meta(fields, hashlib.sha256(data).hexdigest(), len(data), seconds,
                                            _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
             write_atomic(self.paths.meta, json.dumps(meta_out, indent=1))
