@@ -378,3 +378,73 @@ def test_tensorrt_matches_numpy(add_spec, tmp_path, rng):
     with pytest.warns(RuntimeWarning, match="stale"):
         rebuilt = trt_backend.create_session(add_spec, precision="fp32", max_batch=4, cache_dir=tmp_path)
     np.testing.assert_allclose(rebuilt.run({"x": x, "y": y})["z"].to_host(), x + y, rtol=1e-5)
+
+
+def test_cuda_io_binding_flow_against_fakes(monkeypatch, add_spec):
+    """The CUDA run path (IO binding) driven with a fake ONNX Runtime session and fake device memory: device inputs are
+    bound by pointer, NumPy inputs through bind_cpu_input, outputs to pool arrays of the concrete batch shape."""
+    from ramh_rt.backends.onnxruntime_backend import OrtSession
+
+    calls: list[tuple] = []
+
+    class FakeDeviceArray:
+        next_ptr = 0x10000
+
+        def __init__(self, shape, dtype, device):
+            self.shape, self.dtype, self.device = tuple(shape), np.dtype(dtype), device
+            self.ptr = FakeDeviceArray.next_ptr
+            FakeDeviceArray.next_ptr += 0x1000
+
+        @classmethod
+        def empty(cls, shape, dtype, device=0):
+            return cls(shape, dtype, device)
+
+    class FakeBinding:
+        def bind_input(self, name, device_type, device_id, element_type, shape, ptr):
+            calls.append(("bind_input", name, device_type, device_id, np.dtype(element_type), tuple(shape), ptr))
+
+        def bind_cpu_input(self, name, array):
+            calls.append(("bind_cpu_input", name, array.shape, array.flags.c_contiguous))
+
+        def bind_output(self, name, device_type, device_id, element_type, shape, ptr):
+            calls.append(("bind_output", name, device_type, device_id, np.dtype(element_type), tuple(shape), ptr))
+
+        def synchronize_inputs(self):
+            calls.append(("sync_inputs",))
+
+        def synchronize_outputs(self):
+            calls.append(("sync_outputs",))
+
+    class FakeOrt:
+        def io_binding(self):
+            return FakeBinding()
+
+        def run_with_iobinding(self, binding):
+            calls.append(("run",))
+
+    monkeypatch.setattr(ramh_rt, "DeviceArray", FakeDeviceArray)
+    monkeypatch.setattr(ramh_rt._core, "synchronize", lambda device=0: calls.append(("core_sync", device)))
+    monkeypatch.setattr(ramh_rt._core, "device_of_pointer", lambda ptr: 0)
+    session = object.__new__(OrtSession)  # skip __init__: no CUDA provider here
+    session.spec, session.input_specs, session.output_specs = add_spec, add_spec.inputs, add_spec.outputs
+    session._session, session._device_id, session.device, session._on_core_stream = FakeOrt(), 0, "cuda:0", False
+    session._cuda, session.backend = True, "onnxruntime-cuda"
+
+    x = FakeCudaArray((2, 3, 8, 8), ptr=0xABC000, device=0)
+    y = np.zeros((2, 8, 8, 3), np.float32).transpose(0, 3, 1, 2)
+    out = session.run({"x": x, "y": y})
+    assert calls[0] == ("bind_input", "x", "cuda", 0, np.dtype("float32"), (2, 3, 8, 8), 0xABC000)
+    assert calls[1] == ("bind_cpu_input", "y", (2, 3, 8, 8), True)
+    assert [c[0] for c in calls[2:]] == ["bind_output", "bind_output", "core_sync", "sync_inputs", "run",
+                                         "sync_outputs"]
+    assert calls[2][:6] == ("bind_output", "z", "cuda", 0, np.dtype("float32"), (2, 3, 8, 8))
+    assert set(out) == {"z", "w"} and out["z"].ptr == calls[2][6] and out["z"].shape == (2, 3, 8, 8)
+
+    calls.clear()
+    session._on_core_stream = True
+    session.run({"x": x, "y": y})
+    assert ("core_sync", 0) not in calls  # ONNX Runtime runs on the core's stream: already ordered
+
+    elsewhere = FakeCudaArray((2, 3, 8, 8), device=1)
+    with pytest.raises(FeedError, match="input 'x' is on cuda:1 but the session runs on cuda:0"):
+        session.run({"x": elsewhere, "y": y})
