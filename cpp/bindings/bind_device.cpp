@@ -186,6 +186,14 @@ The memory returns to the core's pool when the last reference (including DLPack 
       py::arg("device") = 0, "Bytes held by the core's device pool and pinned host cache.");
   m.def("trim_pool", &trim_pool, py::arg("device") = 0, "Give cached device and pinned memory back to the driver.");
   m.def(
+      "stream_handle", [](int device) { return reinterpret_cast<uintptr_t>(core_stream(device)); },
+      py::arg("device") = 0,
+      "The core's CUDA stream (cudaStream_t) of a device as an integer, for engines that enqueue work by handle "
+      "(TensorRT execute_async_v3, ONNX Runtime user_compute_stream). Raises RuntimeError without CUDA.");
+  m.def(
+      "device_of_pointer", [](uintptr_t ptr) { return device_of_pointer(reinterpret_cast<const void*>(ptr)); },
+      py::arg("ptr"), "The CUDA device holding the memory at `ptr`, or -1 for host memory (or a build without CUDA).");
+  m.def(
       "synchronize",
       [](int device) {
         py::gil_scoped_release release;
