@@ -2,6 +2,7 @@
 (label, binary_fill_holes) and scikit-image (regionprops)."""
 from __future__ import annotations
 
+import doctest
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from scipy import ndimage as ndi
 from skimage.measure import regionprops
 
+import ramh_rt.ops.postprocess as postprocess_module
 from ramh_rt.ops import INSTANCE_DTYPE, postprocess_masks
 
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -141,6 +143,10 @@ def test_instance_dtype_is_documented_layout():
     assert INSTANCE_DTYPE.itemsize == 80
     assert INSTANCE_DTYPE.names == ("batch", "channel", "index", "area", "bbox", "centroid", "orientation",
                                     "major_axis_length", "minor_axis_length", "mean_score")
+
+
+def test_docstring_example():
+    assert doctest.testmod(postprocess_module).failed == 0
 
 
 def test_diagonal_touch_is_connected_and_largest_wins():
