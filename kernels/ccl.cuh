@@ -192,12 +192,13 @@ __global__ void __launch_bounds__(kTile* kBlockRows) label_tiles(Geometry g, Pre
   const int lx = threadIdx.x;
   const int x = tx * kTile + lx;
 
-  bool fg[kRowsPerThread];
+  unsigned fg = 0;  // bit k: the thread's pixel of row k is foreground
 #pragma unroll
   for (int k = 0; k < kRowsPerThread; ++k) {
     const int ly = threadIdx.y + k * kBlockRows, y = ty * kTile + ly, i = ly * kTile + lx;
-    fg[k] = x < g.width && y < g.height && pred(plane, y, x);
-    L[i] = fg[k] ? i : -1;
+    const bool on = x < g.width && y < g.height && pred(plane, y, x);
+    fg |= static_cast<unsigned>(on) << k;
+    L[i] = on ? i : -1;
     A[i] = 0;
     F[i] = 0;
   }
@@ -209,7 +210,7 @@ __global__ void __launch_bounds__(kTile* kBlockRows) label_tiles(Geometry g, Pre
   // pixel's north neighbour); edges to other tiles are merge_tiles' job.
 #pragma unroll
   for (int k = 0; k < kRowsPerThread; ++k) {
-    if (!fg[k]) continue;
+    if (!(fg >> k & 1u)) continue;
     const int ly = threadIdx.y + k * kBlockRows, i = ly * kTile + lx;
     const bool n = ly > 0 && L[i - kTile] >= 0;
     const bool w = lx > 0 && L[i - 1] >= 0;
@@ -229,19 +230,20 @@ __global__ void __launch_bounds__(kTile* kBlockRows) label_tiles(Geometry g, Pre
 #pragma unroll
   for (int k = 0; k < kRowsPerThread; ++k) {
     const int i = (threadIdx.y + k * kBlockRows) * kTile + lx;
-    if (fg[k]) L[i] = find_root(L, i);
+    if (fg >> k & 1u) L[i] = find_root(L, i);
   }
   __syncthreads();
 
 #pragma unroll
   for (int k = 0; k < kRowsPerThread; ++k) {
     const int ly = threadIdx.y + k * kBlockRows, y = ty * kTile + ly, i = ly * kTile + lx;
-    const int root = fg[k] ? L[i] : -1;
+    const bool on = fg >> k & 1u;
+    const int root = on ? L[i] : -1;
     // One shared atomic per (warp, component) instead of one per pixel: a row of a tile is one warp.
     const unsigned group = __match_any_sync(0xffffffffu, root);
-    if (fg[k] && lx == __ffs(group) - 1) atomicAdd(&A[root], __popc(group));
-    if (fg[k] && (x == 0 || y == 0 || x == g.width - 1 || y == g.height - 1)) atomicOr(&F[root], kBorderFlag);
-    if (fg[k] && root == i) S[i] = static_cast<uint16_t>(atomicAdd(&n_slots, 1));
+    if (on && lx == __ffs(group) - 1) atomicAdd(&A[root], __popc(group));
+    if (on && (x == 0 || y == 0 || x == g.width - 1 || y == g.height - 1)) atomicOr(&F[root], kBorderFlag);
+    if (on && root == i) S[i] = static_cast<uint16_t>(atomicAdd(&n_slots, 1));
   }
   __syncthreads();
 
@@ -249,8 +251,9 @@ __global__ void __launch_bounds__(kTile* kBlockRows) label_tiles(Geometry g, Pre
   for (int k = 0; k < kRowsPerThread; ++k) {
     const int ly = threadIdx.y + k * kBlockRows, y = ty * kTile + ly, i = ly * kTile + lx;
     if (x >= g.width || y >= g.height) continue;
-    nodes.slot[g.pixel(plane, y, x)] = fg[k] ? S[L[i]] : kNoSlot;
-    if (fg[k] && L[i] == i) {
+    const bool on = fg >> k & 1u;
+    nodes.slot[g.pixel(plane, y, x)] = on ? S[L[i]] : kNoSlot;
+    if (on && L[i] == i) {
       const int node = static_cast<int>(tile * kSlots + S[i]);
       nodes.parent[node] = node;
       nodes.area[node] = A[i];

@@ -383,3 +383,19 @@ def test_cuda_input_without_cuda_build_raises_runtime_error():
 
     with pytest.raises(RuntimeError, match="without CUDA"):
         postprocess_masks(FakeCuda())
+
+
+def test_parallel_batch_equals_plane_by_plane():
+    # 2 x 8 x 768 x 768 values take the OpenMP path; each single plane is small enough for one thread.
+    rng = np.random.default_rng(6)
+    x = (rng.normal(size=(2, 8, 768, 768)) * 2 + 0.5).astype(np.float32)
+    keep = ["all", "largest"] * 4
+    masks, inst = postprocess_masks(x, keep=keep, fill_holes=True, min_area=2)
+    rows = []
+    for n in range(2):
+        for c in range(8):
+            m, t = postprocess_masks(x[n, c][None, None], keep=keep[c], fill_holes=True, min_area=2)
+            np.testing.assert_array_equal(masks[n, c], m[0, 0])
+            t["batch"], t["channel"] = n, c
+            rows.append(t)
+    np.testing.assert_array_equal(inst, np.concatenate(rows))

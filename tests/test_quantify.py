@@ -219,3 +219,15 @@ def test_cuda_input_without_cuda_build_raises_runtime_error():
 
     with pytest.raises(RuntimeError, match="without CUDA"):
         quantify_erosions(FakeCuda((1, 2, 2), "<f4"), FakeCuda((1, 2, 2), "|u1"), boxes_for(1), 0.1)
+
+
+def test_parallel_batch_equals_roi_by_roi():
+    # 44 ROIs of 256 x 256 with 2 bone masks take the OpenMP path; a single ROI is small enough for one thread.
+    rng = np.random.default_rng(7)
+    ero = rng.random((44, 256, 256)).astype(np.float32)
+    bone = (rng.random((44, 2, 256, 256)) < 0.3).astype(np.uint8)
+    boxes = boxes_for(44)
+    table = quantify_erosions(ero, bone, boxes, 0.1, threshold=0.7)
+    for r in range(44):
+        np.testing.assert_array_equal(table[r:r + 1], quantify_erosions(ero[r:r + 1], bone[r:r + 1], boxes[r:r + 1],
+                                                                         0.1, threshold=0.7))

@@ -395,6 +395,7 @@ std::vector<InstanceRecord> postprocess_masks(const Tensor& logits, const Tensor
     in.half_sigmoid = half_sigmoid_table();
   }
   const int64_t planes = p.planes(), npix = p.n * p.h * p.w;
+  const bool parallel = planes * p.h * p.w >= detail::kParallelMinValues;
   constexpr int64_t kNoNan = std::numeric_limits<int64_t>::max();
 
   std::vector<uint16_t> argmax;
@@ -407,7 +408,7 @@ std::vector<InstanceRecord> postprocess_masks(const Tensor& logits, const Tensor
     in.max_logit = max_logit.data();
     in.denom = denom.data();
     std::vector<int64_t> row_nan(static_cast<std::size_t>(p.n * p.h), -1);
-#pragma omp parallel
+#pragma omp parallel if (parallel)
     {
       std::vector<float> buf;
 #pragma omp for schedule(static)
@@ -422,7 +423,7 @@ std::vector<InstanceRecord> postprocess_masks(const Tensor& logits, const Tensor
   std::vector<std::vector<RawInstance>> per_plane(static_cast<std::size_t>(planes));
   std::vector<uint8_t> plane_nan(static_cast<std::size_t>(planes), 0);
   uint8_t* mask_base = masks.ptr<uint8_t>();
-#pragma omp parallel
+#pragma omp parallel if (parallel)
   {
     Scratch scratch;
 #pragma omp for schedule(dynamic, 1)

@@ -13,6 +13,11 @@
 
 namespace ramh::detail {
 
+// The CPU twins parallelise (OpenMP) only from this many input values on (~5 ms of work for one thread): a
+// parallel region costs a thread wake-up and a barrier, and on a loaded machine the barrier waits until the other
+// thread gets a time slice, which can cost more than small jobs take on one thread.
+constexpr int64_t kParallelMinValues = int64_t{1} << 23;
+
 enum class Connectivity : int { Four = 4, Eight = 8 };
 
 // Pixels [x0, x1) of row y. After labelling, `label` is the run's component; for find_holes' output, the run of
