@@ -30,11 +30,13 @@ from .skeleton import Skeleton
 JSN_FACTOR: dict[int, tuple[float, float]] = {0: (1.0, 1.0), 1: (0.74, 0.86), 2: (0.52, 0.68), 3: (0.18, 0.42),
                                               4: (0.0, 0.0)}
 #: BE score -> (low, high) share of the area's articular surface length that is eroded.
-BE_SHARE: dict[int, tuple[float, float]] = {1: (0.05, 0.08), 2: (0.12, 0.22), 3: (0.28, 0.42), 4: (0.48, 0.65),
-                                            5: (0.75, 0.95)}
-#: BE score -> (low, high) lesion depth in units of the local half-width of the bone end.
-BE_DEPTH: dict[int, tuple[float, float]] = {1: (0.14, 0.20), 2: (0.18, 0.26), 3: (0.24, 0.32), 4: (0.30, 0.40),
-                                            5: (0.42, 0.58)}
+BE_SHARE: dict[int, tuple[float, float]] = {1: (0.04, 0.07), 2: (0.11, 0.18), 3: (0.26, 0.36), 4: (0.50, 0.64),
+                                            5: (0.80, 0.96)}
+#: BE score -> (low, high) lesion depth in units of the local half-width of the bone end. Share x depth bands are
+#: at least 1.5x apart from one score to the next, so the eroded area rises with the score whatever the lesions'
+#: positions on the surface.
+BE_DEPTH: dict[int, tuple[float, float]] = {1: (0.12, 0.17), 2: (0.18, 0.23), 3: (0.24, 0.29), 4: (0.32, 0.38),
+                                            5: (0.48, 0.60)}
 #: BE score -> chance that a lesion is a high-agreement ("SvdH-BE-90") rather than a medium-agreement one.
 BE90_PROBABILITY: dict[int, float] = {1: 0.4, 2: 0.65, 3: 0.8, 4: 0.85, 5: 0.9}
 

@@ -125,10 +125,13 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
         pending += [(les, pr.window, lm) for les, lm in pr.lesion_masks]
     conflicts = _resolve_conflicts(masks, boxes, [p.cls for p in sk.parts])
     # Erosion pixels are kept only where their bone's (final) mask is.
+    by_area: dict[str, list[tuple[tuple[int, int, int, int], np.ndarray]]] = {}
     for les, (x0, y0, x1, y1), lm in pending:
         lm = lm & masks[les.cls][y0:y1, x0:x1]
         erosion[les.category][y0:y1, x0:x1] |= lm
         lesion_px.append({**les.as_dict(), "pixels": int(lm.sum())})
+        by_area.setdefault(les.area or "Non-SvdH", []).append(((x0, y0, x1, y1), lm))
+    eroded_px = {k: _union_count(v) for k, v in by_area.items()}
 
     # Soft tissue and distractors.
     st_mask = render.add_soft_tissue(L, canvas, sk.soft_tissue, 8.0 * anat.scale)
@@ -183,7 +186,7 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     meta = {
         "generator": GENERATOR_VERSION, "seed": seed, "centre": profile.code, "side": side,
         **patient.as_dict(), "anatomy": anat.as_dict(), "acquisition": acq.as_dict(), "layout": layout,
-        "joints": joints_meta, "lesions": lesion_px, "distractors": distractors,
+        "joints": joints_meta, "lesions": lesion_px, "eroded_px": eroded_px, "distractors": distractors,
         "mask_conflicts_px": conflicts, "field_rect": list(field_rect) if field_rect is not None else None,
         "soft_tissue_definition": SOFT_TISSUE_DEFINITION,
         "totals": anatomy.hand_totals({**be, **jsn}),
@@ -191,6 +194,18 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     return HandSample(stem=str(stem), image=image, side=side, spacing_mm=float(canvas.spacing),
                       bone_masks={n: masks[n] for n in anatomy.BONE_NAMES if n in masks}, erosion_masks=erosion,
                       joint_boxes=jboxes, joint_rois=rois, be_scores=dict(be), jsn_scores=dict(jsn), meta=meta)
+
+
+def _union_count(pieces: list[tuple[tuple[int, int, int, int], np.ndarray]]) -> int:
+    """Pixels in the union of window-local masks."""
+    x0 = min(w[0] for w, _ in pieces)
+    y0 = min(w[1] for w, _ in pieces)
+    x1 = max(w[2] for w, _ in pieces)
+    y1 = max(w[3] for w, _ in pieces)
+    acc = np.zeros((y1 - y0, x1 - x0), bool)
+    for (a, b, c, d), m in pieces:
+        acc[b - y0:d - y0, a - x0:c - x0] |= m
+    return int(acc.sum())
 
 
 def _layout(sk: skeleton.Skeleton, cfg: PhantomConfig, rng: np.random.Generator

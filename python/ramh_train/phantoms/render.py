@@ -28,7 +28,7 @@ from .config import ScannerProfile
 from .disease import Lesion
 from .shapes import Part
 
-MU_SOFT = 0.020     # per mm of soft tissue
+MU_SOFT = 0.017     # per mm of soft tissue
 MU_CORTEX = 0.110   # per mm of cortical bone
 MU_TRAB = 0.026     # per mm of trabecular bone (bone volume fraction ~25%)
 MU_METAL = 2.2      # per mm of metal (saturates)
@@ -221,7 +221,7 @@ def render_part(canvas: Canvas, part: Part, lesions: list[Lesion], acq: Acquisit
     if lip_only.any():
         du = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
         du = np.maximum(du - 0.5, 0.0) * sp
-        rim = MU_CORTEX * (1.1 * np.exp(-(du / 0.3) ** 2) + 0.25)
+        rim = MU_CORTEX * (1.2 * np.exp(-(du / 0.3) ** 2) + 0.9)
         att = np.where(lip_only, dens * rim, att)
     # Dense rings inside the part (the hamate hook seen end-on).
     for ring, wmm in part.rings:

@@ -30,11 +30,11 @@ from .shapes import LongBoneShape, Part
 # Standard long-bone dimensions of an average adult hand (mm): length, base / shaft / head half-widths, base
 # concavity (x base half-width), head cap height (x head half-width), base tilt (mm), kind.
 _LONG: dict[str, tuple[float, float, float, float, float, float, float, str]] = {
-    "MC1": (44.0, 6.0, 4.2, 6.8, 0.12, 0.75, 0.0, "metacarpal"),
-    "MC2": (66.0, 5.6, 3.9, 6.4, 0.0, 0.85, 1.2, "metacarpal"),
-    "MC3": (63.0, 5.4, 3.9, 6.4, 0.0, 0.85, -0.8, "metacarpal"),
-    "MC4": (56.0, 4.1, 3.2, 5.5, 0.0, 0.85, 0.6, "metacarpal"),
-    "MC5": (52.0, 4.4, 3.5, 5.4, 0.0, 0.85, -1.4, "metacarpal"),
+    "MC1": (44.0, 6.4, 4.0, 6.8, 0.12, 0.75, 0.0, "metacarpal"),
+    "MC2": (66.0, 6.0, 3.5, 6.4, 0.0, 0.85, 1.2, "metacarpal"),
+    "MC3": (63.0, 5.8, 3.5, 6.4, 0.0, 0.85, -0.8, "metacarpal"),
+    "MC4": (56.0, 4.5, 2.9, 5.5, 0.0, 0.85, 0.6, "metacarpal"),
+    "MC5": (52.0, 4.8, 3.2, 5.4, 0.0, 0.85, -1.4, "metacarpal"),
     "PP1": (31.0, 6.8, 4.3, 5.8, 0.22, 0.5, 0.0, "phalanx"),
     "PP2": (40.0, 6.2, 4.1, 5.2, 0.22, 0.5, 0.0, "phalanx"),
     "PP3": (45.0, 6.5, 4.3, 5.4, 0.22, 0.5, 0.0, "phalanx"),
@@ -53,7 +53,11 @@ _LONG: dict[str, tuple[float, float, float, float, float, float, float, str]] = 
 
 # Metacarpal axes (deg from "up" towards the small finger) and base centres (x, mm) on the carpus template.
 _MC_ANGLE = {2: -7.0, 3: 0.0, 4: 5.0, 5: 11.0}
-_MC_BASE_X = {2: -10.4, 3: -0.4, 4: 10.0, 5: 19.2}
+_MC_BASE_X = {2: -11.6, 3: -0.5, 4: 11.4, 5: 21.4}
+# The carpal templates are enlarged by this factor about _CARPUS_PIVOT (the lunate, so the proximal row keeps its
+# seat on the radius) to match the carpus/radius/metacarpal proportions of PA radiographs.
+_CARPUS_SCALE = 1.18
+_CARPUS_PIVOT = np.array([3.0, 17.0])
 _MC_PARTNER = {1: ("Trapezium",), 2: ("Trapezoid",), 3: ("Capitate",), 4: ("Hamate",), 5: ("Hamate",)}
 
 #: Normal joint-space widths of an average adult hand (mm), before the per-hand jitter.
@@ -187,7 +191,7 @@ def sample_anatomy(rng: np.random.Generator, hand_scale: tuple[float, float], *,
             flexion[f"MP{d}"] = float(np.cos(f_pip))
         flexion[f"DP{d}"] = float(np.cos(np.deg2rad(rng.uniform(0.0, 20.0))))
     normal_gap = {k: float(v * scale * rng.uniform(0.9, 1.1)) for k, v in NORMAL_GAP_MM.items()}
-    lip_depth = {k: float(scale * rng.uniform(0.8, 1.6)) for k in _LIP_SPECS}
+    lip_depth = {k: float(scale * rng.uniform(1.0, 2.2) * (0.6 if k == 'mc2mc3' else 1.0)) for k in _LIP_SPECS}
     carpal_noise = {n: int(rng.integers(0, 2**31 - 1)) for n in shapes.CARPAL_TEMPLATES}
     optional = [n for n in ("MCP-I", "MCP-S", "IP") if rng.random() < sesamoid_probability]
     mcp1 = rng.random() < max(sesamoid_probability, 0.95)
@@ -283,7 +287,7 @@ class Skeleton:
 # clear of, how much wider than the closest approach a facing gap may be to carry the rim (mm), lateral clearance from
 # the avoided classes (mm)).
 _LIP_SPECS: dict[str, tuple[str, tuple[str, ...], str, str, tuple[str, ...], float, float]] = {
-    "radius": ("Radius", ("Scaphoid", "Lunate"), "forearm", "SR", ("Pisiform_Triquetrum", "Ulna"), 3.5, 1.5),
+    "radius": ("Radius", ("Scaphoid", "Lunate"), "forearm", "SR", ("Pisiform_Triquetrum", "Ulna"), 4.5, 1.5),
     "scaphoid": ("Scaphoid", ("Trapezium",), "hand", "STT", ("Trapezoid",), 2.5, 0.4),
     "mc1": ("MC1", ("Trapezium",), "-mc1", "CMC-T", ("Trapezoid", "Scaphoid"), 3.5, 1.5),
     "mc2": ("MC2", ("Trapezoid", "Trapezium"), "-mc2", "CMC-I", ("Capitate",), 3.5, 1.5),
@@ -324,7 +328,7 @@ def _orient(part: Part, origin: np.ndarray, d: np.ndarray) -> None:
 
 
 def _carpal(name: str, anat: Anatomy) -> Part:
-    tpl = shapes.CARPAL_TEMPLATES[name]
+    tpl = _CARPUS_PIVOT + (shapes.CARPAL_TEMPLATES[name] - _CARPUS_PIVOT) * _CARPUS_SCALE
     r = np.random.default_rng(anat.carpal_noise[name])
     c = tpl.mean(axis=0)
     pts = c + (tpl - c) * anat.width_jitter[name] + r.normal(0.0, 0.15, tpl.shape)
@@ -348,17 +352,17 @@ def _forearm_bone(name: str, anat: Anatomy) -> Part:
     if name == "Radius":
         end = shapes.RADIUS_END
         radial = shapes.RADIUS_SHAFT_RADIAL
-        shaft_ulnar = [(6.9, 80.0), (6.6, 300.0)]
-        shaft_radial = [(-13.0, 300.0), (-13.4, 80.0)]
-        surf_idx = slice(0, 10)
-        axis_x = -3.3
+        shaft_ulnar = [(5.6, 80.0), (5.3, 300.0)]
+        shaft_radial = [(-13.6, 300.0), (-14.0, 80.0)]
+        surf_idx = slice(0, 11)  # radial styloid round the articular surface to the ulnar corner
+        axis_x = -4.2
     else:
         end = shapes.ULNA_END
         radial = shapes.ULNA_SHAFT_RADIAL
-        shaft_ulnar = [(24.0, 80.0), (23.6, 300.0)]
-        shaft_radial = [(15.4, 300.0), (14.8, 80.0)]
-        surf_idx = slice(0, 10)
-        axis_x = 19.0
+        shaft_ulnar = [(22.5, 80.0), (22.1, 300.0)]
+        shaft_radial = [(13.9, 300.0), (13.3, 80.0)]
+        surf_idx = slice(0, 10)  # the head and the ulnar styloid
+        axis_x = 17.5
     pts = np.vstack([end, shaft_ulnar, shaft_radial, radial[::-1]])
     # Width jitter about the shaft axis.
     pts = pts.copy()
@@ -457,12 +461,16 @@ def build(anat: Anatomy, gaps: dict[str, float]) -> Skeleton:
     for name in shapes.CARPAL_TEMPLATES:
         parts[name] = _carpal(name, anat)
     pc, prx, pry, pang = shapes.PISIFORM
+    pc = _CARPUS_PIVOT + (pc - _CARPUS_PIVOT) * _CARPUS_SCALE
+    prx, pry = prx * _CARPUS_SCALE, pry * _CARPUS_SCALE
     pis = Part(cls="Pisiform_Triquetrum", body=shapes.ellipse(pc * s, prx * s * anat.width_jitter["Triquetrum"],
                                                                pry * s * anat.width_jitter["Triquetrum"], pang),
                axis=up.copy(), origin=pc * s, knots_u=np.array([0.0]), cortex_mm=np.array([0.5]),
                trabecular=np.array([1.0]), aniso=1.0, surfaces={}, surface_width={}, density=1.08)
     parts["Triquetrum"].cls = "Pisiform_Triquetrum"
     hc, hrx, hry, hang = shapes.HAMATE_HOOK
+    hc = _CARPUS_PIVOT + (hc - _CARPUS_PIVOT) * _CARPUS_SCALE
+    hrx, hry = hrx * _CARPUS_SCALE, hry * _CARPUS_SCALE
     parts["Hamate"].rings.append((shapes.ellipse(hc * s, hrx * s, hry * s, hang, n=40), 0.7 * s))
 
     prox_row = [parts["Scaphoid"], parts["Lunate"], parts["Triquetrum"], pis]
@@ -683,7 +691,7 @@ def _sesamoids(where: str, parts: dict[str, Part], shapes_of: dict[str, LongBone
     host, shp = parts[host_name], shapes_of[host_name]
     tip = host.origin + shp.length * host.axis
     n = shapes.perp(host.axis)
-    up_from_tip = 0.55 * shp.head_cap * shp.head
+    up_from_tip = 0.95 * shp.head_cap * shp.head
     if where == "MCP-T":
         sides = [(-0.55, 2.2, 2.7), (0.55, 2.4, 2.9)]
     elif where == "MCP-I":
@@ -797,21 +805,27 @@ def _soft_tissue(parts: dict[str, Part], shapes_of: dict[str, LongBoneShape], an
 
     rad, uln = parts["Radius"], parts["Ulna"]
     nf = shapes.perp(f_axis)
-    wrist_y = 40.0 * s
-    r_edge = float((rad.body @ nf).min()) - 1.3 * m
-    u_edge = float((uln.body @ nf).max()) + 1.8 * m
-    c_w = np.array([0.0, wrist_y])
-    wr = c_w + (r_edge - c_w @ nf) * nf
-    wu = c_w + (u_edge - c_w @ nf) * nf
+    # Forearm skin lines follow the radius and ulna, a little thicker proximally (muscle bellies).
+    tip = float((rad.body @ f_axis).max())
+    rad_pts = shapes.resample(rad.body, 0.5, closed=True)
+    uln_pts = shapes.resample(uln.body, 0.5, closed=True)
+    radial_pts, ulnar_pts = [], []
+    for depth, k in ((16.0, 1.5), (40.0, 1.7), (80.0, 2.2), (280.0, 2.6)):
+        level = tip - depth * s
+        rb = rad_pts[np.abs(rad_pts @ f_axis - level) < 1.0]
+        ub = uln_pts[np.abs(uln_pts @ f_axis - level) < 1.0]
+        r_edge = float((rb @ nf).min()) - k * m
+        u_edge = float((ub @ nf).max()) + 1.1 * k * m
+        radial_pts.append(level * f_axis + r_edge * nf)
+        ulnar_pts.append(level * f_axis + u_edge * nf)
     mc1_head = at("MC1", 0.92, -1.0)
     web = 0.55 * at("MC1", 0.8, 1.0) + 0.45 * at("MC2", 0.55, -1.0)
     palm = np.array([
-        wr, at("MC1", 0.15, -1.0) + np.array([-2.0, 0.0]) * s, at("MC1", 0.55, -1.0), mc1_head,
+        at("MC1", 0.12, -1.0), at("MC1", 0.55, -1.0), mc1_head,
         at("MC1", 0.98, 1.0), web, at("MC2", 0.9, -1.0), at("MC2", 0.99, -0.3), at("MC3", 0.99, 0.0),
-        at("MC4", 0.99, 0.0), at("MC5", 0.97, 0.3), at("MC5", 0.85, 1.0), at("MC5", 0.4, 1.0) + np.array([2.5, 0]) * s,
-        at("MC5", 0.05, 1.0) + np.array([3.5, 0]) * s, wu])
-    # The palm continues into the forearm: one outline, so the skin line runs on without a seam.
-    far = 320.0 * s
-    outline = np.vstack([palm, [wu + far * (-f_axis) + 6.0 * s * nf, wr + far * (-f_axis) - 5.0 * s * nf]])
+        at("MC4", 0.99, 0.0), at("MC5", 0.97, 0.3), at("MC5", 0.85, 1.0), at("MC5", 0.4, 1.0) + np.array([2.0, 0]) * s,
+        at("MC5", 0.05, 1.0) + np.array([2.5, 0]) * s])
+    # One outline from the forearm's far radial side round the hand to its far ulnar side: no seam at the wrist.
+    outline = np.vstack([radial_pts[::-1], palm, ulnar_pts])
     polys.append(shapes.chaikin(outline, 3))
-    return polys, np.vstack(polys[:-1] + [shapes.chaikin(palm, 3)])
+    return polys, np.vstack(polys[:-1] + [shapes.chaikin(np.vstack([radial_pts[:2][::-1], palm, ulnar_pts[:2]]), 3)])
