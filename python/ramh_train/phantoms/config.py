@@ -57,9 +57,10 @@ class ScannerProfile:
         blur_mm: range of the detector blur (Gaussian sigma, mm): the MTF.
         unsharp_amount: range of the unsharp-mask gain of the centre's processing (0: none).
         unsharp_sigma_mm: range of the unsharp-mask kernel sigma (mm).
-        kappa: range of the display compression (the display is ``1 - exp(-attenuation / kappa)``-like: smaller
-            kappa brightens soft tissue).
-        gamma: range of the display gamma.
+        soft_level / bone_level: ranges of the display levels (0..1 of full scale) of the median soft tissue and
+            of the median bone; the centre's automatic windowing maps the measured attenuation through (open field,
+            ``background``), (median soft tissue, ``soft_level``), (median bone, ``bone_level``) and (densest bone,
+            ``white``) with a smooth monotone curve.
         background: range of the display level of the unattenuated field (0..1 of full scale).
         white: range of the display level that the densest bone approaches (0..1).
         heel: range of the relative exposure gradient along the long image axis (anode heel effect).
@@ -73,8 +74,8 @@ class ScannerProfile:
     blur_mm: tuple[float, float]
     unsharp_amount: tuple[float, float]
     unsharp_sigma_mm: tuple[float, float]
-    kappa: tuple[float, float]
-    gamma: tuple[float, float]
+    soft_level: tuple[float, float]
+    bone_level: tuple[float, float]
     background: tuple[float, float]
     white: tuple[float, float]
     heel: tuple[float, float]
@@ -85,12 +86,14 @@ class ScannerProfile:
     def __post_init__(self) -> None:
         if not self.code or not self.code.isalnum():
             raise ValueError(f"ScannerProfile.code must be a non-empty alphanumeric string, got {self.code!r}")
-        for name in ("photons_per_mm2", "blur_mm", "unsharp_amount", "unsharp_sigma_mm", "kappa", "gamma",
+        for name in ("photons_per_mm2", "blur_mm", "unsharp_amount", "unsharp_sigma_mm", "soft_level", "bone_level",
                      "background", "white", "heel", "scatter", "electronic_noise", "trabecular_contrast"):
             _check_range(f"ScannerProfile({self.code}).{name}", getattr(self, name), low=0.0)
         _check_range(f"ScannerProfile({self.code}).photons_per_mm2", self.photons_per_mm2, low=1.0)
-        _check_range(f"ScannerProfile({self.code}).kappa", self.kappa, low=1e-3)
-        _check_range(f"ScannerProfile({self.code}).gamma", self.gamma, low=0.1)
+        if not (self.background[1] < self.soft_level[0] and self.soft_level[1] < self.bone_level[0]
+                and self.bone_level[1] < self.white[0]):
+            raise ValueError(f"ScannerProfile({self.code}): need background {self.background} < soft_level "
+                             f"{self.soft_level} < bone_level {self.bone_level} < white {self.white}")
         if self.background[1] >= self.white[0]:
             raise ValueError(f"ScannerProfile({self.code}): background {self.background} must lie below white "
                              f"{self.white}")
@@ -101,18 +104,30 @@ class ScannerProfile:
 #: Six centres, as in RAM-H1200: computed radiography with strong edge enhancement, flat-panel detectors with
 #: little processing, a noisy low-dose unit, a soft (blurry) unit, a high-contrast unit and a film-like one.
 SCANNER_PROFILES: tuple[ScannerProfile, ...] = (
-    ScannerProfile("CRA", (3.0e5, 6.0e5), (0.07, 0.10), (0.8, 1.3), (1.5, 3.0), (0.52, 0.62), (0.95, 1.10),
-                   (0.04, 0.09), (0.93, 0.97), (0.04, 0.10), (0.10, 0.20), (0.002, 0.004), (0.8, 1.1)),
-    ScannerProfile("DRB", (6.0e5, 1.2e6), (0.05, 0.08), (0.4, 0.8), (2.0, 4.0), (0.55, 0.68), (0.90, 1.05),
-                   (0.02, 0.06), (0.92, 0.96), (0.02, 0.06), (0.05, 0.12), (0.001, 0.003), (0.9, 1.2)),
-    ScannerProfile("LDC", (1.5e5, 3.0e5), (0.07, 0.11), (0.6, 1.0), (1.5, 3.0), (0.50, 0.60), (0.95, 1.10),
-                   (0.05, 0.10), (0.90, 0.95), (0.05, 0.12), (0.12, 0.22), (0.003, 0.006), (0.7, 1.0)),
-    ScannerProfile("SFT", (4.0e5, 8.0e5), (0.10, 0.15), (0.3, 0.6), (2.5, 4.5), (0.55, 0.70), (0.95, 1.15),
-                   (0.04, 0.08), (0.90, 0.95), (0.03, 0.08), (0.12, 0.25), (0.002, 0.004), (0.6, 0.9)),
-    ScannerProfile("HCT", (4.0e5, 9.0e5), (0.06, 0.09), (1.0, 1.6), (1.2, 2.5), (0.45, 0.55), (1.05, 1.25),
-                   (0.01, 0.05), (0.95, 0.99), (0.03, 0.09), (0.06, 0.14), (0.001, 0.003), (0.9, 1.3)),
-    ScannerProfile("FLM", (3.0e5, 7.0e5), (0.08, 0.12), (0.2, 0.5), (3.0, 5.0), (0.60, 0.75), (0.85, 1.00),
-                   (0.06, 0.12), (0.88, 0.94), (0.06, 0.14), (0.15, 0.28), (0.002, 0.005), (0.7, 1.0)),
+    ScannerProfile("CRA", photons_per_mm2=(300000, 600000), blur_mm=(0.07, 0.1), unsharp_amount=(0.5, 0.9),
+                   unsharp_sigma_mm=(1.5, 3), soft_level=(0.44, 0.52), bone_level=(0.76, 0.82),
+                   background=(0.04, 0.09), white=(0.93, 0.97), heel=(0.04, 0.1), scatter=(0.1, 0.2),
+                   electronic_noise=(0.002, 0.004), trabecular_contrast=(0.8, 1.1)),
+    ScannerProfile("DRB", photons_per_mm2=(600000, 1.2e+06), blur_mm=(0.05, 0.08), unsharp_amount=(0.3, 0.6),
+                   unsharp_sigma_mm=(2, 4), soft_level=(0.46, 0.55), bone_level=(0.78, 0.84),
+                   background=(0.02, 0.06), white=(0.92, 0.96), heel=(0.02, 0.06), scatter=(0.05, 0.12),
+                   electronic_noise=(0.001, 0.003), trabecular_contrast=(0.9, 1.2)),
+    ScannerProfile("LDC", photons_per_mm2=(150000, 300000), blur_mm=(0.07, 0.11), unsharp_amount=(0.4, 0.8),
+                   unsharp_sigma_mm=(1.5, 3), soft_level=(0.42, 0.5), bone_level=(0.74, 0.8),
+                   background=(0.05, 0.1), white=(0.9, 0.95), heel=(0.05, 0.12), scatter=(0.12, 0.22),
+                   electronic_noise=(0.003, 0.006), trabecular_contrast=(0.7, 1)),
+    ScannerProfile("SFT", photons_per_mm2=(400000, 800000), blur_mm=(0.1, 0.15), unsharp_amount=(0.2, 0.5),
+                   unsharp_sigma_mm=(2.5, 4.5), soft_level=(0.48, 0.58), bone_level=(0.76, 0.82),
+                   background=(0.04, 0.08), white=(0.9, 0.95), heel=(0.03, 0.08), scatter=(0.12, 0.25),
+                   electronic_noise=(0.002, 0.004), trabecular_contrast=(0.6, 0.9)),
+    ScannerProfile("HCT", photons_per_mm2=(400000, 900000), blur_mm=(0.06, 0.09), unsharp_amount=(0.6, 1),
+                   unsharp_sigma_mm=(1.2, 2.5), soft_level=(0.38, 0.46), bone_level=(0.8, 0.86),
+                   background=(0.01, 0.05), white=(0.95, 0.99), heel=(0.03, 0.09), scatter=(0.06, 0.14),
+                   electronic_noise=(0.001, 0.003), trabecular_contrast=(0.9, 1.3)),
+    ScannerProfile("FLM", photons_per_mm2=(300000, 700000), blur_mm=(0.08, 0.12), unsharp_amount=(0.1, 0.4),
+                   unsharp_sigma_mm=(3, 5), soft_level=(0.5, 0.6), bone_level=(0.74, 0.8), background=(0.06, 0.12),
+                   white=(0.88, 0.94), heel=(0.06, 0.14), scatter=(0.15, 0.28), electronic_noise=(0.002, 0.005),
+                   trabecular_contrast=(0.7, 1)),
 )
 
 

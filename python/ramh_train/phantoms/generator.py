@@ -136,13 +136,14 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     # Soft tissue and distractors.
     st_mask = render.add_soft_tissue(L, canvas, sk.soft_tissue, 8.0 * anat.scale)
     distractors = _distractors(L, canvas, sk, cfg, _rng(seed, "distractor"))
-    image = render.expose(L, canvas, acq, _rng(seed, "noise"), cfg.noise, field_rect, cfg.dtype)
-    del L
-    soft = st_mask
+    bones = np.zeros((H, W), bool)
     for name, m in masks.items():
         x0, y0, x1, y1 = boxes[name]
-        soft[y0:y1, x0:x1] |= m[y0:y1, x0:x1]
-    masks["SoftTissue"] = soft
+        bones[y0:y1, x0:x1] |= m[y0:y1, x0:x1]
+    image = render.expose(L, canvas, acq, _rng(seed, "noise"), cfg.noise, field_rect, cfg.dtype, st_mask, bones)
+    del L
+    masks["SoftTissue"] = st_mask | bones
+    del bones
     if field_rect is not None:  # annotators mark only what was exposed
         fx0, fy0, fx1, fy1 = field_rect
         for m in list(masks.values()) + list(erosion.values()):

@@ -13,8 +13,9 @@ Model (all lengths in mm, attenuation as a line integral ``L``, dimensionless):
   the mask are kept);
 * overlapping bones add up; metal distractors (ring, intravenous cannula) add a large attenuation and are in no mask;
 * acquisition: primary ``exp(-L)`` with a heel-effect gradient, low-frequency scatter, signal-dependent quantum noise
-  and electronic noise, detector blur (MTF), log, the centre's unsharp-mask processing, a display curve
-  ``1 - exp(-L / kappa)`` with gamma between a background and a white level, collimator borders (black), quantisation.
+  and electronic noise, detector blur (MTF), log, the centre's unsharp-mask processing, automatic windowing (the
+  densest bone at the white level, the median soft tissue at the centre's soft-tissue level, a power curve between,
+  the open field at the background level), collimator borders (black), quantisation.
 """
 from __future__ import annotations
 
@@ -22,15 +23,16 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.interpolate import PchipInterpolator
 
 from . import shapes
 from .config import ScannerProfile
 from .disease import Lesion
 from .shapes import Part
 
-MU_SOFT = 0.017     # per mm of soft tissue
-MU_CORTEX = 0.110   # per mm of cortical bone
-MU_TRAB = 0.026     # per mm of trabecular bone (bone volume fraction ~25%)
+MU_SOFT = 0.015     # per mm of soft tissue
+MU_CORTEX = 0.100   # per mm of cortical bone
+MU_TRAB = 0.030     # per mm of trabecular bone (bone volume fraction ~30%)
 MU_METAL = 2.2      # per mm of metal (saturates)
 
 
@@ -75,8 +77,8 @@ class Acquisition:
     blur_mm: float
     unsharp_amount: float
     unsharp_sigma_mm: float
-    kappa: float
-    gamma: float
+    soft_level: float
+    bone_level: float
     background: float
     white: float
     heel: float
@@ -97,7 +99,8 @@ def sample_acquisition(rng: np.random.Generator, profile: ScannerProfile) -> Acq
 
     return Acquisition(profile=profile.code, photons_per_mm2=u(profile.photons_per_mm2), blur_mm=u(profile.blur_mm),
                        unsharp_amount=u(profile.unsharp_amount), unsharp_sigma_mm=u(profile.unsharp_sigma_mm),
-                       kappa=u(profile.kappa), gamma=u(profile.gamma), background=u(profile.background),
+                       soft_level=u(profile.soft_level), bone_level=u(profile.bone_level),
+                       background=u(profile.background),
                        white=u(profile.white), heel=u(profile.heel), heel_sign=float(rng.choice([-1.0, 1.0])),
                        scatter=u(profile.scatter), electronic_noise=u(profile.electronic_noise),
                        trabecular_contrast=u(profile.trabecular_contrast), exposure=float(rng.uniform(0.9, 1.1)))
@@ -112,18 +115,19 @@ _TEX_STEP_MM = 0.16  # texture grid spacing (finer than trabecular cells)
 
 def _texture_field(rng: np.random.Generator, nu: int, nv: int, aniso: float, step: float) -> np.ndarray:
     """Band-limited, zero-mean, unit-SD noise on an ``nu x nv`` grid of ``step`` mm (rows along the bone axis),
-    streaky for ``aniso > 1`` (trabeculae run along tubular bones)."""
+    streaky for ``aniso > 1`` (trabeculae run along tubular bones): a fine band (plates and rods, ~0.3 mm) over a
+    medium one (marrow spaces, ~1 mm)."""
     n = rng.standard_normal((nu + 8, nv + 8), dtype=np.float32)
-    s_fine = max(0.20 / step, 0.7)
-    fine = cv2.GaussianBlur(n, (0, 0), sigmaX=s_fine, sigmaY=s_fine * aniso)
-    coarse = cv2.GaussianBlur(n, (0, 0), sigmaX=3.0 * s_fine, sigmaY=3.0 * s_fine * aniso)
-    band = fine - coarse
-    # A reticular look: emphasise the ridges of the band-passed field (trabecular plates).
-    sd = float(band.std()) + 1e-6
-    ridge = np.exp(-(band / (0.6 * sd)) ** 2) - 0.45
-    out = 0.6 * band / sd + 1.2 * ridge
-    out -= out.mean()
-    out /= out.std() + 1e-6
+    s1 = max(0.12 / step, 0.6)
+    s2 = max(0.40 / step, 1.2)
+    a = max(aniso, 1.0)
+    fine = cv2.GaussianBlur(n, (0, 0), sigmaX=s1, sigmaY=s1 * min(a, 2.0))
+    mid = cv2.GaussianBlur(n, (0, 0), sigmaX=s2, sigmaY=s2 * a)
+    coarse = cv2.GaussianBlur(n, (0, 0), sigmaX=3.0 * s2, sigmaY=3.0 * s2 * a)
+    f = fine - mid
+    m = mid - coarse
+    out = 0.5 * f / (float(f.std()) + 1e-6) + 1.0 * m / (float(m.std()) + 1e-6)
+    out /= float(out.std()) + 1e-6
     return out[4:-4, 4:-4]
 
 
@@ -212,7 +216,7 @@ def render_part(canvas: Canvas, part: Part, lesions: list[Lesion], acq: Acquisit
     M = np.array([[cv_[1], cv_[2], cv_[0] - vmin], [cu[1], cu[2], cu[0] - umin]], np.float64) / tstep
     tex = cv2.warpAffine(field, M, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                          borderMode=cv2.BORDER_REFLECT)
-    tc = 0.18 * acq.trabecular_contrast
+    tc = 0.30 * acq.trabecular_contrast
     dens = np.float32(part.density * bmd)
     att = dens * (MU_CORTEX * (t_out - t_in) + MU_TRAB * trab * t_in * (1.0 + tc * tex))
     att *= body
@@ -301,7 +305,7 @@ def add_soft_tissue(L: np.ndarray, canvas: Canvas, polys_mm: list[np.ndarray], f
     dd = np.minimum(d, r)
     thick = 2.0 * np.sqrt(dd * (2.0 * r - dd))
     bulk = cv2.GaussianBlur(small, (0, 0), 14.0 / px_mm)
-    thick = (thick + 34.0 * np.clip(bulk - 0.35, 0.0, None) * sm) * MU_SOFT
+    thick = (thick + 22.0 * np.clip(bulk - 0.35, 0.0, None) * sm) * MU_SOFT
     # Dilate by one low-res pixel so the upsampled profile does not fade inside the exact skin line.
     thick = np.maximum(thick, cv2.dilate(thick, np.ones((3, 3), np.uint8)) * (1 - sm))
     big = cv2.resize(thick.astype(np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
@@ -385,13 +389,16 @@ def _noise_field(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
 
 
 def expose(L: np.ndarray, canvas: Canvas, acq: Acquisition, rng: np.random.Generator, noise: bool,
-           field_rect: tuple[int, int, int, int] | None, dtype: str) -> np.ndarray:
+           field_rect: tuple[int, int, int, int] | None, dtype: str, tissue: np.ndarray, bone: np.ndarray
+           ) -> np.ndarray:
     """Turn the attenuation map into the final image (bone bright), ``uint8`` or ``uint16``.
 
     Args:
         L: H x W attenuation (float32); consumed (overwritten) to save memory.
         field_rect: collimated field (x0, y0, x1, y1) in pixels; outside it the image is black. None: no borders.
         dtype: ``"uint8"`` or ``"uint16"``.
+        tissue / bone: H x W bool masks of the silhouette and of the bones, for the automatic windowing (read on a
+            sparse grid).
     """
     H, W = L.shape
     sp = canvas.spacing
@@ -431,15 +438,26 @@ def expose(L: np.ndarray, canvas: Canvas, acq: Acquisition, rng: np.random.Gener
         low *= a
         Lm -= low
         del low
-    # Display curve as a lookup table over the measured attenuation (the gamma is the costly part per pixel).
+    # Automatic windowing, as a lookup table over the normalised attenuation t = Lm / (densest bone): a smooth
+    # monotone curve through (0, background), (median soft tissue, soft_level), (median bone, bone_level), (1, white).
+    k = max(1, int(round(1.0 / sp)))
+    grid_l = Lm[::k, ::k]
+    tis = tissue[::k, ::k]
+    bon = bone[::k, ::k]
+    l_hi = 1.04 * float(np.percentile(grid_l[bon], 99.9)) if bon.any() else float(grid_l.max())
+    l_hi = max(l_hi, 1e-3)
+    soft_px = grid_l[tis & ~bon]
+    t_soft = float(np.median(soft_px)) / l_hi if soft_px.size else 0.45
+    t_bone = float(np.median(grid_l[bon])) / l_hi if bon.any() else 0.8
+    t_soft = float(np.clip(t_soft, 0.05, 0.85))
+    t_bone = float(np.clip(t_bone, t_soft + 0.05, 0.95))
     levels = 65535 if dtype == "uint16" else 255
     n_lut = 8192
-    l_max = np.float32(8.0 * acq.kappa)
-    grid = np.linspace(0.0, float(l_max), n_lut)
-    y = (1.0 - np.exp(-grid / acq.kappa)) ** acq.gamma
-    lut = np.rint((acq.background + (acq.white - acq.background) * y) * levels)
+    curve = PchipInterpolator([0.0, t_soft, t_bone, 1.0], [acq.background, acq.soft_level, acq.bone_level,
+                                                               acq.white])
+    lut = np.rint(np.clip(curve(np.linspace(0.0, 1.0, n_lut)), 0.0, 1.0) * levels)
     lut = lut.astype(np.uint16 if dtype == "uint16" else np.uint8)
-    Lm *= np.float32((n_lut - 1) / l_max)
+    Lm *= np.float32((n_lut - 1) / l_hi)
     np.clip(Lm, 0.0, n_lut - 1, out=Lm)
     out = lut[Lm.astype(np.int32)]
     if field_rect is not None:

@@ -62,7 +62,7 @@ _MC_PARTNER = {1: ("Trapezium",), 2: ("Trapezoid",), 3: ("Capitate",), 4: ("Hama
 
 #: Normal joint-space widths of an average adult hand (mm), before the per-hand jitter.
 NORMAL_GAP_MM: dict[str, float] = {
-    "SR": 1.9, "SC": 1.6, "STT": 1.5, "CMC-T": 1.5, "CMC-I": 1.2, "CMC-M": 1.2, "CMC-R": 1.2, "CMC-S": 1.2,
+    "SR": 1.7, "SC": 1.4, "STT": 1.3, "CMC-T": 1.4, "CMC-I": 1.1, "CMC-M": 1.1, "CMC-R": 1.1, "CMC-S": 1.1,
     **{f"MCP-{s}": 1.8 for s in "TIMRS"}, "IP": 1.2, **{f"PIP-{s}": 1.4 for s in "IMRS"},
     **{f"DIP-{s}": 1.1 for s in "IMRS"},
 }
