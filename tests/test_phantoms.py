@@ -402,9 +402,11 @@ def test_score_marginals_are_plausible():
         jsn += list(j.values())
     fb = np.bincount(be, minlength=6) / len(be)
     fj = np.bincount(jsn, minlength=5) / len(jsn)
-    assert 0.65 <= fb[0] <= 0.9 and 0.55 <= fj[0] <= 0.85
-    assert fb[1] > fb[3] > 0 and fb[5] > 0 and fb[5] < 0.05
-    assert fj[1] > fj[3] > 0 and fj[4] > 0 and fj[4] < 0.08
+    # Most areas healthy, then a tail that falls grade by grade (and does not pile up at the maximum).
+    assert 0.7 <= fb[0] <= 0.9 and 0.65 <= fj[0] <= 0.85
+    assert all(a > b > 0 for a, b in zip(fb[1:], fb[2:])), fb
+    assert all(a > b > 0 for a, b in zip(fj[1:], fj[2:])), fj
+    assert fb[5] < 0.03 and fj[4] < 0.05
 
 
 def test_scores_of_a_healthy_patient_are_zero_unless_forced():

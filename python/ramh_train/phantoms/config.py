@@ -176,7 +176,7 @@ class PhantomConfig:
     dtype: str = "uint8"
     ra_fraction: float = 0.72
     severity_shape: float = 0.9
-    severity_scale: float = 1.0
+    severity_scale: float = 1.2
     force_be: int | Mapping[str, int] | None = None
     force_jsn: int | Mapping[str, int] | None = None
     non_svdh_rate: float = 0.6

@@ -174,6 +174,10 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     if side == "L":
         image, masks, erosion, rois, joints_meta, field_rect = _mirror(image, masks, erosion, rois, joints_meta,
                                                                        field_rect, W)
+        for dis in distractors:
+            dis["centre_px"] = [W - dis["centre_px"][0], dis["centre_px"][1]]
+    # The rotation as seen in the image (a left hand is the mirror image of the right hand drawn).
+    layout["rotation_deg_image"] = layout["rotation_deg"] if side == "R" else -layout["rotation_deg"]
     for st, box in rois.items():
         x0, y0, x1, y1 = box.bbox()
         jboxes[st] = (float(np.clip(x0, 0, W)), float(np.clip(y0, 0, H)), float(np.clip(x1, 0, W)),
@@ -220,8 +224,7 @@ def _layout(sk: skeleton.Skeleton, cfg: PhantomConfig, rng: np.random.Generator
     a = np.deg2rad(rot)
     # Counter-clockwise on screen (y down) for positive angles, as RotatedBox.
     Rm = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
-    pts = np.vstack([p.body for p in sk.parts if p.cls not in ("Radius", "Ulna")] + [sk.outline_points])
-    rp = pts @ Rm.T
+    rp = sk.fit_points() @ Rm.T
     lo, hi = rp.min(axis=0), rp.max(axis=0)
     margin = 6.0
     need_w = hi[0] - lo[0] + 2 * margin
@@ -236,7 +239,8 @@ def _layout(sk: skeleton.Skeleton, cfg: PhantomConfig, rng: np.random.Generator
     A = Rm / sp
     t = np.array([ox, oy]) / sp
     canvas = render.Canvas(height=H, width=W, spacing=sp, A=A, t=t)
-    return canvas, {"spacing_mm": sp, "rotation_deg": rot, "field_mm": [fw, fh], "offset_mm": [float(ox), float(oy)]}
+    return canvas, {"spacing_mm": sp, "rotation_deg": rot, "field_mm": [fw, fh], "offset_mm": [float(ox), float(oy)],
+                    "size_px": [W, H]}
 
 
 def _collimation(canvas: render.Canvas, sk: skeleton.Skeleton, rng: np.random.Generator, p: float
@@ -246,8 +250,7 @@ def _collimation(canvas: render.Canvas, sk: skeleton.Skeleton, rng: np.random.Ge
     if rng.random() >= p:
         return None
     H, W, sp = canvas.height, canvas.width, canvas.spacing
-    pts = canvas.to_px(np.vstack([p_.body for p_ in sk.parts if p_.cls not in ("Radius", "Ulna")]
-                                 + [sk.outline_points]))
+    pts = canvas.to_px(sk.fit_points())
     gap = 3.0 / sp
     hx0, hy0 = pts.min(axis=0) - gap
     hx1, hy1 = pts.max(axis=0) + gap

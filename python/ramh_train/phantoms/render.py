@@ -9,13 +9,13 @@ Model (all lengths in mm, attenuation as a line integral ``L``, dimensionless):
   the part's profile: thick along a diaphysis, thin at the ends, which gives the bright rims and subchondral lines) and
   a trabecular core (density from the profile, low in a marrow cavity) modulated by band-limited texture generated at
   low resolution in the bone's own frame and warped in; rims that project over a neighbour ("lips") are drawn as a
-  thin cortical line; erosions remove part of the bone's attenuation inside the lesion (lucent defects; the outline and
-  the mask are kept);
+  thin cortical line over a faint plate; erosions remove most of the bone's attenuation inside the lesion (lucent
+  defects; the outline and the mask are kept);
 * overlapping bones add up; metal distractors (ring, intravenous cannula) add a large attenuation and are in no mask;
 * acquisition: primary ``exp(-L)`` with a heel-effect gradient, low-frequency scatter, signal-dependent quantum noise
-  and electronic noise, detector blur (MTF), log, the centre's unsharp-mask processing, automatic windowing (the
-  densest bone at the white level, the median soft tissue at the centre's soft-tissue level, a power curve between,
-  the open field at the background level), collimator borders (black), quantisation.
+  and electronic noise, detector blur (MTF), log, the centre's unsharp-mask processing, automatic windowing (a smooth
+  monotone tone curve through the open field, the median soft tissue, the median bone and the densest bone, at the
+  centre's levels), collimator borders (black), quantisation.
 """
 from __future__ import annotations
 
@@ -123,11 +123,10 @@ def _texture_field(rng: np.random.Generator, nu: int, nv: int, aniso: float, ste
     a = max(aniso, 1.0)
     fine = cv2.GaussianBlur(n, (0, 0), sigmaX=s1, sigmaY=s1 * min(a, 2.0))
     mid = cv2.GaussianBlur(n, (0, 0), sigmaX=s2, sigmaY=s2 * a)
-    coarse = cv2.GaussianBlur(n, (0, 0), sigmaX=3.0 * s2, sigmaY=3.0 * s2 * a)
     f = fine - mid
-    m = mid - coarse
-    out = 0.5 * f / (float(f.std()) + 1e-6) + 1.0 * m / (float(m.std()) + 1e-6)
-    out /= float(out.std()) + 1e-6
+    sub = (slice(None, None, 3), slice(None, None, 3))  # statistics on a sparse grid are enough
+    out = 0.5 * f / (float(f[sub].std()) + 1e-6) + 1.0 * (mid - float(mid[sub].mean())) / (float(mid[sub].std()) + 1e-6)
+    out /= float(out[sub].std()) + 1e-6
     return out[4:-4, 4:-4]
 
 
@@ -147,9 +146,9 @@ class PartRender:
 
 
 def _pixel_frame(canvas: Canvas, window: tuple[int, int, int, int], origin: np.ndarray, axis: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Affine coefficients mapping window pixel (col, row) centres to the part's (u, v) in mm:
-    ``u = cu[0] + cu[1]*col + cu[2]*row`` (same for v); also returns the inverse matrix."""
+    ``u = cu[0] + cu[1]*col + cu[2]*row`` (same for v)."""
     Ainv = np.linalg.inv(canvas.A)
     x0, y0 = window[0], window[1]
     # mm = Ainv @ (px - t); px = (x0 + col + 0.5, y0 + row + 0.5)
@@ -157,12 +156,16 @@ def _pixel_frame(canvas: Canvas, window: tuple[int, int, int, int], origin: np.n
     n = shapes.perp(axis)
     cu = np.array([base @ axis, Ainv[:, 0] @ axis, Ainv[:, 1] @ axis])
     cv = np.array([base @ n, Ainv[:, 0] @ n, Ainv[:, 1] @ n])
-    return cu, cv, Ainv
+    return cu, cv
 
 
 def render_part(canvas: Canvas, part: Part, lesions: list[Lesion], acq: Acquisition, bmd: float,
                 tex_rng: np.random.Generator) -> PartRender | None:
-    """Render one part into its window (None when it lies outside the image)."""
+    """Render one part (and its lesions) into its own window; None when the part lies outside the image.
+
+    Returns the window's attenuation (float32), the part's mask (body and lips) and, per lesion, its mask clipped to
+    the part's body.
+    """
     sp = canvas.spacing
     body_px = canvas.to_px(part.body)
     lips_px = [canvas.to_px(p) for p in part.lips]
@@ -181,7 +184,7 @@ def render_part(canvas: Canvas, part: Part, lesions: list[Lesion], acq: Acquisit
     # Distance to the outline (mm); the DT measures to the nearest outside pixel centre, half a pixel beyond the edge.
     d = cv2.distanceTransform(np.pad(body, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
     d = np.maximum(d - 0.5, 0.0) * sp
-    cu, cv_, _ = _pixel_frame(canvas, win, part.origin, part.axis)
+    cu, cv_ = _pixel_frame(canvas, win, part.origin, part.axis)
     cols = np.arange(w, dtype=np.float32)[None, :]
     rows = np.arange(h, dtype=np.float32)[:, None]
     u = (cu[0] + cu[1] * cols + cu[2] * rows).astype(np.float32)
@@ -195,8 +198,9 @@ def render_part(canvas: Canvas, part: Part, lesions: list[Lesion], acq: Acquisit
     rb = np.convolve(np.pad(rb, 1, mode="edge"), np.array([0.25, 0.5, 0.25], np.float32), mode="valid")
     R = np.maximum(rb[ub], d)
     if len(part.knots_u) > 1:
-        c = np.interp(u, part.knots_u, part.cortex_mm).astype(np.float32)
-        trab = np.interp(u, part.knots_u, part.trabecular).astype(np.float32)
+        centres = umin + (np.arange(nbin) + 0.5) * step
+        c = np.interp(centres, part.knots_u, part.cortex_mm).astype(np.float32)[ub]
+        trab = np.interp(centres, part.knots_u, part.trabecular).astype(np.float32)[ub]
     else:
         c = np.float32(part.cortex_mm[0])
         trab = np.float32(part.trabecular[0])
@@ -245,7 +249,9 @@ def render_part(canvas: Canvas, part: Part, lesions: list[Lesion], acq: Acquisit
         sig = max(0.12 / sp, 0.5)
         soft = cv2.GaussianBlur(lm.astype(np.float32), (0, 0), sig)
         soft = np.maximum(soft, lm * 0.85)
-        att *= 1.0 - les.lucency * soft
+        # Uneven bone loss inside the defect (remnant trabeculae), from the bone's own texture.
+        patchy = np.float32(0.8) + np.float32(0.2 / 1.5) * np.clip(tex, -1.5, 1.5)
+        att *= 1.0 - np.float32(les.lucency) * soft * patchy
         lesion_masks.append((les, lm))
     return PartRender(win, att.astype(np.float32), mask, lesion_masks)
 
@@ -383,9 +389,20 @@ def _noise_field(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
     if k & 4:
         tile = tile.T
     oy, ox = (int(v) for v in rng.integers(0, _NOISE_TILE, 2))
-    rows = (oy + np.arange(H)) % _NOISE_TILE
-    cols = (ox + np.arange(W)) % _NOISE_TILE
-    return tile[rows[:, None], cols[None, :]]
+    out = np.empty((H, W), np.float32)
+    # Copy the wrapped tile block by block (contiguous runs), not pixel by pixel.
+    y = 0
+    while y < H:
+        ty = (oy + y) % _NOISE_TILE
+        hh = min(H - y, _NOISE_TILE - ty)
+        x = 0
+        while x < W:
+            tx = (ox + x) % _NOISE_TILE
+            ww = min(W - x, _NOISE_TILE - tx)
+            out[y:y + hh, x:x + ww] = tile[ty:ty + hh, tx:tx + ww]
+            x += ww
+        y += hh
+    return out
 
 
 def expose(L: np.ndarray, canvas: Canvas, acq: Acquisition, rng: np.random.Generator, noise: bool,

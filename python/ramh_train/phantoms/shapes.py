@@ -78,12 +78,6 @@ def place(local: np.ndarray, origin: np.ndarray, d: np.ndarray) -> np.ndarray:
     return origin[None, :] + local[:, :1] * d[None, :] + local[:, 1:2] * perp(d)[None, :]
 
 
-def polygon_area(p: np.ndarray) -> float:
-    """Signed area (shoelace), positive for counter-clockwise order in a y-up frame."""
-    x, y = p[:, 0], p[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
-
-
 def centroid(p: np.ndarray) -> np.ndarray:
     """Area centroid of a simple polygon."""
     x, y = p[:, 0], p[:, 1]
@@ -142,13 +136,6 @@ def gap_along(proximal: list[np.ndarray], distal: list[np.ndarray], d: np.ndarra
     if not both.any():
         raise ValueError("the two bone groups do not face each other along the given axis")
     return float(np.min(dist_lo[both] - prox_hi[both]))
-
-
-def polygons_overlap(a: np.ndarray, b: np.ndarray, step: float = 0.05) -> bool:
-    """True when two simple polygons overlap (a vertex of one inside the other, tested on densely resampled outlines)."""
-    pa = resample(a, step, closed=True)
-    pb = resample(b, step, closed=True)
-    return bool(points_in_polygon(pa, b).any() or points_in_polygon(pb, a).any())
 
 
 def points_in_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ more as the joint narrows. Every other pair of bones stays apart.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -264,7 +264,6 @@ class Skeleton:
     hand_axis: np.ndarray
     forearm_axis: np.ndarray
     anatomy: Anatomy
-    finger_axes: dict[int, list[np.ndarray]] = field(default_factory=dict)
 
     def part(self, cls: str) -> Part:
         """The (first) part of a bone class."""
@@ -273,13 +272,10 @@ class Skeleton:
                 return p
         raise KeyError(cls)
 
-    def bodies(self, classes: tuple[str, ...] | list[str]) -> list[np.ndarray]:
-        return [p.body for p in self.parts if p.cls in classes]
-
-    def extent(self) -> tuple[np.ndarray, np.ndarray]:
-        """Bounding box (min xy, max xy) of all bones and the soft tissue except the forearm's proximal run-out."""
-        pts = np.vstack([p.body for p in self.parts if p.cls not in ("Radius", "Ulna")] + [self.outline_points])
-        return pts.min(axis=0), pts.max(axis=0)
+    def fit_points(self) -> np.ndarray:
+        """Points that must lie inside the image: every bone but the forearm's (whose shafts run off the image) and
+        the silhouette without the forearm's run-out (hand frame, mm)."""
+        return np.vstack([p.body for p in self.parts if p.cls not in ("Radius", "Ulna")] + [self.outline_points])
 
 
 # Lips: name -> (owner class, partner classes, direction ("forearm"/"hand"/"-mc<d>" towards proximal along a
@@ -299,6 +295,8 @@ _LIP_SPECS: dict[str, tuple[str, tuple[str, ...], str, str, tuple[str, ...], flo
 
 
 def _long_part(name: str, anat: Anatomy, length_factor: float = 1.0) -> tuple[Part, LongBoneShape]:
+    """A metacarpal or phalanx in its own frame (origin at the base, pointing up); ``length_factor`` foreshortens it
+    (flexion). The cortex thickens towards mid-shaft and the marrow cavity thins the trabecular density there."""
     L, wb, ws, wh, bshape, cap, tilt, kind = _LONG[name]
     s = anat.scale
     lj, wj = anat.length_jitter[name], anat.width_jitter[name]
@@ -328,6 +326,7 @@ def _orient(part: Part, origin: np.ndarray, d: np.ndarray) -> None:
 
 
 def _carpal(name: str, anat: Anatomy) -> Part:
+    """A carpal bone from its template: enlarged to the hand's carpus proportions, jittered, smoothed, scaled."""
     tpl = _CARPUS_PIVOT + (shapes.CARPAL_TEMPLATES[name] - _CARPUS_PIVOT) * _CARPUS_SCALE
     r = np.random.default_rng(anat.carpal_noise[name])
     c = tpl.mean(axis=0)
@@ -347,6 +346,7 @@ def _carpal(name: str, anat: Anatomy) -> Part:
 
 
 def _forearm_bone(name: str, anat: Anatomy) -> Part:
+    """Distal radius or ulna with a shaft long enough to leave any image; cortex thickens down the shaft."""
     s = anat.scale
     wj = anat.width_jitter[name]
     if name == "Radius":
@@ -382,6 +382,7 @@ def _forearm_bone(name: str, anat: Anatomy) -> Part:
 
 
 def _rotate_about(part: Part, pivot: np.ndarray, angle_deg: float) -> None:
+    """Turn a part about ``pivot`` by ``angle_deg`` (positive: its "up" turns towards +x)."""
     R = shapes.rotation(np.deg2rad(angle_deg))
 
     def f(p):
@@ -501,9 +502,7 @@ def build(anat: Anatomy, gaps: dict[str, float]) -> Skeleton:
         parts[name] = part
         mc_dir[d] = dvec
 
-    # Fingers.
-    finger_axes: dict[int, list[np.ndarray]] = {}
-    chain_joints: list[tuple[str, str, str]] = []
+    # Fingers: each bone pivots on the head of the one before it, then slides along its axis to the joint width.
     for d in range(1, 6):
         sfx = anatomy.FINGER_SUFFIX[d]
         chain = [f"MC{d}", f"PP{d}"] + ([] if d == 1 else [f"MP{d}"]) + [f"DP{d}"]
@@ -516,7 +515,6 @@ def build(anat: Anatomy, gaps: dict[str, float]) -> Skeleton:
         prev = parts[chain[0]]
         prev_shape = shapes_of[chain[0]]
         prev_angle = np.degrees(np.arctan2(prev.axis[0], -prev.axis[1]))
-        axes = [prev.axis.copy()]
         for k, (bname, jn) in enumerate(zip(chain[1:], jnames)):
             rel = anat.finger_dev[jn] + (spread if k == 0 else 0.0)
             ang = prev_angle + rel
@@ -530,10 +528,7 @@ def build(anat: Anatomy, gaps: dict[str, float]) -> Skeleton:
             _orient(part, start, dvec)
             _shift_to_gap([prev.body], [part], dvec, gaps[jn])
             parts[bname] = part
-            chain_joints.append((jn, chain[k], bname))
-            axes.append(dvec)
             prev, prev_shape, prev_angle = part, shp, ang
-        finger_axes[d] = axes
 
     # Joint records.
     joints: dict[str, Joint] = {}
@@ -575,15 +570,16 @@ def build(anat: Anatomy, gaps: dict[str, float]) -> Skeleton:
     for where in anat.sesamoids:
         sesamoid_parts += _sesamoids(where, parts, shapes_of, s)
 
+    # Part order decides mask ownership in the rare near-contact of two bones that must not overlap (the earlier
+    # keeps the pixels): forearm, carpus, metacarpals, phalanges, then the pisiform and the sesamoids.
     part_list = [parts[n] for n in parts] + [pis] + sesamoid_parts
-    # Articular surfaces of the forearm bones and mc-base facing surfaces for erosion planning.
+    # The trapezium's facet facing MC1 (the CMC1 erosion area's surface on the trapezium).
     _facing_surface(parts["Trapezium"], parts["MC1"], "MC1")
     hand_axis = mc_dir[3]
     rois = _rois(parts, joints, shapes_of, hand_axis, f_axis, s)
     soft, outline_pts = _soft_tissue(parts, shapes_of, anat, f_axis)
     return Skeleton(parts=part_list, joints=joints, rois=rois, soft_tissue=soft, outline_points=outline_pts,
-                    hand_axis=hand_axis,
-                    forearm_axis=f_axis, anatomy=anat, finger_axes=finger_axes)
+                    hand_axis=hand_axis, forearm_axis=f_axis, anatomy=anat)
 
 
 def _direction_of(kind: str, mc_dir: dict[int, np.ndarray], f_axis: np.ndarray) -> np.ndarray:
@@ -606,10 +602,8 @@ def _add_lip(parts: dict[str, Part], owner: str, partners: tuple[str, ...], dir_
     n = shapes.perp(d)
     own = parts[owner].body
     partner_bodies = [parts[p].body for p in partners]
-    avoid_bodies = [parts[a].body if a in parts and parts[a].cls == a else None for a in avoid]
-    avoid_bodies = [b for b in avoid_bodies if b is not None]
-    if "Pisiform_Triquetrum" in avoid:
-        avoid_bodies += [parts["Triquetrum"].body, pis.body]
+    # Bodies of the classes to avoid (Pisiform_Triquetrum has two parts: the triquetrum and the pisiform).
+    avoid_bodies = [p.body for p in list(parts.values()) + [pis] if p.cls in avoid]
     bin_mm = 0.2
     allp = np.vstack([own] + partner_bodies)
     l0 = float((allp @ n).min()) - bin_mm
@@ -634,11 +628,10 @@ def _add_lip(parts: dict[str, Part], owner: str, partners: tuple[str, ...], dir_
         lo_b = np.pad(np.where(np.isfinite(lo_b), lo_b, np.inf), k, constant_values=np.inf)
         near_lo = np.lib.stride_tricks.sliding_window_view(lo_b, 2 * k + 1).min(axis=1)
         ok &= ~(near_lo - own_hi < reach_all + 1.5)
-    # Shrink 1 mm at each end of the facing range and keep the longest run.
     idx = np.flatnonzero(ok)
     if idx.size < 8:
         return
-    # Bridge holes of up to 2.5 mm (a dip between two partner bones), then keep the longest run.
+    # Bridge holes of up to 2.5 mm (a dip between two partner bones), keep the longest run, shrink its ends.
     runs = np.split(idx, np.flatnonzero(np.diff(idx) > int(2.5 / bin_mm)) + 1)
     run = max(runs, key=len)
     run = np.arange(run[0], run[-1] + 1)
@@ -687,6 +680,8 @@ def _facing_surface(a: Part, b: Part, key: str, reach: float = 4.0) -> None:
 
 
 def _sesamoids(where: str, parts: dict[str, Part], shapes_of: dict[str, LongBoneShape], s: float) -> list[Part]:
+    """Sesamoid bones over the palmar side of a head: two at MCP1, one at MCP2 / MCP5 / IP1 (projected over the
+    head, just proximal to the joint, so they overlap their host bone only)."""
     host_name = {"MCP-T": "MC1", "MCP-I": "MC2", "MCP-S": "MC5", "IP": "PP1"}[where]
     host, shp = parts[host_name], shapes_of[host_name]
     tip = host.origin + shp.length * host.axis
@@ -716,18 +711,15 @@ def _rois(parts: dict[str, Part], joints: dict[str, Joint], shapes_of: dict[str,
     rois: dict[str, RoiGeom] = {}
     for a in anatomy.SVDH_AREAS:
         st = a.stem
-        if st in joints and st not in ("SR", "SC", "STT"):
+        if st == "SR":  # across the whole radiocarpal joint, flat
             j = joints[st]
-            W = j.width_mm
-            rois[st] = RoiGeom(j.centre.copy(), j.axis.copy(), 1.7 * W, 1.6 * W)
-        elif st in ("SR", "SC", "STT"):
+            rois[st] = RoiGeom(j.centre.copy(), f_axis.copy(), 0.95 * j.width_mm, 0.6 * j.width_mm)
+        elif st in ("SC", "STT"):  # midcarpal joints, sized by the capitate / scaphoid width
             j = joints[st]
-            if st == "SR":
-                W = j.width_mm
-                rois[st] = RoiGeom(j.centre.copy(), f_axis.copy(), 0.95 * W, 0.6 * W)
-            else:
-                W = j.width_mm
-                rois[st] = RoiGeom(j.centre.copy(), hand_axis.copy(), 1.5 * W, 1.3 * W)
+            rois[st] = RoiGeom(j.centre.copy(), hand_axis.copy(), 1.5 * j.width_mm, 1.3 * j.width_mm)
+        elif st in joints:  # finger joints and CMC joints: centred on the joint space, along the distal bone
+            j = joints[st]
+            rois[st] = RoiGeom(j.centre.copy(), j.axis.copy(), 1.7 * j.width_mm, 1.6 * j.width_mm)
         elif st in ("S", "L"):
             b = parts["Scaphoid" if st == "S" else "Lunate"].body
             c = shapes.centroid(b)
@@ -796,8 +788,8 @@ def _soft_tissue(parts: dict[str, Part], shapes_of: dict[str, LongBoneShape], an
         # cos from 1 -> -1 walks from the left (-n) side over the tip to the right side.
         poly = np.vstack([left, cap, right[::-1]])
         polys.append(shapes.chaikin(poly, 2))
-    # Palm and thenar web.
-    def at(bname, t, side):
+    def at(bname: str, t: float, side: float) -> np.ndarray:
+        """Skin point beside bone ``bname`` at fraction ``t`` of its length, ``side`` = -1 radial / +1 ulnar."""
         p, shp = parts[bname], shapes_of[bname]
         uk, wk = shapes.long_bone_profile(shp)
         u = t * shp.length
