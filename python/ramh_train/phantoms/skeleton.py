@@ -421,7 +421,10 @@ def _joint_record(name: str, prox_classes, dist_classes, prox: list[np.ndarray],
     ok = np.isfinite(hi) & np.isfinite(lo)
     n = shapes.perp(d)
     if ok.any():
-        a_hi, b_lo = float(np.mean(hi[ok])), float(np.mean(lo[ok]))
+        # The slab nearest the central line where both bone ends are present.
+        k = int(np.flatnonzero(ok)[np.argmin(np.abs(np.flatnonzero(ok) - nb // 2))])
+        a_hi, b_lo = float(hi[k]), float(lo[k])
+        lateral = l0 + (k + 0.5) * bin_mm
     else:  # the central line misses a group (not expected); fall back to the overall extremes
         a_hi = max(float((p @ d).max()) for p in prox)
         b_lo = min(float((p @ d).min()) for p in dist)
