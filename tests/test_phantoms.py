@@ -6,7 +6,9 @@ keep the file fast.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -21,7 +23,6 @@ MEDIUM = PhantomConfig(spacing_mm=(0.25, 0.25))
 
 
 def _cfg(base: PhantomConfig, **kw) -> PhantomConfig:
-    from dataclasses import replace
     return replace(base, **kw)
 
 
@@ -64,7 +65,7 @@ def test_same_seed_gives_a_bit_identical_sample():
     b = generate(11, SMALL)
     _assert_same(a, b)
     c = generate(12, SMALL)
-    assert not np.array_equal(a.image, c.image) if a.image.shape == c.image.shape else True
+    assert a.image.shape != c.image.shape or not np.array_equal(a.image, c.image)
     assert a.meta["anatomy"] != c.meta["anatomy"]
 
 
@@ -119,12 +120,14 @@ def test_image_dtype_size_and_spacing_follow_the_config():
 
 def test_default_images_are_about_2000_by_2500():
     cfg = PhantomConfig()
-    rng = np.random.default_rng(0)
-    # The size follows from field / spacing without rendering: check the bounds of the defaults.
     (w0, w1), (h0, h1) = cfg.field_mm
     s0, s1 = cfg.spacing_mm
+    assert 0.1 <= s0 <= s1 <= 0.2
     assert 1300 <= w0 / s1 and w1 / s0 <= 2500 and 1600 <= h0 / s1 and h1 / s0 <= 3000
-    del rng
+    s = generate(0, cfg)
+    H, W = s.image.shape
+    assert 1300 <= W <= 2600 and 1600 <= H <= 3000 and s0 <= s.spacing_mm <= s1
+    assert s.image.dtype == np.uint8
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -340,8 +343,6 @@ def test_jsn_leaves_the_rest_of_the_sample_alone():
 @pytest.mark.parametrize("seed", [0, 7])
 def test_rois_contain_their_joints(seed):
     s = generate(seed, _cfg(MEDIUM, side="R"))
-    import cv2
-
     for stem in anatomy.AREA_STEMS:
         box = s.joint_rois[stem]
         a = anatomy.area(stem)
@@ -379,7 +380,7 @@ def test_rois_contain_their_joints(seed):
 
 
 def test_upright_finger_roi_has_angle_zero():
-    s = generate(3, _cfg(SMALL, rotation_sd_deg=0.0, side="R"))
+    s = generate(3, _cfg(SMALL, rotation_sd_deg=0.0, side="R", ra_fraction=0.0))  # no RA: no ulnar drift
     # The middle finger of an unrotated hand points almost straight up.
     assert abs(s.joint_rois["PIP-M"].angle) < 12.0
 
@@ -467,3 +468,35 @@ def test_overlay_draws_a_picture(tmp_path):
     assert plain.size == (round(s.image.shape[1] * 0.5), round(s.image.shape[0] * 0.5))
     with pytest.raises(ValueError, match="scale"):
         render_overlay(s, scale=0.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Acquisition: collimation and distractors
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_collimated_border_is_black_and_unannotated():
+    s = generate(6, _cfg(SMALL, collimation_probability=1.0))
+    x0, y0, x1, y1 = s.meta["field_rect"]
+    H, W = s.image.shape
+    outside = np.ones((H, W), bool)
+    e = 3  # the soft collimator edge
+    outside[max(y0 - e, 0):y1 + e, max(x0 - e, 0):x1 + e] = False
+    assert outside.any() and s.image[outside].max() == 0
+    for name, m in list(s.bone_masks.items()) + list(s.erosion_masks.items()):
+        assert not m[:y0].any() and not m[y1:].any() and not m[:, :x0].any() and not m[:, x1:].any(), name
+    # The collimator never cuts the hand: every bone but the forearm's lies fully inside the field.
+    assert s.bone_masks["DP3"].any() and s.bone_masks["MC1"].any()
+
+
+def test_distractors_change_the_image_but_no_mask():
+    plain = generate(8, _cfg(SMALL, ring_probability=0.0, cannula_probability=0.0))
+    metal = generate(8, _cfg(SMALL, ring_probability=1.0, cannula_probability=1.0))
+    assert {d["type"] for d in metal.meta["distractors"]} == {"Ring", "Intravenous cannula"}
+    assert not plain.meta["distractors"]
+    assert not np.array_equal(plain.image, metal.image)
+    for k in plain.bone_masks:
+        np.testing.assert_array_equal(plain.bone_masks[k], metal.bone_masks[k])
+    # The ring is bright metal: the brightest pixels of the image.
+    x, y = (int(v) for v in next(d for d in metal.meta["distractors"] if d["type"] == "Ring")["centre_px"])
+    assert metal.image[y, x] >= np.percentile(metal.image, 99.5)
