@@ -1,0 +1,224 @@
+"""Configuration of the phantom generator: image geometry, patient population, acquisition and test overrides."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from ramh_rt import anatomy
+
+
+def _check_range(name: str, r, *, low: float | None = None, high: float | None = None) -> None:
+    try:
+        lo, hi = (float(r[0]), float(r[1]))
+        if len(r) != 2:
+            raise TypeError
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {r!r}") from None
+    if not lo <= hi:
+        raise ValueError(f"{name} must satisfy low <= high, got {r!r}")
+    if low is not None and lo < low:
+        raise ValueError(f"{name} must be >= {low}, got {r!r}")
+    if high is not None and hi > high:
+        raise ValueError(f"{name} must be <= {high}, got {r!r}")
+
+
+def _normalise_forced(name: str, value, kind: str) -> dict[str, int] | None:
+    if value is None:
+        return None
+    keys = anatomy.BE_KEYS if kind == "BE" else anatomy.JSN_KEYS
+    hi = anatomy.BE_MAX if kind == "BE" else anatomy.JSN_MAX
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an int, a mapping or None, got {value!r}")
+    if isinstance(value, int):
+        if not 0 <= value <= hi:
+            raise ValueError(f"{name}={value} is outside 0..{hi}")
+        return {k: int(value) for k in keys}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must be an int, a mapping or None, got {type(value).__name__}")
+    out: dict[str, int] = {}
+    for k, v in value.items():
+        key = k if str(k).startswith(kind + "_") else f"{kind}_{k}"
+        if key not in keys:
+            raise ValueError(f"{name} has unknown key {k!r}; known: {', '.join(keys)}")
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= hi:
+            raise ValueError(f"{name}[{k!r}]={v!r} must be an int in 0..{hi}")
+        out[key] = int(v)
+    return out
+
+
+@dataclass(frozen=True)
+class ScannerProfile:
+    """One acquisition centre's look ("centre-to-centre variation"). Ranges are sampled uniformly per image.
+
+    Attributes:
+        code: short centre code used in the file stem (``SY_<code>_P...``).
+        photons_per_mm2: range of detected quanta per mm² at the unattenuated field (sets the quantum noise; the
+            per-pixel count scales with the pixel area).
+        blur_mm: range of the detector blur (Gaussian sigma, mm): the MTF.
+        unsharp_amount: range of the unsharp-mask gain of the centre's processing (0: none).
+        unsharp_sigma_mm: range of the unsharp-mask kernel sigma (mm).
+        soft_level / bone_level: ranges of the display levels (0..1 of full scale) of the median soft tissue and
+            of the median bone; the centre's automatic windowing maps the measured attenuation through (open field,
+            ``background``), (median soft tissue, ``soft_level``), (median bone, ``bone_level``) and (densest bone,
+            ``white``) with a smooth monotone curve.
+        background: range of the display level of the unattenuated field (0..1 of full scale).
+        white: range of the display level that the densest bone approaches (0..1).
+        heel: range of the relative exposure gradient along the long image axis (anode heel effect).
+        scatter: range of the scatter-to-primary fraction (low-frequency fog under thick tissue).
+        electronic_noise: range of the additive noise sigma (fraction of the unattenuated signal).
+        trabecular_contrast: range of the trabecular texture amplitude.
+    """
+
+    code: str
+    photons_per_mm2: tuple[float, float]
+    blur_mm: tuple[float, float]
+    unsharp_amount: tuple[float, float]
+    unsharp_sigma_mm: tuple[float, float]
+    soft_level: tuple[float, float]
+    bone_level: tuple[float, float]
+    background: tuple[float, float]
+    white: tuple[float, float]
+    heel: tuple[float, float]
+    scatter: tuple[float, float]
+    electronic_noise: tuple[float, float]
+    trabecular_contrast: tuple[float, float]
+
+    def __post_init__(self) -> None:
+        if not self.code or not self.code.isalnum():
+            raise ValueError(f"ScannerProfile.code must be a non-empty alphanumeric string, got {self.code!r}")
+        for name in ("photons_per_mm2", "blur_mm", "unsharp_amount", "unsharp_sigma_mm", "soft_level", "bone_level",
+                     "background", "white", "heel", "scatter", "electronic_noise", "trabecular_contrast"):
+            _check_range(f"ScannerProfile({self.code}).{name}", getattr(self, name), low=0.0)
+        _check_range(f"ScannerProfile({self.code}).photons_per_mm2", self.photons_per_mm2, low=1.0)
+        if not (self.background[1] < self.soft_level[0] and self.soft_level[1] < self.bone_level[0]
+                and self.bone_level[1] < self.white[0]):
+            raise ValueError(f"ScannerProfile({self.code}): need background {self.background} < soft_level "
+                             f"{self.soft_level} < bone_level {self.bone_level} < white {self.white}")
+        if self.background[1] >= self.white[0]:
+            raise ValueError(f"ScannerProfile({self.code}): background {self.background} must lie below white "
+                             f"{self.white}")
+        if self.white[1] > 1.0:
+            raise ValueError(f"ScannerProfile({self.code}).white must be <= 1, got {self.white}")
+
+
+#: Six centres, as in RAM-H1200: computed radiography with strong edge enhancement, flat-panel detectors with
+#: little processing, a noisy low-dose unit, a soft (blurry) unit, a high-contrast unit and a film-like one.
+SCANNER_PROFILES: tuple[ScannerProfile, ...] = (
+    ScannerProfile("CRA", photons_per_mm2=(300000, 600000), blur_mm=(0.07, 0.1), unsharp_amount=(0.5, 0.9),
+                   unsharp_sigma_mm=(1.5, 3), soft_level=(0.44, 0.52), bone_level=(0.76, 0.82),
+                   background=(0.04, 0.09), white=(0.93, 0.97), heel=(0.04, 0.1), scatter=(0.1, 0.2),
+                   electronic_noise=(0.002, 0.004), trabecular_contrast=(0.8, 1.1)),
+    ScannerProfile("DRB", photons_per_mm2=(600000, 1.2e+06), blur_mm=(0.05, 0.08), unsharp_amount=(0.3, 0.6),
+                   unsharp_sigma_mm=(2, 4), soft_level=(0.46, 0.55), bone_level=(0.78, 0.84),
+                   background=(0.02, 0.06), white=(0.92, 0.96), heel=(0.02, 0.06), scatter=(0.05, 0.12),
+                   electronic_noise=(0.001, 0.003), trabecular_contrast=(0.9, 1.2)),
+    ScannerProfile("LDC", photons_per_mm2=(150000, 300000), blur_mm=(0.07, 0.11), unsharp_amount=(0.4, 0.8),
+                   unsharp_sigma_mm=(1.5, 3), soft_level=(0.42, 0.5), bone_level=(0.74, 0.8),
+                   background=(0.05, 0.1), white=(0.9, 0.95), heel=(0.05, 0.12), scatter=(0.12, 0.22),
+                   electronic_noise=(0.003, 0.006), trabecular_contrast=(0.7, 1)),
+    ScannerProfile("SFT", photons_per_mm2=(400000, 800000), blur_mm=(0.1, 0.15), unsharp_amount=(0.2, 0.5),
+                   unsharp_sigma_mm=(2.5, 4.5), soft_level=(0.48, 0.58), bone_level=(0.76, 0.82),
+                   background=(0.04, 0.08), white=(0.9, 0.95), heel=(0.03, 0.08), scatter=(0.12, 0.25),
+                   electronic_noise=(0.002, 0.004), trabecular_contrast=(0.6, 0.9)),
+    ScannerProfile("HCT", photons_per_mm2=(400000, 900000), blur_mm=(0.06, 0.09), unsharp_amount=(0.6, 1),
+                   unsharp_sigma_mm=(1.2, 2.5), soft_level=(0.38, 0.46), bone_level=(0.8, 0.86),
+                   background=(0.01, 0.05), white=(0.95, 0.99), heel=(0.03, 0.09), scatter=(0.06, 0.14),
+                   electronic_noise=(0.001, 0.003), trabecular_contrast=(0.9, 1.3)),
+    ScannerProfile("FLM", photons_per_mm2=(300000, 700000), blur_mm=(0.08, 0.12), unsharp_amount=(0.1, 0.4),
+                   unsharp_sigma_mm=(3, 5), soft_level=(0.5, 0.6), bone_level=(0.74, 0.8), background=(0.06, 0.12),
+                   white=(0.88, 0.94), heel=(0.06, 0.14), scatter=(0.15, 0.28), electronic_noise=(0.002, 0.005),
+                   trabecular_contrast=(0.7, 1)),
+)
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Everything :func:`ramh_train.phantoms.generate` can be told. All ranges are inclusive ``(low, high)`` and sampled
+    uniformly per image unless stated otherwise; lengths in mm.
+
+    Image geometry:
+        spacing_mm: pixel spacing range (mm/px). The default gives images of about 1400-2900 px a side.
+        field_mm: (width, height) ranges of the detector field; the field grows when a large, spread hand would not
+            fit, so every bone is always inside the image.
+        rotation_sd_deg / rotation_max_deg: in-plane rotation of the whole hand: normal with this SD, clipped.
+        side: ``"L"``, ``"R"`` or None (random, P(left) = ``p_left``). A left hand is the exact mirror image of the
+            right hand drawn with the same parameters.
+        hand_scale: range of the overall hand size factor (1 = an average adult).
+        dtype: ``"uint8"`` (as RAM-H1200 ships) or ``"uint16"`` (full 16-bit range).
+
+    Patient population and disease:
+        ra_fraction: share of patients with RA; the others have all-zero scores and no lesions.
+        severity_shape / severity_scale: Gamma distribution of the latent severity of an RA patient (a few severe,
+            many mild: most per-area scores are 0 with a long tail).
+        force_be / force_jsn: scores imposed on every image (tests, balanced training): an int applies to every
+            area of that kind, a mapping ``{"BE_MCP-I": 3, ...}`` (or bare stems ``{"MCP-I": 3}``) to the named
+            areas; the rest stay sampled. Geometry is then built from the forced scores.
+        non_svdh_rate: mean number of Non-SvdH erosions (DIP joints, capitate, hamate, triquetrum) on a hand of
+            average RA severity; scaled by the patient's severity; they never count in scores.
+
+    Acquisition:
+        profiles: the scanner profiles sampled from (one per image, uniformly).
+        noise: quantum and electronic noise on/off (off: a clean rendering, for debugging only).
+        collimation_probability: chance of black collimator borders (never over the hand).
+        ring_probability / cannula_probability: chance of a metal ring on a finger / an intravenous cannula on the
+            dorsum of the hand (bright, in no mask).
+        sesamoid_probability: chance of each optional sesamoid (MCP2, MCP5, IP1); the two at MCP1 appear with
+            probability ``max(sesamoid_probability, 0.95)``.
+    """
+
+    spacing_mm: tuple[float, float] = (0.10, 0.14)
+    field_mm: tuple[tuple[float, float], tuple[float, float]] = ((190.0, 240.0), (235.0, 290.0))
+    rotation_sd_deg: float = 7.0
+    rotation_max_deg: float = 20.0
+    side: str | None = None
+    p_left: float = 0.5
+    hand_scale: tuple[float, float] = (0.86, 1.14)
+    dtype: str = "uint8"
+    ra_fraction: float = 0.72
+    severity_shape: float = 0.9
+    severity_scale: float = 1.2
+    force_be: int | Mapping[str, int] | None = None
+    force_jsn: int | Mapping[str, int] | None = None
+    non_svdh_rate: float = 0.6
+    profiles: tuple[ScannerProfile, ...] = field(default=SCANNER_PROFILES)
+    noise: bool = True
+    collimation_probability: float = 0.5
+    ring_probability: float = 0.08
+    cannula_probability: float = 0.04
+    sesamoid_probability: float = 0.3
+
+    def __post_init__(self) -> None:
+        _check_range("spacing_mm", self.spacing_mm, low=0.02, high=2.0)
+        if len(self.field_mm) != 2:
+            raise ValueError(f"field_mm must be ((w_lo, w_hi), (h_lo, h_hi)), got {self.field_mm!r}")
+        _check_range("field_mm[0] (width)", self.field_mm[0], low=50.0, high=1000.0)
+        _check_range("field_mm[1] (height)", self.field_mm[1], low=50.0, high=1000.0)
+        _check_range("hand_scale", self.hand_scale, low=0.5, high=1.5)
+        for name in ("rotation_sd_deg", "rotation_max_deg"):
+            v = getattr(self, name)
+            if not (0.0 <= float(v) <= 45.0):
+                raise ValueError(f"{name} must lie in [0, 45] degrees, got {v!r}")
+        if self.side is not None and self.side not in anatomy.SIDES:
+            raise ValueError(f"side must be 'L', 'R' or None, got {self.side!r}")
+        for name in ("p_left", "ra_fraction", "collimation_probability", "ring_probability", "cannula_probability",
+                     "sesamoid_probability"):
+            v = getattr(self, name)
+            if not (0.0 <= float(v) <= 1.0):
+                raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
+        if self.dtype not in ("uint8", "uint16"):
+            raise ValueError(f"dtype must be 'uint8' or 'uint16', got {self.dtype!r}")
+        if not (self.severity_shape > 0 and self.severity_scale > 0):
+            raise ValueError(f"severity_shape and severity_scale must be > 0, got {self.severity_shape!r}, "
+                             f"{self.severity_scale!r}")
+        if not self.non_svdh_rate >= 0:
+            raise ValueError(f"non_svdh_rate must be >= 0, got {self.non_svdh_rate!r}")
+        if not self.profiles or not all(isinstance(p, ScannerProfile) for p in self.profiles):
+            raise ValueError("profiles must be a non-empty tuple of ScannerProfile")
+        # Normalise and check the forced scores once (raises ValueError naming the bad key or value).
+        object.__setattr__(self, "force_be", _normalise_forced("force_be", self.force_be, "BE"))
+        object.__setattr__(self, "force_jsn", _normalise_forced("force_jsn", self.force_jsn, "JSN"))
+
+    def forced(self, kind: str) -> dict[str, int]:
+        """The forced scores of ``kind`` (``"BE"`` or ``"JSN"``) as ``{score key: value}`` (empty when none)."""
+        f = self.force_be if kind == "BE" else self.force_jsn
+        return dict(f) if f else {}
