@@ -121,7 +121,8 @@ def _masks(masks: Any, shape: tuple[int, int], what: str, names: dict[str, int],
                                                                       np.issubdtype(m.dtype, np.integer)):
             raise ValueError(f"sample.{what}[{name!r}] must be a bool or integer array of the image shape {shape}; "
                              f"got {type(m).__name__} {getattr(m, 'dtype', '')} shape {getattr(m, 'shape', '')}")
-        out[cname] = m
+        if m.any():  # an empty mask is an absent class: RAM-H1200 files carry no empty annotations
+            out[cname] = m
     return sorted(out.items(), key=lambda kv: names[kv[0]])
 
 
