@@ -97,10 +97,11 @@ ArrayArg array_arg(const py::handle& obj, const char* what) {
     return out;
   }
   if (py::hasattr(obj, "__cuda_array_interface__")) return cuda_array_interface_arg(obj, what);
-  static py::object ascontiguousarray = py::module_::import("numpy").attr("ascontiguousarray");
+  // Leaked on purpose: a static py::object would be released after the interpreter has finalised (abort at exit).
+  static py::object* ascontiguousarray = new py::object(py::module_::import("numpy").attr("ascontiguousarray"));
   py::array arr;
   try {
-    arr = ascontiguousarray(obj);
+    arr = (*ascontiguousarray)(obj);
   } catch (py::error_already_set& e) {
     fail(what, " could not be read as an array: ", e.what());
   }
