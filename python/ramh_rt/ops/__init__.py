@@ -7,4 +7,9 @@ Bad arguments raise :class:`ValueError` naming the argument and the offending va
 """
 from __future__ import annotations
 
+from .preprocess import Letterbox, preprocess  # noqa: E402
+from .roi import crop_rois, paste_rois  # noqa: E402
+
 __all__: list[str] = []
+__all__ += ["Letterbox", "preprocess"]
+__all__ += ["crop_rois", "paste_rois"]

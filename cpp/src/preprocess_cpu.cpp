@@ -1,0 +1,336 @@
+// CPU twin of the preprocess family (ramh/preprocess.hpp): the gold reference for kernels/preprocess.cu.
+//
+// Per image: window from an exact histogram (per-thread histograms merged, so counts do not depend on the thread
+// count), then a vertical pass (resized rows x full width, each source row windowed once per thread into a small ring
+// of rows) and a horizontal pass into the canvas. Every float operation matches the CUDA kernels one for one
+// (see ramh/detail/preprocess_impl.hpp), which is what makes float16 outputs identical across devices.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "ramh/detail/preprocess_impl.hpp"
+#include "ramh/hd_math.hpp"
+#include "ramh/preprocess.hpp"
+
+#ifdef RAMH_WITH_OPENMP
+#include <omp.h>
+#endif
+
+namespace ramh::cpu {
+namespace {
+
+using detail::ResampleAxis;
+using detail::WindowCoef;
+
+int num_threads() {
+#ifdef RAMH_WITH_OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+int thread_id() {
+#ifdef RAMH_WITH_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
+// Smallest bin whose cumulative count reaches k (1 <= k <= total).
+int64_t rank_bin(const std::vector<uint64_t>& hist, int64_t k) {
+  uint64_t cum = 0;
+  for (std::size_t b = 0; b < hist.size(); ++b) {
+    cum += hist[b];
+    if (cum >= static_cast<uint64_t>(k)) return static_cast<int64_t>(b);
+  }
+  return static_cast<int64_t>(hist.size()) - 1;
+}
+
+// Histogram of n pixels into `bins` bins by bin_of(value): per-thread counts, merged in thread order.
+template <class T, class BinOf>
+std::vector<uint64_t> histogram(const T* px, int64_t n, int bins, BinOf bin_of) {
+  const int nt = num_threads();
+  std::vector<uint32_t> local(static_cast<std::size_t>(nt) * bins, 0u);
+#ifdef RAMH_WITH_OPENMP
+#pragma omp parallel
+#endif
+  {
+    uint32_t* h = local.data() + static_cast<std::size_t>(thread_id()) * bins;
+#ifdef RAMH_WITH_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t i = 0; i < n; ++i) ++h[bin_of(px[i])];
+  }
+  std::vector<uint64_t> hist(bins, 0);
+  for (int t = 0; t < nt; ++t)
+    for (int b = 0; b < bins; ++b) hist[b] += local[static_cast<std::size_t>(t) * bins + b];
+  return hist;
+}
+
+struct FloatStats {
+  float mn = 0.0f, mx = 0.0f;
+  int64_t nonfinite = 0;
+};
+
+FloatStats float_stats(const float* px, int64_t n) {
+  float mn = INFINITY, mx = -INFINITY;
+  int64_t bad = 0;
+#ifdef RAMH_WITH_OPENMP
+#pragma omp parallel for schedule(static) reduction(min : mn) reduction(max : mx) reduction(+ : bad)
+#endif
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = px[i];
+    if (std::isfinite(v)) {
+      mn = std::min(mn, v);
+      mx = std::max(mx, v);
+    } else {
+      ++bad;
+    }
+  }
+  return {mn, mx, bad};
+}
+
+// The (lo, hi) percentile window of one image (see the header for the exact definition).
+template <class T>
+void percentile_window(const T* px, int64_t n, const PreprocessParams& p, const FloatStats* fs, float* lo, float* hi) {
+  const int64_t k_lo = percentile_rank(p.percentile_lo, n);
+  const int64_t k_hi = percentile_rank(p.percentile_hi, n);
+  if constexpr (std::is_same_v<T, float>) {
+    if (fs->mn == fs->mx) {
+      *lo = *hi = fs->mn;
+      return;
+    }
+    const double mn = fs->mn, scale = detail::float_hist_scale(fs->mn, fs->mx);
+    auto hist = histogram(px, n, detail::kFloatHistBins, [=](float v) { return detail::float_bin(v, mn, scale); });
+    *lo = detail::float_bin_edge(fs->mn, fs->mx, static_cast<int>(rank_bin(hist, k_lo)));
+    *hi = detail::float_bin_edge(fs->mn, fs->mx, static_cast<int>(rank_bin(hist, k_hi)) + 1);
+  } else {
+    constexpr int bins = std::is_same_v<T, uint8_t> ? 256 : 65536;
+    auto hist = histogram(px, n, bins, [](T v) { return static_cast<int>(v); });
+    *lo = static_cast<float>(rank_bin(hist, k_lo));
+    *hi = static_cast<float>(rank_bin(hist, k_hi));
+  }
+}
+
+struct Tables {
+  ResampleAxis ax, ay;
+  std::vector<int64_t> fx, fy;  // first source index per resized column / row
+  std::vector<float> wx, wy;    // taps weights per resized column / row
+};
+
+Tables make_tables(const LetterboxGeometry& g, bool antialias) {
+  Tables t;
+  t.ax = detail::make_axis(g.in_w, g.new_w, antialias);
+  t.ay = detail::make_axis(g.in_h, g.new_h, antialias);
+  t.fx.resize(g.new_w);
+  t.fy.resize(g.new_h);
+  t.wx.resize(static_cast<std::size_t>(g.new_w) * t.ax.taps);
+  t.wy.resize(static_cast<std::size_t>(g.new_h) * t.ay.taps);
+  for (int64_t o = 0; o < g.new_w; ++o) t.fx[o] = detail::axis_weights(t.ax, o, &t.wx[o * t.ax.taps]);
+  for (int64_t o = 0; o < g.new_h; ++o) t.fy[o] = detail::axis_weights(t.ay, o, &t.wy[o * t.ay.taps]);
+  return t;
+}
+
+// 4 floats with element-wise IEEE arithmetic (GCC/Clang vector extension: SSE on x86-64, NEON on aarch64). Each lane
+// rounds exactly like the scalar code (-ffp-contract=off keeps a*b+c unfused), so vectorising changes no bit.
+typedef float f32x4 __attribute__((vector_size(16)));
+
+inline f32x4 load4(const float* p) {
+  f32x4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(float* p, f32x4 v) { std::memcpy(p, &v, sizeof v); }
+
+// Windowed copy of one source row: the operations of detail::apply_window, vectorised (same roundings, same bits).
+template <class T>
+void window_row(const T* src, int64_t w, const WindowCoef& c, float* dst) {
+  int64_t x = 0;
+  if (c.step) {
+    for (; x < w; ++x) dst[x] = static_cast<float>(src[x]) > c.lo ? 1.0f : 0.0f;
+    return;
+  }
+  const f32x4 lo = {c.lo, c.lo, c.lo, c.lo}, inv = {c.inv, c.inv, c.inv, c.inv};
+  const f32x4 zero = {0.0f, 0.0f, 0.0f, 0.0f}, one = {1.0f, 1.0f, 1.0f, 1.0f};
+  for (; x + 4 <= w; x += 4) {
+    const f32x4 v = {static_cast<float>(src[x]), static_cast<float>(src[x + 1]), static_cast<float>(src[x + 2]),
+                     static_cast<float>(src[x + 3])};
+    f32x4 t = (v - lo) * inv;
+    t = t < zero ? zero : t;
+    t = t > one ? one : t;
+    store4(dst + x, t);
+  }
+  for (; x < w; ++x) dst[x] = detail::apply_window(static_cast<float>(src[x]), c);
+}
+
+// Vertical pass: tmp[oy][x] = sum_t wy[oy][t] * window(src[fy[oy] + t][x]), t increasing.
+template <class T>
+void vertical_pass(const T* img, const LetterboxGeometry& g, const Tables& tb, const WindowCoef& c, float* tmp) {
+  const int64_t w = g.in_w;
+  const int taps = tb.ay.taps;
+#ifdef RAMH_WITH_OPENMP
+#pragma omp parallel
+#endif
+  {
+    // Ring of windowed source rows: the rows of one output row are `taps` consecutive indices, so they occupy distinct
+    // slots r % taps, and consecutive output rows (static schedule = contiguous chunks) reuse most of them.
+    std::vector<float> ring(static_cast<std::size_t>(taps) * w);
+    std::vector<int64_t> tag(taps, -1);
+    std::vector<const float*> rows(taps);
+    std::vector<float> ws(taps);
+#ifdef RAMH_WITH_OPENMP
+#pragma omp for schedule(static)
+#endif
+    for (int64_t oy = 0; oy < g.new_h; ++oy) {
+      const float* wy = &tb.wy[oy * taps];
+      int m = 0;
+      for (int t = 0; t < taps; ++t) {
+        if (wy[t] == 0.0f) continue;  // adds exactly +0 to a non-negative sum: skipping it changes no bit
+        const int64_t r = tb.fy[oy] + t;
+        const int slot = static_cast<int>(r % taps);
+        float* row = &ring[static_cast<std::size_t>(slot) * w];
+        if (tag[slot] != r) {
+          window_row(img + r * w, w, c, row);
+          tag[slot] = r;
+        }
+        rows[m] = row;
+        ws[m] = wy[t];
+        ++m;
+      }
+      float* out = tmp + oy * w;
+      // Blocks of 16 columns keep their sums in registers across all taps.
+      int64_t x0 = 0;
+      for (; x0 + 16 <= w; x0 += 16) {
+        f32x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        for (int k = 0; k < m; ++k) {
+          const f32x4 wk = {ws[k], ws[k], ws[k], ws[k]};
+          const float* rk = rows[k] + x0;
+          a0 = a0 + wk * load4(rk);
+          a1 = a1 + wk * load4(rk + 4);
+          a2 = a2 + wk * load4(rk + 8);
+          a3 = a3 + wk * load4(rk + 12);
+        }
+        store4(out + x0, a0);
+        store4(out + x0 + 4, a1);
+        store4(out + x0 + 8, a2);
+        store4(out + x0 + 12, a3);
+      }
+      for (int64_t x = x0; x < w; ++x) {
+        float a = 0.0f;
+        for (int k = 0; k < m; ++k) a = a + ws[k] * rows[k][x];
+        out[x] = a;
+      }
+    }
+  }
+}
+
+template <class O>
+void store(O* dst, float v);
+template <>
+void store<float>(float* dst, float v) {
+  *dst = v;
+}
+template <>
+void store<uint16_t>(uint16_t* dst, float v) {
+  *dst = float_to_half_bits(v);
+}
+
+// Horizontal pass + normalisation + letterbox into one N x 1 x out_h x out_w plane (O = float or half bits).
+template <class O>
+void horizontal_pass(const float* tmp, const LetterboxGeometry& g, const Tables& tb, const PreprocessParams& p,
+                     float pad, O* plane) {
+  const int taps = tb.ax.taps;
+  const int64_t w = g.in_w;
+#ifdef RAMH_WITH_OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+  for (int64_t y = 0; y < g.out_h; ++y) {
+    O* out = plane + y * g.out_w;
+    const int64_t oy = y - g.pad_y;
+    if (oy < 0 || oy >= g.new_h) {
+      for (int64_t x = 0; x < g.out_w; ++x) store(out + x, pad);
+      continue;
+    }
+    for (int64_t x = 0; x < g.pad_x; ++x) store(out + x, pad);
+    for (int64_t x = g.pad_x + g.new_w; x < g.out_w; ++x) store(out + x, pad);
+    const float* row = tmp + oy * w;
+    for (int64_t ox = 0; ox < g.new_w; ++ox) {
+      const float* src = row + tb.fx[ox];
+      const float* wx = &tb.wx[ox * taps];
+      float acc = 0.0f;
+      for (int t = 0; t < taps; ++t) acc = acc + wx[t] * src[t];
+      store(out + g.pad_x + ox, detail::normalise(acc, p.mean, p.std));
+    }
+  }
+}
+
+template <class T>
+void run(const Tensor& image, const Tensor* window, const PreprocessParams& p, Tensor& out, float* window_out) {
+  const int64_t n_img = image.ndim() == 3 ? image.dim(0) : 1;
+  const int64_t h = image.dim(-2), w = image.dim(-1), npx = h * w;
+  const T* base = image.ptr<T>();
+
+  // Float images: finiteness (all images, so that the error can say how many) and per-image range.
+  std::vector<FloatStats> stats;
+  if constexpr (std::is_same_v<T, float>) {
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n_img; ++i) {
+      stats.push_back(float_stats(base + i * npx, npx));
+      bad += stats.back().nonfinite;
+    }
+    if (bad > 0)
+      fail("image contains ", bad, " non-finite value", bad == 1 ? "" : "s", " (NaN or inf) out of ", n_img * npx,
+           "; replace them (e.g. numpy.nan_to_num) before preprocessing");
+    for (int64_t i = 0; i < n_img; ++i)
+      if (!std::isfinite(stats[i].mx - stats[i].mn))
+        fail("image", n_img > 1 ? "[" : "", n_img > 1 ? std::to_string(i) : std::string(), n_img > 1 ? "]" : "",
+             " has a value range max - min that overflows float32 (min ", stats[i].mn, ", max ", stats[i].mx, ")");
+  }
+
+  for (int64_t i = 0; i < n_img; ++i) {
+    const T* img = base + i * npx;
+    if (window) {
+      const float* wv = window->ptr<float>() + (window->ndim() == 1 ? 0 : 2 * i);
+      window_out[2 * i] = wv[0];
+      window_out[2 * i + 1] = wv[1];
+    } else {
+      percentile_window<T>(img, npx, p, stats.empty() ? nullptr : &stats[i], &window_out[2 * i],
+                           &window_out[2 * i + 1]);
+    }
+  }
+
+  const LetterboxGeometry g = letterbox_geometry(h, w, p.out_h, p.out_w);
+  const Tables tb = make_tables(g, p.antialias);
+  const float pad = p.pad_value ? *p.pad_value : detail::normalise(0.0f, p.mean, p.std);
+  // Every element of tmp is written by the vertical pass: no need to zero it.
+  std::unique_ptr<float[]> tmp(new float[static_cast<std::size_t>(g.new_h) * w]);
+  const int64_t plane = g.out_h * g.out_w;
+
+  for (int64_t i = 0; i < n_img; ++i) {
+    const WindowCoef c = detail::window_coef(window_out[2 * i], window_out[2 * i + 1]);
+    vertical_pass<T>(base + i * npx, g, tb, c, tmp.get());
+    if (out.dtype == DType::F32)
+      horizontal_pass<float>(tmp.get(), g, tb, p, pad, out.ptr<float>() + i * plane);
+    else
+      horizontal_pass<uint16_t>(tmp.get(), g, tb, p, pad, out.ptr<uint16_t>() + i * plane);
+  }
+}
+
+}  // namespace
+
+void preprocess(const Tensor& image, const Tensor* window, const PreprocessParams& params, Tensor& out,
+                float* window_out, void* /*stream*/) {
+  switch (image.dtype) {
+    case DType::U8: run<uint8_t>(image, window, params, out, window_out); break;
+    case DType::U16: run<uint16_t>(image, window, params, out, window_out); break;
+    case DType::F32: run<float>(image, window, params, out, window_out); break;
+    default: fail("image must be uint8, uint16 or float32, got ", dtype_name(image.dtype));
+  }
+}
+
+}  // namespace ramh::cpu
