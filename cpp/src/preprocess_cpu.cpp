@@ -25,6 +25,10 @@ namespace {
 using detail::ResampleAxis;
 using detail::WindowCoef;
 
+// Below this many element operations a loop runs on one thread: a parallel region's fork and barrier cost more than
+// the work (and much more on an oversubscribed machine). Results never depend on the thread count.
+constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+
 int num_threads() {
 #ifdef RAMH_WITH_OPENMP
   return omp_get_max_threads();
@@ -57,7 +61,7 @@ std::vector<uint64_t> histogram(const T* px, int64_t n, int bins, BinOf bin_of) 
   const int nt = num_threads();
   std::vector<uint32_t> local(static_cast<std::size_t>(nt) * bins, 0u);
 #ifdef RAMH_WITH_OPENMP
-#pragma omp parallel
+#pragma omp parallel if (n >= kMinParallelWork)
 #endif
   {
     uint32_t* h = local.data() + static_cast<std::size_t>(thread_id()) * bins;
@@ -81,7 +85,8 @@ FloatStats float_stats(const float* px, int64_t n) {
   float mn = INFINITY, mx = -INFINITY;
   int64_t bad = 0;
 #ifdef RAMH_WITH_OPENMP
-#pragma omp parallel for schedule(static) reduction(min : mn) reduction(max : mx) reduction(+ : bad)
+#pragma omp parallel for schedule(static) reduction(min : mn) reduction(max : mx) reduction(+ : bad) \
+    if (n >= kMinParallelWork)
 #endif
   for (int64_t i = 0; i < n; ++i) {
     const float v = px[i];
@@ -174,7 +179,7 @@ void vertical_pass(const T* img, const LetterboxGeometry& g, const Tables& tb, c
   const int64_t w = g.in_w;
   const int taps = tb.ay.taps;
 #ifdef RAMH_WITH_OPENMP
-#pragma omp parallel
+#pragma omp parallel if (g.new_h * w * taps >= kMinParallelWork)
 #endif
   {
     // Ring of windowed source rows: the rows of one output row are `taps` consecutive indices, so they occupy distinct
@@ -247,7 +252,7 @@ void horizontal_pass(const float* tmp, const LetterboxGeometry& g, const Tables&
   const int taps = tb.ax.taps;
   const int64_t w = g.in_w;
 #ifdef RAMH_WITH_OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (g.out_h * g.out_w * taps >= kMinParallelWork)
 #endif
   for (int64_t y = 0; y < g.out_h; ++y) {
     O* out = plane + y * g.out_w;

@@ -18,6 +18,9 @@ namespace {
 using detail::CropMap;
 using detail::PasteMap;
 
+// Below this many output elements a loop runs on one thread (a parallel region costs more than the work).
+constexpr int64_t kMinParallelWork = int64_t{1} << 15;
+
 // 4-lane vectors (GCC/Clang vector extension: SSE on x86-64, NEON on aarch64). Element-wise float operations round
 // exactly like the scalar ones (-ffp-contract=off), so a lane computes the same bits as detail::crop_point and the
 // samplers; lanes near the image border fall back to the scalar samplers.
@@ -125,7 +128,7 @@ void crop_impl(const Tensor& image, const std::vector<CropMap>& maps, O fill, Te
   const T* img = image.ptr<T>();
   O* dst = out.ptr<O>();
 #ifdef RAMH_WITH_OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * ow >= kMinParallelWork)
 #endif
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = r % oh;
@@ -191,7 +194,7 @@ void paste_impl(const Tensor& rois, const std::vector<PasteMap>& maps, PasteRedu
   const T* src = rois.ptr<T>();
   T* dst = out.ptr<T>();
 #ifdef RAMH_WITH_OPENMP
-#pragma omp parallel
+#pragma omp parallel if (oh * ow >= kMinParallelWork)
 #endif
   {
     std::vector<T> cur(ow);
