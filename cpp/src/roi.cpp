@@ -38,8 +38,9 @@ void validate_fill(double fill, DType dtype, const char* op) {
       break;
     }
     default:
-      if (!std::isfinite(fill)) fail(op, ": fill must be finite, got ", fill);
-      if (std::fabs(fill) > 3.4028234663852886e38) fail(op, ": fill must fit in float32, got ", fill);
+      // NaN is a useful "no data" marker for float output; infinities would turn into NaN in the interpolation.
+      if (std::isinf(fill) || std::fabs(fill) > 3.4028234663852886e38)
+        fail(op, ": fill must be finite (or NaN) for float32 output, got ", fill);
   }
 }
 

@@ -51,7 +51,8 @@ DType crop_rois_out_dtype(const Tensor& image, Interpolation interp);
 std::vector<int64_t> paste_rois_out_shape(const Tensor& rois, int64_t out_h, int64_t out_w);
 
 // Crops boxes.size() oriented ROIs from `image` into `out` (shape/dtype from the functions above, same device).
-// `fill` must be representable in the output dtype (an integer in range for U8/U16 nearest; finite otherwise).
+// `fill` must be representable in the output dtype: an integer in range for U8/U16 nearest output; finite or NaN for
+// F32 output (with bilinear sampling a NaN fill makes every sample with an outside neighbour NaN).
 // stream: CUDA stream for a device image (ignored on the host).
 void crop_rois(const Tensor& image, const std::vector<RotatedBox>& boxes, Interpolation interp, double fill,
                Tensor& out, void* stream = nullptr);

@@ -74,7 +74,9 @@ def crop_rois(image, boxes, out_hw: Sequence[int], interpolation: str = "bilinea
             ``cv2.warpAffine(..., borderMode=BORDER_CONSTANT)``). The result is float32 for every input dtype.
             ``"nearest"``: the pixel containing the sample point, ``fill`` outside the image; the dtype is kept (use it
             for label and mask maps).
-        fill: value for samples outside the image; for ``"nearest"`` on integer images an integer in the dtype's range.
+        fill: value for samples outside the image: for ``"nearest"`` on integer images an integer in the dtype's
+            range; for float32 output any finite value or NaN (bilinear: every sample with a neighbour outside the
+            image is then NaN — a "no data" marker).
 
     Returns:
         ``N x out_h x out_w`` (or ``N x C x out_h x out_w`` for a stack): float32 for bilinear, the image dtype for
@@ -113,7 +115,7 @@ def paste_rois(rois, boxes, out_hw: Sequence[int], reduce: str = "max", fill: fl
         out_hw: ``(out_h, out_w)`` of the output image, in ``[1, 2^24]``.
         reduce: ``"max"`` (float32: NaN-ignoring like ``numpy.fmax``, +0 over -0; uint8: max) or ``"or"`` (uint8
             only: bitwise or, equal to max for 0/1 masks).
-        fill: value of uncovered pixels (an integer in [0, 255] for uint8).
+        fill: value of uncovered pixels: an integer in [0, 255] for uint8; finite or NaN for float32.
 
     Returns:
         ``out_h x out_w`` array of the rois' dtype (NumPy, or a :class:`ramh_rt.DeviceArray` for CUDA rois).
