@@ -440,7 +440,8 @@ void run(const Tensor& image, const Tensor* window, const PreprocessParams& p, T
   }
   RAMH_CUDA_CHECK_LAUNCH();
 
-  copy_async(host_small.data(), small.data(), small_bytes, s);
+  // Only what was written comes back (the statistics exist for float images only; initcheck-clean).
+  copy_async(host_small.data(), small.data(), kFloat ? small_bytes : win_bytes, s);
   RAMH_CUDA_CHECK(cudaStreamSynchronize(s));
 
   const float* hw = static_cast<const float*>(host_small.data());

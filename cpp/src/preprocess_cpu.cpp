@@ -1,8 +1,8 @@
 // CPU twin of the preprocess family (ramh/preprocess.hpp): the gold reference for kernels/preprocess.cu.
 //
 // Per image: window from an exact histogram (per-thread histograms merged, so counts do not depend on the thread
-// count), then a vertical pass (resized rows x full width, each source row windowed once per thread into a small ring
-// of rows) and a horizontal pass into the canvas. Every float operation matches the CUDA kernels one for one
+// count), then, per canvas row, the vertical filter of the windowed source rows (each source row windowed about once
+// per thread into a small ring of rows) followed by the horizontal filter, normalisation and store. Every float operation matches the CUDA kernels one for one
 // (see ramh/detail/preprocess_impl.hpp), which is what makes float16 outputs identical across devices.
 #include <algorithm>
 #include <cmath>
@@ -66,7 +66,7 @@ std::vector<uint64_t> histogram(const T* px, int64_t n, int bins, BinOf bin_of) 
   {
     uint32_t* h = local.data() + static_cast<std::size_t>(thread_id()) * bins;
 #ifdef RAMH_WITH_OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 1 << 16)
 #endif
     for (int64_t i = 0; i < n; ++i) ++h[bin_of(px[i])];
   }
@@ -173,64 +173,68 @@ void window_row(const T* src, int64_t w, const WindowCoef& c, float* dst) {
   for (; x < w; ++x) dst[x] = detail::apply_window(static_cast<float>(src[x]), c);
 }
 
-// Vertical pass: tmp[oy][x] = sum_t wy[oy][t] * window(src[fy[oy] + t][x]), t increasing.
+// Windowed source rows of one thread, in a ring: the rows of one resized row are `taps` consecutive indices, so they
+// occupy distinct slots r % taps, and consecutive resized rows (each thread takes chunks of consecutive rows) reuse
+// most of them.
 template <class T>
-void vertical_pass(const T* img, const LetterboxGeometry& g, const Tables& tb, const WindowCoef& c, float* tmp) {
-  const int64_t w = g.in_w;
-  const int taps = tb.ay.taps;
-#ifdef RAMH_WITH_OPENMP
-#pragma omp parallel if (g.new_h * w * taps >= kMinParallelWork)
-#endif
-  {
-    // Ring of windowed source rows: the rows of one output row are `taps` consecutive indices, so they occupy distinct
-    // slots r % taps, and consecutive output rows (static schedule = contiguous chunks) reuse most of them.
-    std::vector<float> ring(static_cast<std::size_t>(taps) * w);
-    std::vector<int64_t> tag(taps, -1);
-    std::vector<const float*> rows(taps);
-    std::vector<float> ws(taps);
-#ifdef RAMH_WITH_OPENMP
-#pragma omp for schedule(static)
-#endif
-    for (int64_t oy = 0; oy < g.new_h; ++oy) {
-      const float* wy = &tb.wy[oy * taps];
-      int m = 0;
-      for (int t = 0; t < taps; ++t) {
-        if (wy[t] == 0.0f) continue;  // adds exactly +0 to a non-negative sum: skipping it changes no bit
-        const int64_t r = tb.fy[oy] + t;
-        const int slot = static_cast<int>(r % taps);
-        float* row = &ring[static_cast<std::size_t>(slot) * w];
-        if (tag[slot] != r) {
-          window_row(img + r * w, w, c, row);
-          tag[slot] = r;
-        }
-        rows[m] = row;
-        ws[m] = wy[t];
-        ++m;
-      }
-      float* out = tmp + oy * w;
-      // Blocks of 16 columns keep their sums in registers across all taps.
-      int64_t x0 = 0;
-      for (; x0 + 16 <= w; x0 += 16) {
-        f32x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
-        for (int k = 0; k < m; ++k) {
-          const f32x4 wk = {ws[k], ws[k], ws[k], ws[k]};
-          const float* rk = rows[k] + x0;
-          a0 = a0 + wk * load4(rk);
-          a1 = a1 + wk * load4(rk + 4);
-          a2 = a2 + wk * load4(rk + 8);
-          a3 = a3 + wk * load4(rk + 12);
-        }
-        store4(out + x0, a0);
-        store4(out + x0 + 4, a1);
-        store4(out + x0 + 8, a2);
-        store4(out + x0 + 12, a3);
-      }
-      for (int64_t x = x0; x < w; ++x) {
-        float a = 0.0f;
-        for (int k = 0; k < m; ++k) a = a + ws[k] * rows[k][x];
-        out[x] = a;
-      }
+class WindowedRows {
+ public:
+  WindowedRows(const T* img, int64_t w, int taps, const WindowCoef& c)
+      : img_(img), w_(w), taps_(taps), c_(c), ring_(static_cast<std::size_t>(taps) * w), tag_(taps, -1) {}
+
+  const float* row(int64_t r) {
+    const int slot = static_cast<int>(r % taps_);
+    float* dst = &ring_[static_cast<std::size_t>(slot) * w_];
+    if (tag_[slot] != r) {
+      window_row(img_ + r * w_, w_, c_, dst);
+      tag_[slot] = r;
     }
+    return dst;
+  }
+
+ private:
+  const T* img_;
+  int64_t w_;
+  int taps_;
+  WindowCoef c_;
+  std::vector<float> ring_;
+  std::vector<int64_t> tag_;
+};
+
+// Vertical filter of resized row oy: line[x] = sum_t wy[oy][t] * window(src[fy[oy] + t][x]), t increasing.
+template <class T>
+void vertical_row(WindowedRows<T>& src, const Tables& tb, int64_t oy, int64_t w, const float** rows, float* ws,
+                  float* line) {
+  const int taps = tb.ay.taps;
+  const float* wy = &tb.wy[oy * taps];
+  int m = 0;
+  for (int t = 0; t < taps; ++t) {
+    if (wy[t] == 0.0f) continue;  // adds exactly +0 to a non-negative sum: skipping it changes no bit
+    rows[m] = src.row(tb.fy[oy] + t);
+    ws[m] = wy[t];
+    ++m;
+  }
+  // Blocks of 16 columns keep their sums in registers across all taps.
+  int64_t x0 = 0;
+  for (; x0 + 16 <= w; x0 += 16) {
+    f32x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int k = 0; k < m; ++k) {
+      const f32x4 wk = {ws[k], ws[k], ws[k], ws[k]};
+      const float* rk = rows[k] + x0;
+      a0 = a0 + wk * load4(rk);
+      a1 = a1 + wk * load4(rk + 4);
+      a2 = a2 + wk * load4(rk + 8);
+      a3 = a3 + wk * load4(rk + 12);
+    }
+    store4(line + x0, a0);
+    store4(line + x0 + 4, a1);
+    store4(line + x0 + 8, a2);
+    store4(line + x0 + 12, a3);
+  }
+  for (int64_t x = x0; x < w; ++x) {
+    float a = 0.0f;
+    for (int k = 0; k < m; ++k) a = a + ws[k] * rows[k][x];
+    line[x] = a;
   }
 }
 
@@ -245,31 +249,43 @@ void store<uint16_t>(uint16_t* dst, float v) {
   *dst = float_to_half_bits(v);
 }
 
-// Horizontal pass + normalisation + letterbox into one N x 1 x out_h x out_w plane (O = float or half bits).
-template <class O>
-void horizontal_pass(const float* tmp, const LetterboxGeometry& g, const Tables& tb, const PreprocessParams& p,
-                     float pad, O* plane) {
-  const int taps = tb.ax.taps;
+// One image: vertical filter, horizontal filter, normalisation and letterbox, fused per canvas row (the row's vertical
+// result is consumed from cache right away; one parallel region per image). O = float or float16 bits.
+template <class T, class O>
+void resample(const T* img, const LetterboxGeometry& g, const Tables& tb, const WindowCoef& c,
+              const PreprocessParams& p, float pad, O* plane) {
   const int64_t w = g.in_w;
+  const int ty = tb.ay.taps, tx = tb.ax.taps;
+  const int64_t work = g.new_h * (w * ty + g.new_w * tx) + g.out_h * g.out_w;
 #ifdef RAMH_WITH_OPENMP
-#pragma omp parallel for schedule(static) if (g.out_h * g.out_w * taps >= kMinParallelWork)
+#pragma omp parallel if (work >= kMinParallelWork)
 #endif
-  for (int64_t y = 0; y < g.out_h; ++y) {
-    O* out = plane + y * g.out_w;
-    const int64_t oy = y - g.pad_y;
-    if (oy < 0 || oy >= g.new_h) {
-      for (int64_t x = 0; x < g.out_w; ++x) store(out + x, pad);
-      continue;
-    }
-    for (int64_t x = 0; x < g.pad_x; ++x) store(out + x, pad);
-    for (int64_t x = g.pad_x + g.new_w; x < g.out_w; ++x) store(out + x, pad);
-    const float* row = tmp + oy * w;
-    for (int64_t ox = 0; ox < g.new_w; ++ox) {
-      const float* src = row + tb.fx[ox];
-      const float* wx = &tb.wx[ox * taps];
-      float acc = 0.0f;
-      for (int t = 0; t < taps; ++t) acc = acc + wx[t] * src[t];
-      store(out + g.pad_x + ox, detail::normalise(acc, p.mean, p.std));
+  {
+    WindowedRows<T> src(img, w, ty, c);
+    std::vector<const float*> rows(ty);
+    std::vector<float> ws(ty), line(w);
+    // Dynamic chunks of 16 rows: a thread that is descheduled (a busy machine) does not hold the others up; within a
+    // chunk the rows are consecutive, so the ring still windows each source row about once.
+#ifdef RAMH_WITH_OPENMP
+#pragma omp for schedule(dynamic, 16)
+#endif
+    for (int64_t y = 0; y < g.out_h; ++y) {
+      O* out = plane + y * g.out_w;
+      const int64_t oy = y - g.pad_y;
+      if (oy < 0 || oy >= g.new_h) {
+        for (int64_t x = 0; x < g.out_w; ++x) store(out + x, pad);
+        continue;
+      }
+      for (int64_t x = 0; x < g.pad_x; ++x) store(out + x, pad);
+      for (int64_t x = g.pad_x + g.new_w; x < g.out_w; ++x) store(out + x, pad);
+      vertical_row(src, tb, oy, w, rows.data(), ws.data(), line.data());
+      for (int64_t ox = 0; ox < g.new_w; ++ox) {
+        const float* s = line.data() + tb.fx[ox];
+        const float* wx = &tb.wx[ox * tx];
+        float acc = 0.0f;
+        for (int t = 0; t < tx; ++t) acc = acc + wx[t] * s[t];
+        store(out + g.pad_x + ox, detail::normalise(acc, p.mean, p.std));
+      }
     }
   }
 }
@@ -312,17 +328,13 @@ void run(const Tensor& image, const Tensor* window, const PreprocessParams& p, T
   const LetterboxGeometry g = letterbox_geometry(h, w, p.out_h, p.out_w);
   const Tables tb = make_tables(g, p.antialias);
   const float pad = p.pad_value ? *p.pad_value : detail::normalise(0.0f, p.mean, p.std);
-  // Every element of tmp is written by the vertical pass: no need to zero it.
-  std::unique_ptr<float[]> tmp(new float[static_cast<std::size_t>(g.new_h) * w]);
   const int64_t plane = g.out_h * g.out_w;
-
   for (int64_t i = 0; i < n_img; ++i) {
     const WindowCoef c = detail::window_coef(window_out[2 * i], window_out[2 * i + 1]);
-    vertical_pass<T>(base + i * npx, g, tb, c, tmp.get());
     if (out.dtype == DType::F32)
-      horizontal_pass<float>(tmp.get(), g, tb, p, pad, out.ptr<float>() + i * plane);
+      resample<T, float>(base + i * npx, g, tb, c, p, pad, out.ptr<float>() + i * plane);
     else
-      horizontal_pass<uint16_t>(tmp.get(), g, tb, p, pad, out.ptr<uint16_t>() + i * plane);
+      resample<T, uint16_t>(base + i * npx, g, tb, c, p, pad, out.ptr<uint16_t>() + i * plane);
   }
 }
 

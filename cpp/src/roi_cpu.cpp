@@ -128,7 +128,7 @@ void crop_impl(const Tensor& image, const std::vector<CropMap>& maps, O fill, Te
   const T* img = image.ptr<T>();
   O* dst = out.ptr<O>();
 #ifdef RAMH_WITH_OPENMP
-#pragma omp parallel for schedule(static) if (rows * ow >= kMinParallelWork)
+#pragma omp parallel for schedule(dynamic, 8) if (rows * ow >= kMinParallelWork)
 #endif
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = r % oh;
@@ -200,7 +200,7 @@ void paste_impl(const Tensor& rois, const std::vector<PasteMap>& maps, PasteRedu
     std::vector<T> cur(ow);
     std::vector<uint8_t> covered(ow);
 #ifdef RAMH_WITH_OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 8)
 #endif
     for (int64_t y = 0; y < oh; ++y) {
       std::memset(covered.data(), 0, covered.size());
