@@ -1,7 +1,8 @@
 // CPU twin of the roi family (ramh/roi.hpp): the gold reference for kernels/roi.cu.
 //
 // crop: OpenMP over (roi, channel, crop row); paste: OpenMP over output rows, each row visiting the ROIs whose bounding
-// box spans it in index order. Every output element is computed by one thread from the same float operations as
+// box spans it in index order, over a conservative column span per ROI. On x86-64 CPUs with AVX2 (checked at run time)
+// rows are processed 8 lanes at a time; elsewhere 4 lanes (GCC/Clang vector extension) or scalar. Every output element is computed by one thread from the same float operations as
 // the CUDA kernels (ramh/detail/roi_impl.hpp), so results do not depend on the thread count.
 #include <algorithm>
 #include <cmath>
@@ -11,6 +12,11 @@
 
 #include "ramh/detail/roi_impl.hpp"
 #include "ramh/roi.hpp"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RAMH_ROI_AVX2 1
+#include <immintrin.h>
+#endif
 
 namespace ramh::cpu {
 namespace {
@@ -58,14 +64,199 @@ inline void load_pair(const T* p, float* a, float* b) {
   }
 }
 
+// ---- AVX2 paths (x86-64, chosen at run time) ------------------------------------------------------------------------
+// 8-lane coordinates, interpolation and index arithmetic; the pixel loads are independent scalar loads (hardware
+// gathers are microcoded and slower on some x86 CPUs). Same float operations per lane as the scalar code (no FMA: the
+// target is "avx2" only), so results are identical.
+#ifdef RAMH_ROI_AVX2
+bool cpu_has_avx2() {
+  static const bool v = __builtin_cpu_supports("avx2");
+  return v;
+}
+
+#define RAMH_AVX2 __attribute__((target("avx2")))
+
+// Two horizontally adjacent pixels idx and idx + 1 of each lane as floats (one 32-bit load for the integer types;
+// the caller guarantees that the 4 bytes read per lane lie inside the plane).
+template <class T>
+RAMH_AVX2 inline __m256i load_words(const T* base, __m256i idx) {
+  // Eight independent 32-bit loads assembled in registers (faster than a gather on CPUs that microcode it).
+  alignas(32) int32_t v[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v), idx);
+  int32_t w[8];
+  for (int l = 0; l < 8; ++l) std::memcpy(&w[l], base + v[l], 4);
+  return _mm256_setr_epi32(w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]);
+}
+
+template <class T>
+RAMH_AVX2 inline void load_pairs(const T* base, __m256i idx, __m256* a, __m256* b) {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    const __m256i g = load_words(base, idx);
+    *a = _mm256_cvtepi32_ps(_mm256_and_si256(g, _mm256_set1_epi32(0xffff)));
+    *b = _mm256_cvtepi32_ps(_mm256_srli_epi32(g, 16));
+  } else if constexpr (std::is_same_v<T, uint8_t>) {
+    const __m256i g = load_words(base, idx);
+    *a = _mm256_cvtepi32_ps(_mm256_and_si256(g, _mm256_set1_epi32(0xff)));
+    *b = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(g, 8), _mm256_set1_epi32(0xff)));
+  } else {
+    alignas(32) int32_t v[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(v), idx);
+    *a = _mm256_setr_ps(base[v[0]], base[v[1]], base[v[2]], base[v[3]], base[v[4]], base[v[5]], base[v[6]], base[v[7]]);
+    *b = _mm256_setr_ps(base[v[0] + 1], base[v[1] + 1], base[v[2] + 1], base[v[3] + 1], base[v[4] + 1], base[v[5] + 1],
+                        base[v[6] + 1], base[v[7] + 1]);
+  }
+}
+
+// Eight floats at the given indices (all in bounds).
+RAMH_AVX2 inline __m256 load_floats(const float* base, __m256i idx) {
+  alignas(32) int32_t v[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v), idx);
+  return _mm256_setr_ps(base[v[0]], base[v[1]], base[v[2]], base[v[3]], base[v[4]], base[v[5]], base[v[6]], base[v[7]]);
+}
+
+RAMH_AVX2 inline __m256 lerp8(__m256 a, __m256 b, __m256 t) {
+  return _mm256_add_ps(_mm256_mul_ps(a, _mm256_sub_ps(_mm256_set1_ps(1.0f), t)), _mm256_mul_ps(b, t));
+}
+
+// floor for |x| < 2^31, as detail::ifloor.
+RAMH_AVX2 inline __m256i floor8(__m256 x) {
+  const __m256i t = _mm256_cvttps_epi32(x);
+  return _mm256_add_epi32(t, _mm256_castps_si256(_mm256_cmp_ps(_mm256_cvtepi32_ps(t), x, _CMP_GT_OQ)));
+}
+
+// Crop row (columns [ja, jb)) with 8 lanes; groups with a lane near the image border (or whose 4-byte reads would
+// leave the plane) take the scalar samplers. Requires h * w < 2^31 (32-bit indices).
+template <class T, class O, bool kBilinear>
+RAMH_AVX2 void crop_row_avx2(const CropMap& m, int64_t i, const T* plane, int64_t h, int64_t w, int64_t ja,
+                             int64_t jb, O fill, O* row) {
+  const float ii = static_cast<float>(i) + m.i0;
+  const __m256 bx = _mm256_set1_ps(ii * m.bx), by = _mm256_set1_ps(ii * m.by);
+  const __m256 ax = _mm256_set1_ps(m.ax), ay = _mm256_set1_ps(m.ay);
+  const __m256 cx = _mm256_set1_ps(m.cx), cy = _mm256_set1_ps(m.cy), j0 = _mm256_set1_ps(m.j0);
+  const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), zero = _mm256_setzero_ps();
+  // Fast-path limits on x: bilinear needs x0 + 1 < w (and x0 + 3 < w for the 4-byte reads of uint8); nearest reads
+  // the pixel itself.
+  const int64_t slack = kBilinear ? (sizeof(T) == 1 ? 3 : 1) : 0;
+  const __m256 xlim = _mm256_set1_ps(static_cast<float>(w - slack));
+  const __m256 ylim = _mm256_set1_ps(static_cast<float>(kBilinear ? h - 1 : h));
+  const __m256i wv = _mm256_set1_epi32(static_cast<int>(w));
+  int64_t j = ja;
+  for (; j + 8 <= jb; j += 8) {
+    const __m256 jj = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(static_cast<float>(j)), lane), j0);
+    const __m256 px = _mm256_add_ps(cx, _mm256_add_ps(_mm256_mul_ps(jj, ax), bx));
+    const __m256 py = _mm256_add_ps(cy, _mm256_add_ps(_mm256_mul_ps(jj, ay), by));
+    const __m256 x = kBilinear ? _mm256_sub_ps(px, _mm256_set1_ps(0.5f)) : px;
+    const __m256 y = kBilinear ? _mm256_sub_ps(py, _mm256_set1_ps(0.5f)) : py;
+    const __m256 ok = _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ), _mm256_cmp_ps(x, xlim, _CMP_LT_OQ)),
+                                    _mm256_and_ps(_mm256_cmp_ps(y, zero, _CMP_GE_OQ), _mm256_cmp_ps(y, ylim, _CMP_LT_OQ)));
+    if (_mm256_movemask_ps(ok) == 0xff) {
+      const __m256i x0 = _mm256_cvttps_epi32(x), y0 = _mm256_cvttps_epi32(y);  // >= 0: truncation is floor
+      const __m256i idx = _mm256_add_epi32(_mm256_mullo_epi32(y0, wv), x0);
+      if constexpr (kBilinear) {
+        const __m256 fx = _mm256_sub_ps(x, _mm256_cvtepi32_ps(x0)), fy = _mm256_sub_ps(y, _mm256_cvtepi32_ps(y0));
+        __m256 v00, v01, v10, v11;
+        load_pairs(plane, idx, &v00, &v01);
+        load_pairs(plane, _mm256_add_epi32(idx, wv), &v10, &v11);
+        _mm256_storeu_ps(row + j, lerp8(lerp8(v00, v01, fx), lerp8(v10, v11, fx), fy));
+      } else {
+        // One load per pixel.
+        alignas(32) int32_t v[8];
+        _mm256_store_si256(reinterpret_cast<__m256i*>(v), idx);
+        for (int l = 0; l < 8; ++l) row[j + l] = plane[v[l]];
+      }
+      continue;
+    }
+    for (int l = 0; l < 8; ++l) {
+      float qx, qy;
+      detail::crop_point(m, i, j + l, &qx, &qy);
+      if constexpr (kBilinear)
+        row[j + l] = detail::sample_bilinear_fill<T>(plane, h, w, qx, qy, fill);
+      else
+        row[j + l] = detail::sample_nearest_fill<T>(plane, h, w, qx, qy, fill);
+    }
+  }
+  for (; j < jb; ++j) {
+    float qx, qy;
+    detail::crop_point(m, i, j, &qx, &qy);
+    if constexpr (kBilinear)
+      row[j] = detail::sample_bilinear_fill<T>(plane, h, w, qx, qy, fill);
+    else
+      row[j] = detail::sample_nearest_fill<T>(plane, h, w, qx, qy, fill);
+  }
+}
+
+// Paste of one ROI over output columns [xa, xb) of row y, 8 lanes at a time: coverage, ROI coordinates and the
+// samples in vectors, the combination per covered lane.
+template <class T>
+RAMH_AVX2 void paste_span_avx2(const PasteMap& m, int64_t y, int64_t xa, int64_t xb, const T* roi, int64_t rh,
+                               int64_t rw, PasteReduce reduce, T* cur, uint8_t* covered) {
+  const float dy = sub_rn(add_rn(static_cast<float>(y), 0.5f), m.cy);
+  const __m256 tu = _mm256_set1_ps(mul_rn(dy, m.kuy)), tv = _mm256_set1_ps(mul_rn(dy, m.kvy));
+  const __m256 kux = _mm256_set1_ps(m.kux), kvx = _mm256_set1_ps(m.kvx);
+  const __m256 hw = _mm256_set1_ps(m.hw), hh = _mm256_set1_ps(m.hh), cx = _mm256_set1_ps(m.cx);
+  const __m256 frw = _mm256_set1_ps(static_cast<float>(rw)), frh = _mm256_set1_ps(static_cast<float>(rh));
+  const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), zero = _mm256_setzero_ps();
+  const __m256i rwv = _mm256_set1_epi32(static_cast<int>(rw));
+  const __m256i xmax = _mm256_set1_epi32(static_cast<int>(rw - 1)), ymax = _mm256_set1_epi32(static_cast<int>(rh - 1));
+  const __m256i izero = _mm256_setzero_si256();
+  for (int64_t x = xa; x < xb; x += 8) {
+    const __m256 xf = _mm256_add_ps(_mm256_set1_ps(static_cast<float>(x)), lane);
+    const __m256 dx = _mm256_sub_ps(_mm256_add_ps(xf, _mm256_set1_ps(0.5f)), cx);
+    const __m256 rx = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(dx, kux), tu), hw);
+    const __m256 ry = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(dx, kvx), tv), hh);
+    const __m256 live = _mm256_cmp_ps(xf, _mm256_set1_ps(static_cast<float>(xb)), _CMP_LT_OQ);
+    const __m256 in = _mm256_and_ps(
+        _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(rx, zero, _CMP_GE_OQ), _mm256_cmp_ps(rx, frw, _CMP_LT_OQ)),
+                      _mm256_and_ps(_mm256_cmp_ps(ry, zero, _CMP_GE_OQ), _mm256_cmp_ps(ry, frh, _CMP_LT_OQ))),
+        live);
+    const int mask = _mm256_movemask_ps(in);
+    if (!mask) continue;
+    alignas(32) float vf[8];
+    alignas(32) int32_t vi[8];
+    if constexpr (std::is_same_v<T, float>) {
+      const __m256 sx = _mm256_sub_ps(rx, _mm256_set1_ps(0.5f)), sy = _mm256_sub_ps(ry, _mm256_set1_ps(0.5f));
+      const __m256i x0 = floor8(sx), y0 = floor8(sy);
+      const __m256 fx = _mm256_sub_ps(sx, _mm256_cvtepi32_ps(x0)), fy = _mm256_sub_ps(sy, _mm256_cvtepi32_ps(y0));
+      const __m256i one = _mm256_set1_epi32(1);
+      const __m256i xa0 = _mm256_min_epi32(_mm256_max_epi32(x0, izero), xmax);
+      const __m256i xa1 = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(x0, one), izero), xmax);
+      const __m256i r0 = _mm256_mullo_epi32(_mm256_min_epi32(_mm256_max_epi32(y0, izero), ymax), rwv);
+      const __m256i r1 = _mm256_mullo_epi32(_mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(y0, one), izero), ymax),
+                                            rwv);
+      // Clamped indices lie inside the ROI for every lane, covered or not: plain loads, no masks needed.
+      const __m256 v00 = load_floats(roi, _mm256_add_epi32(r0, xa0));
+      const __m256 v01 = load_floats(roi, _mm256_add_epi32(r0, xa1));
+      const __m256 v10 = load_floats(roi, _mm256_add_epi32(r1, xa0));
+      const __m256 v11 = load_floats(roi, _mm256_add_epi32(r1, xa1));
+      _mm256_store_ps(vf, lerp8(lerp8(v00, v01, fx), lerp8(v10, v11, fx), fy));
+    } else {
+      // covered lanes have rx, ry >= 0: truncation is floor; clamp as detail::sample_nearest_clamp does
+      const __m256i xi = _mm256_min_epi32(_mm256_cvttps_epi32(rx), xmax);
+      const __m256i yi = _mm256_min_epi32(_mm256_cvttps_epi32(ry), ymax);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(vi), _mm256_add_epi32(_mm256_mullo_epi32(yi, rwv), xi));
+    }
+    for (int l = 0; l < 8; ++l) {
+      if (!(mask >> l & 1)) continue;
+      const int64_t xo = x + l;
+      if constexpr (std::is_same_v<T, float>)
+        cur[xo] = detail::combine_max(cur[xo], vf[l], !covered[xo]);
+      else
+        cur[xo] = detail::combine_u8(cur[xo], roi[vi[l]], !covered[xo], reduce);
+      covered[xo] = 1;
+    }
+  }
+}
+#endif  // RAMH_ROI_AVX2
+
 inline f32x4 lerp4(f32x4 a, f32x4 b, f32x4 t) { return a * (splat(1.0f) - t) + b * t; }
 
 template <class T, class O, bool kBilinear>
-void crop_row(const CropMap& m, int64_t i, const T* plane, int64_t h, int64_t w, int64_t ow, O fill, O* row) {
+void crop_row(const CropMap& m, int64_t i, const T* plane, int64_t h, int64_t w, int64_t ja, int64_t jb, O fill,
+              O* row) {
   const float ii = static_cast<float>(i) + m.i0;
   const f32x4 bx = splat(ii * m.bx), by = splat(ii * m.by);  // the same products crop_point forms
-  int64_t j = 0;
-  for (; j + 4 <= ow; j += 4) {
+  int64_t j = ja;
+  for (; j + 4 <= jb; j += 4) {
     const float fj = static_cast<float>(j);
     const f32x4 jj = f32x4{fj, fj + 1.0f, fj + 2.0f, fj + 3.0f} + splat(m.j0);
     const f32x4 px = splat(m.cx) + (jj * splat(m.ax) + bx);
@@ -109,7 +300,7 @@ void crop_row(const CropMap& m, int64_t i, const T* plane, int64_t h, int64_t w,
         row[j + l] = detail::sample_nearest_fill<T>(plane, h, w, px[l], py[l], fill);
     }
   }
-  for (; j < ow; ++j) {
+  for (; j < jb; ++j) {
     float px, py;
     detail::crop_point(m, i, j, &px, &py);
     if constexpr (kBilinear)
@@ -127,13 +318,23 @@ void crop_impl(const Tensor& image, const std::vector<CropMap>& maps, O fill, Te
   const int64_t rows = static_cast<int64_t>(maps.size()) * channels * oh;
   const T* img = image.ptr<T>();
   O* dst = out.ptr<O>();
+#ifdef RAMH_ROI_AVX2
+  const bool avx2 = cpu_has_avx2() && h * w + w < (int64_t{1} << 31);  // 32-bit indices
+#endif
 #ifdef RAMH_WITH_OPENMP
 #pragma omp parallel for schedule(dynamic, 8) if (rows * ow >= kMinParallelWork)
 #endif
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t i = r % oh;
-    const int64_t c = (r / oh) % channels;
-    crop_row<T, O, kBilinear>(maps[r / (oh * channels)], i, img + c * h * w, h, w, ow, fill, dst + r * ow);
+    const int64_t plane_idx = r / oh;  // roi * channels + channel
+    const CropMap& m = maps[plane_idx / channels];
+    const T* plane = img + (plane_idx % channels) * h * w;
+#ifdef RAMH_ROI_AVX2
+    if (avx2) {
+      crop_row_avx2<T, O, kBilinear>(m, r % oh, plane, h, w, 0, ow, fill, dst + r * ow);
+      continue;
+    }
+#endif
+    crop_row<T, O, kBilinear>(m, r % oh, plane, h, w, 0, ow, fill, dst + r * ow);
   }
 }
 
@@ -193,23 +394,35 @@ void paste_impl(const Tensor& rois, const std::vector<PasteMap>& maps, PasteRedu
   const int64_t oh = out.dim(0), ow = out.dim(1);
   const T* src = rois.ptr<T>();
   T* dst = out.ptr<T>();
+#ifdef RAMH_ROI_AVX2
+  const bool avx2 = cpu_has_avx2() && rh * rw < (int64_t{1} << 31);  // 32-bit indices
+#endif
 #ifdef RAMH_WITH_OPENMP
 #pragma omp parallel if (oh * ow >= kMinParallelWork)
 #endif
   {
     std::vector<T> cur(ow);
-    std::vector<uint8_t> covered(ow);
+    std::vector<uint8_t> covered(ow, 0);  // reset after each row over the range the row touched
 #ifdef RAMH_WITH_OPENMP
 #pragma omp for schedule(dynamic, 8)
 #endif
     for (int64_t y = 0; y < oh; ++y) {
-      std::memset(covered.data(), 0, covered.size());
+      int64_t lo = ow, hi = 0;  // columns this row's spans touched
       for (int64_t k = 0; k < n; ++k) {
         const PasteMap& m = maps[k];
         if (y < m.y0 || y >= m.y1) continue;
         const T* roi = src + k * rh * rw;
         int64_t xa, xb;
         paste_row_span(m, y, frw, frh, &xa, &xb);
+        if (xa >= xb) continue;
+        lo = std::min(lo, xa);
+        hi = std::max(hi, xb);
+#ifdef RAMH_ROI_AVX2
+        if (avx2) {
+          paste_span_avx2<T>(m, y, xa, xb, roi, rh, rw, reduce, cur.data(), covered.data());
+          continue;
+        }
+#endif
         for (int64_t x = xa; x < xb; ++x) {
           float rx, ry;
           if (!detail::paste_point(m, x, y, frw, frh, &rx, &ry)) continue;
@@ -222,7 +435,14 @@ void paste_impl(const Tensor& rois, const std::vector<PasteMap>& maps, PasteRedu
         }
       }
       T* row = dst + y * ow;
-      for (int64_t x = 0; x < ow; ++x) row[x] = covered[x] ? cur[x] : fill;
+      if (lo >= hi) {
+        std::fill(row, row + ow, fill);
+        continue;
+      }
+      std::fill(row, row + lo, fill);
+      for (int64_t x = lo; x < hi; ++x) row[x] = covered[x] ? cur[x] : fill;
+      std::fill(row + hi, row + ow, fill);
+      std::memset(covered.data() + lo, 0, static_cast<std::size_t>(hi - lo));
     }
   }
 }
