@@ -282,6 +282,14 @@ def test_float64_input_is_converted(rng):
     assert la == lb
 
 
+def test_big_endian_input_is_read_correctly(rng):
+    img = rng.integers(0, 4096, (30, 40), dtype=np.uint16)
+    a, la = preprocess(img.astype(">u2"), (20, 20))
+    b, lb = preprocess(img, (20, 20))
+    np.testing.assert_array_equal(a, b)
+    assert la == lb
+
+
 def test_batch_equals_single_images(rng):
     imgs = rng.integers(0, 4096, (4, 45, 60), dtype=np.uint16)
     x, lbs = preprocess(imgs, (32, 32), dtype="float16", mean=0.1, std=0.9)

@@ -246,6 +246,14 @@ def test_label_stack_crop_equals_per_channel(rng):
     np.testing.assert_array_equal(crop_rois(stack.astype(bool), boxes, (9, 11), "nearest"), got)
 
 
+def test_big_endian_input_is_read_correctly(rng):
+    img = rng.integers(0, 65536, (30, 40), dtype=np.uint16)
+    boxes = random_boxes(rng, 5, 30, 40)
+    np.testing.assert_array_equal(crop_rois(img.astype(">u2"), boxes, (6, 7)), crop_rois(img, boxes, (6, 7)))
+    rois = rng.normal(0, 1, (5, 6, 7)).astype(">f4")
+    np.testing.assert_array_equal(paste_rois(rois, boxes, (30, 40)), paste_rois(rois.astype(F32), boxes, (30, 40)))
+
+
 def test_empty_box_list():
     img = np.zeros((8, 8), np.uint16)
     assert crop_rois(img, np.zeros((0, 5)), (4, 3)).shape == (0, 4, 3)

@@ -121,8 +121,9 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
 
     Args:
         image: ``H x W`` or ``N x H x W`` (a batch of same-size images) of uint8, uint16 or float32; a NumPy array
-            (float64 is converted to float32 first; other dtypes are refused) or a CUDA array
-            (:class:`ramh_rt.DeviceArray`, CuPy, torch, ``__cuda_array_interface__``).
+            (float64 is converted to float32 first, any byte order is accepted; other dtypes are refused) or a CUDA
+            array (:class:`ramh_rt.DeviceArray`, CuPy, torch, ``__cuda_array_interface__``; C-contiguous, already
+            uint8/uint16/float32).
         out_hw: ``(out_h, out_w)`` of the model input, both > 0.
         window: ``None`` (percentiles), ``(lo, hi)`` for every image, or an ``N x 2`` array, in raw intensity units;
             finite with ``lo < hi``.
@@ -158,6 +159,8 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
             image = np.asarray(image)
         except (TypeError, ValueError) as e:
             raise ValueError(f"image could not be read as an array: {e}") from None
+        if not image.dtype.isnative:  # e.g. big-endian '>u2' from a file: the core reads native byte order
+            image = image.astype(image.dtype.newbyteorder("="))
         if image.dtype == np.float64:
             image = image.astype(np.float32)
         elif image.dtype not in (np.uint8, np.uint16, np.float32):

@@ -53,6 +53,8 @@ def _host_image(image, name: str, allowed: tuple) -> object:
         raise ValueError(f"{name} could not be read as an array: {e}") from None
     if a.dtype == np.bool_:
         a = a.view(np.uint8)
+    if not a.dtype.isnative:  # e.g. big-endian '>u2' from a file: the core reads native byte order
+        a = a.astype(a.dtype.newbyteorder("="))
     if a.dtype not in allowed:
         names = ", ".join(np.dtype(t).name for t in allowed)
         raise ValueError(f"{name} must be of dtype {names}, got {a.dtype}")
