@@ -122,10 +122,16 @@ void percentile_window(const T* px, int64_t n, const PreprocessParams& p, const 
   }
 }
 
+constexpr int kLanes = 8;
+
 struct Tables {
   ResampleAxis ax, ay;
   std::vector<int64_t> fx, fy;  // first source index per resized column / row
   std::vector<float> wx, wy;    // taps weights per resized column / row
+  // The horizontal weights regrouped for 8 resized columns at a time: wxg[(g * taps + t) * 8 + l] is tap t of column
+  // 8 g + l, and fxg[8 g + l] its first source index (lanes past the last column repeat it with zero weights).
+  std::vector<float> wxg;
+  std::vector<int32_t> fxg;
 };
 
 Tables make_tables(const LetterboxGeometry& g, bool antialias) {
@@ -138,37 +144,81 @@ Tables make_tables(const LetterboxGeometry& g, bool antialias) {
   t.wy.resize(static_cast<std::size_t>(g.new_h) * t.ay.taps);
   for (int64_t o = 0; o < g.new_w; ++o) t.fx[o] = detail::axis_weights(t.ax, o, &t.wx[o * t.ax.taps]);
   for (int64_t o = 0; o < g.new_h; ++o) t.fy[o] = detail::axis_weights(t.ay, o, &t.wy[o * t.ay.taps]);
+  const int64_t groups = (g.new_w + kLanes - 1) / kLanes;
+  t.wxg.assign(static_cast<std::size_t>(groups) * t.ax.taps * kLanes, 0.0f);
+  t.fxg.resize(static_cast<std::size_t>(groups) * kLanes);
+  for (int64_t o = 0; o < groups * kLanes; ++o) {
+    const int64_t gi = o / kLanes, l = o % kLanes, src = std::min<int64_t>(o, g.new_w - 1);
+    t.fxg[o] = static_cast<int32_t>(t.fx[src]);
+    if (o < g.new_w)
+      for (int k = 0; k < t.ax.taps; ++k) t.wxg[(gi * t.ax.taps + k) * kLanes + l] = t.wx[o * t.ax.taps + k];
+  }
   return t;
 }
 
-// 4 floats with element-wise IEEE arithmetic (GCC/Clang vector extension: SSE on x86-64, NEON on aarch64). Each lane
-// rounds exactly like the scalar code (-ffp-contract=off keeps a*b+c unfused), so vectorising changes no bit.
-typedef float f32x4 __attribute__((vector_size(16)));
+// Vectors of L floats (GCC/Clang vector extension): L = 4 is one SSE/NEON register (the baseline clone), L = 8 one AVX
+// register (the AVX2 clone). Each lane rounds exactly like scalar code (-ffp-contract=off keeps a*b+c unfused), so
+// the lane width changes no bit.
+#if defined(__GNUC__) && !defined(__clang__)
+// 32-byte vectors passed between always-inline helpers of this file only: no ABI is exposed.
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+template <int L>
+struct Vec {
+  typedef float f __attribute__((vector_size(4 * L)));
+  typedef uint16_t u16 __attribute__((vector_size(2 * L)));
+  typedef uint8_t u8 __attribute__((vector_size(L)));
+};
 
-inline f32x4 load4(const float* p) {
-  f32x4 v;
+#define RAMH_INLINE inline __attribute__((always_inline))
+
+template <int L>
+RAMH_INLINE typename Vec<L>::f splat(float v) {
+  typename Vec<L>::f r;
+  for (int l = 0; l < L; ++l) r[l] = v;
+  return r;
+}
+template <int L>
+RAMH_INLINE typename Vec<L>::f load(const float* p) {
+  typename Vec<L>::f v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store4(float* p, f32x4 v) { std::memcpy(p, &v, sizeof v); }
+template <int L>
+RAMH_INLINE void store(float* p, typename Vec<L>::f v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
+template <int L, class T>
+RAMH_INLINE typename Vec<L>::f load_as_float(const T* p) {
+  if constexpr (std::is_same_v<T, float>) {
+    return load<L>(p);
+  } else if constexpr (std::is_same_v<T, uint16_t>) {
+    typename Vec<L>::u16 v;
+    std::memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, typename Vec<L>::f);
+  } else {
+    typename Vec<L>::u8 v;
+    std::memcpy(&v, p, sizeof v);
+    return __builtin_convertvector(v, typename Vec<L>::f);
+  }
+}
 
 // Windowed copy of one source row: the operations of detail::apply_window, vectorised (same roundings, same bits).
-template <class T>
-void window_row(const T* src, int64_t w, const WindowCoef& c, float* dst) {
+template <int L, class T>
+RAMH_INLINE void window_row(const T* src, int64_t w, const WindowCoef& c, float* dst) {
+  using F = typename Vec<L>::f;
   int64_t x = 0;
   if (c.step) {
     for (; x < w; ++x) dst[x] = static_cast<float>(src[x]) > c.lo ? 1.0f : 0.0f;
     return;
   }
-  const f32x4 lo = {c.lo, c.lo, c.lo, c.lo}, inv = {c.inv, c.inv, c.inv, c.inv};
-  const f32x4 zero = {0.0f, 0.0f, 0.0f, 0.0f}, one = {1.0f, 1.0f, 1.0f, 1.0f};
-  for (; x + 4 <= w; x += 4) {
-    const f32x4 v = {static_cast<float>(src[x]), static_cast<float>(src[x + 1]), static_cast<float>(src[x + 2]),
-                     static_cast<float>(src[x + 3])};
-    f32x4 t = (v - lo) * inv;
+  const F lo = splat<L>(c.lo), inv = splat<L>(c.inv), zero = splat<L>(0.0f), one = splat<L>(1.0f);
+  for (; x + L <= w; x += L) {
+    F t = (load_as_float<L>(src + x) - lo) * inv;
     t = t < zero ? zero : t;
     t = t > one ? one : t;
-    store4(dst + x, t);
+    store<L>(dst + x, t);
   }
   for (; x < w; ++x) dst[x] = detail::apply_window(static_cast<float>(src[x]), c);
 }
@@ -182,15 +232,16 @@ class WindowedRows {
   WindowedRows(const T* img, int64_t w, int taps, const WindowCoef& c)
       : img_(img), w_(w), taps_(taps), c_(c), ring_(static_cast<std::size_t>(taps) * w), tag_(taps, -1) {}
 
-  const float* row(int64_t r) {
-    const int slot = static_cast<int>(r % taps_);
-    float* dst = &ring_[static_cast<std::size_t>(slot) * w_];
-    if (tag_[slot] != r) {
-      window_row(img_ + r * w_, w_, c_, dst);
-      tag_[slot] = r;
-    }
-    return dst;
+  // Returns the slot of row r and whether it must be (re)filled; fill() does it (split so that the filling loop is
+  // compiled into the caller's instruction-set clone).
+  float* slot(int64_t r, bool* stale) {
+    const int k = static_cast<int>(r % taps_);
+    *stale = tag_[k] != r;
+    tag_[k] = r;
+    return &ring_[static_cast<std::size_t>(k) * w_];
   }
+  const T* source(int64_t r) const { return img_ + r * w_; }
+  const WindowCoef& coef() const { return c_; }
 
  private:
   const T* img_;
@@ -201,69 +252,143 @@ class WindowedRows {
   std::vector<int64_t> tag_;
 };
 
-// Vertical filter of resized row oy: line[x] = sum_t wy[oy][t] * window(src[fy[oy] + t][x]), t increasing.
-template <class T>
-void vertical_row(WindowedRows<T>& src, const Tables& tb, int64_t oy, int64_t w, const float** rows, float* ws,
-                  float* line) {
-  const int taps = tb.ay.taps;
-  const float* wy = &tb.wy[oy * taps];
+template <class O>
+RAMH_INLINE void store_out(O* dst, float v) {
+  if constexpr (std::is_same_v<O, float>)
+    *dst = v;
+  else
+    *dst = float_to_half_bits(v);
+}
+
+struct RowScratch {
+  std::vector<const float*> rows;
+  std::vector<float> ws, line;
+};
+
+// One canvas row y: vertical filter of the windowed source rows (sum over taps t increasing, zero weights skipped),
+// horizontal filter (all taps, in order), normalisation and store. O = float or float16 bits; L = vector lanes.
+template <int L, class T, class O>
+RAMH_INLINE void canvas_row(WindowedRows<T>& src, const LetterboxGeometry& g, const Tables& tb,
+                            const PreprocessParams& p, float pad, int64_t y, RowScratch& s, O* out) {
+  using F = typename Vec<L>::f;
+  const int64_t oy = y - g.pad_y;
+  if (oy < 0 || oy >= g.new_h) {
+    for (int64_t x = 0; x < g.out_w; ++x) store_out(out + x, pad);
+    return;
+  }
+  for (int64_t x = 0; x < g.pad_x; ++x) store_out(out + x, pad);
+  for (int64_t x = g.pad_x + g.new_w; x < g.out_w; ++x) store_out(out + x, pad);
+
+  const int64_t w = g.in_w;
+  const int ty = tb.ay.taps;
+  const float* wy = &tb.wy[oy * ty];
   int m = 0;
-  for (int t = 0; t < taps; ++t) {
+  for (int t = 0; t < ty; ++t) {
     if (wy[t] == 0.0f) continue;  // adds exactly +0 to a non-negative sum: skipping it changes no bit
-    rows[m] = src.row(tb.fy[oy] + t);
-    ws[m] = wy[t];
+    const int64_t r = tb.fy[oy] + t;
+    bool stale;
+    float* row = src.slot(r, &stale);
+    if (stale) window_row<L>(src.source(r), w, src.coef(), row);
+    s.rows[m] = row;
+    s.ws[m] = wy[t];
     ++m;
   }
-  // Blocks of 16 columns keep their sums in registers across all taps.
+  float* line = s.line.data();
+  // Blocks of 4 vectors keep their sums in registers across all taps.
   int64_t x0 = 0;
-  for (; x0 + 16 <= w; x0 += 16) {
-    f32x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  for (; x0 + 4 * L <= w; x0 += 4 * L) {
+    F a0 = {}, a1 = {}, a2 = {}, a3 = {};
     for (int k = 0; k < m; ++k) {
-      const f32x4 wk = {ws[k], ws[k], ws[k], ws[k]};
-      const float* rk = rows[k] + x0;
-      a0 = a0 + wk * load4(rk);
-      a1 = a1 + wk * load4(rk + 4);
-      a2 = a2 + wk * load4(rk + 8);
-      a3 = a3 + wk * load4(rk + 12);
+      const F wk = splat<L>(s.ws[k]);
+      const float* rk = s.rows[k] + x0;
+      a0 = a0 + wk * load<L>(rk);
+      a1 = a1 + wk * load<L>(rk + L);
+      a2 = a2 + wk * load<L>(rk + 2 * L);
+      a3 = a3 + wk * load<L>(rk + 3 * L);
     }
-    store4(line + x0, a0);
-    store4(line + x0 + 4, a1);
-    store4(line + x0 + 8, a2);
-    store4(line + x0 + 12, a3);
+    store<L>(line + x0, a0);
+    store<L>(line + x0 + L, a1);
+    store<L>(line + x0 + 2 * L, a2);
+    store<L>(line + x0 + 3 * L, a3);
   }
   for (int64_t x = x0; x < w; ++x) {
     float a = 0.0f;
-    for (int k = 0; k < m; ++k) a = a + ws[k] * rows[k][x];
+    for (int k = 0; k < m; ++k) a = a + s.ws[k] * s.rows[k][x];
     line[x] = a;
+  }
+
+  const int tx = tb.ax.taps;
+  O* dst = out + g.pad_x;
+  if constexpr (L == kLanes) {
+    // 8 resized columns at a time with the regrouped weights (AVX2 clone).
+    const F mean = splat<L>(p.mean), std_ = splat<L>(p.std);
+    for (int64_t g0 = 0; g0 < g.new_w; g0 += kLanes) {
+      const int32_t* f = &tb.fxg[g0];
+      const float* wg = &tb.wxg[g0 * tx];
+      F acc = {};
+      for (int t = 0; t < tx; ++t) {
+        const F v = {line[f[0] + t], line[f[1] + t], line[f[2] + t], line[f[3] + t],
+                     line[f[4] + t], line[f[5] + t], line[f[6] + t], line[f[7] + t]};
+        acc = acc + load<L>(wg + t * kLanes) * v;
+      }
+      const F r = (acc - mean) / std_;  // detail::normalise, per lane
+      const int64_t n = std::min<int64_t>(kLanes, g.new_w - g0);
+      if constexpr (std::is_same_v<O, float>) {
+        if (n == kLanes) {
+          store<L>(dst + g0, r);
+          continue;
+        }
+      }
+      for (int64_t l = 0; l < n; ++l) store_out(dst + g0 + l, r[l]);
+    }
+  } else {
+    for (int64_t ox = 0; ox < g.new_w; ++ox) {
+      const float* sx = line + tb.fx[ox];
+      const float* wx = &tb.wx[ox * tx];
+      float acc = 0.0f;
+      for (int t = 0; t < tx; ++t) acc = acc + wx[t] * sx[t];
+      store_out(dst + ox, detail::normalise(acc, p.mean, p.std));
+    }
   }
 }
 
-template <class O>
-void store(O* dst, float v);
-template <>
-void store<float>(float* dst, float v) {
-  *dst = v;
+// The row function compiled twice: 4 lanes for the baseline instruction set and, on x86-64, 8 lanes for AVX2 (chosen
+// at run time).
+template <class T, class O>
+void canvas_row_base(WindowedRows<T>& src, const LetterboxGeometry& g, const Tables& tb, const PreprocessParams& p,
+                     float pad, int64_t y, RowScratch& s, O* out) {
+  canvas_row<4, T, O>(src, g, tb, p, pad, y, s, out);
 }
-template <>
-void store<uint16_t>(uint16_t* dst, float v) {
-  *dst = float_to_half_bits(v);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define RAMH_PREPROCESS_AVX2 1
+template <class T, class O>
+__attribute__((target("avx2"))) void canvas_row_avx2(WindowedRows<T>& src, const LetterboxGeometry& g,
+                                                     const Tables& tb, const PreprocessParams& p, float pad,
+                                                     int64_t y, RowScratch& s, O* out) {
+  canvas_row<kLanes, T, O>(src, g, tb, p, pad, y, s, out);
 }
+#endif
 
-// One image: vertical filter, horizontal filter, normalisation and letterbox, fused per canvas row (the row's vertical
-// result is consumed from cache right away; one parallel region per image). O = float or float16 bits.
+// One image: canvas rows in parallel (one parallel region per image; the row's vertical result is consumed from
+// cache right away).
 template <class T, class O>
 void resample(const T* img, const LetterboxGeometry& g, const Tables& tb, const WindowCoef& c,
               const PreprocessParams& p, float pad, O* plane) {
   const int64_t w = g.in_w;
   const int ty = tb.ay.taps, tx = tb.ax.taps;
   const int64_t work = g.new_h * (w * ty + g.new_w * tx) + g.out_h * g.out_w;
+#ifdef RAMH_PREPROCESS_AVX2
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+#endif
 #ifdef RAMH_WITH_OPENMP
 #pragma omp parallel if (work >= kMinParallelWork)
 #endif
   {
     WindowedRows<T> src(img, w, ty, c);
-    std::vector<const float*> rows(ty);
-    std::vector<float> ws(ty), line(w);
+    RowScratch s;
+    s.rows.resize(ty);
+    s.ws.resize(ty);
+    s.line.resize(w);
     // Dynamic chunks of 16 rows: a thread that is descheduled (a busy machine) does not hold the others up; within a
     // chunk the rows are consecutive, so the ring still windows each source row about once.
 #ifdef RAMH_WITH_OPENMP
@@ -271,21 +396,13 @@ void resample(const T* img, const LetterboxGeometry& g, const Tables& tb, const 
 #endif
     for (int64_t y = 0; y < g.out_h; ++y) {
       O* out = plane + y * g.out_w;
-      const int64_t oy = y - g.pad_y;
-      if (oy < 0 || oy >= g.new_h) {
-        for (int64_t x = 0; x < g.out_w; ++x) store(out + x, pad);
+#ifdef RAMH_PREPROCESS_AVX2
+      if (avx2) {
+        canvas_row_avx2<T, O>(src, g, tb, p, pad, y, s, out);
         continue;
       }
-      for (int64_t x = 0; x < g.pad_x; ++x) store(out + x, pad);
-      for (int64_t x = g.pad_x + g.new_w; x < g.out_w; ++x) store(out + x, pad);
-      vertical_row(src, tb, oy, w, rows.data(), ws.data(), line.data());
-      for (int64_t ox = 0; ox < g.new_w; ++ox) {
-        const float* s = line.data() + tb.fx[ox];
-        const float* wx = &tb.wx[ox * tx];
-        float acc = 0.0f;
-        for (int t = 0; t < tx; ++t) acc = acc + wx[t] * s[t];
-        store(out + g.pad_x + ox, detail::normalise(acc, p.mean, p.std));
-      }
+#endif
+      canvas_row_base<T, O>(src, g, tb, p, pad, y, s, out);
     }
   }
 }
