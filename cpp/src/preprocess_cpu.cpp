@@ -2,12 +2,13 @@
 //
 // Per image: window from an exact histogram (per-thread histograms merged, so counts do not depend on the thread
 // count), then, per canvas row, the vertical filter of the windowed source rows (each source row windowed about once
-// per thread into a small ring of rows) followed by the horizontal filter, normalisation and store. Every float operation matches the CUDA kernels one for one
-// (see ramh/detail/preprocess_impl.hpp), which is what makes float16 outputs identical across devices.
+// per thread into a small ring of rows) followed by the horizontal filter, normalisation and store. Rows are
+// vectorised with 4 lanes, or 8 on x86-64 CPUs with AVX2 (checked at run time). Every float operation matches the
+// CUDA kernels one for one (see ramh/detail/preprocess_impl.hpp), whatever the lane width, which is what makes float16
+// outputs identical across devices.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <memory>
 #include <type_traits>
 #include <vector>
 
