@@ -14,11 +14,13 @@ of the windows and the stream synchronisation the op ends with) against torch on
 
 Records: {"op", "impl", "device", "shape", "median_ms", "min_ms", "max_ms", "ratio_vs_best_alternative", "note"};
 ratio_vs_best_alternative = median_ms / median_ms of the fastest alternative in the same run (< 1: faster than every
-alternative). Run as a script to print the table: ``python benchmarks/bench_preprocess.py [cpu|cuda]``.
+alternative). Run as a script to print the table: ``python benchmarks/bench_preprocess.py [cpu|cuda]``; with
+OMP_NUM_THREADS set, OpenCV is given the same thread count (ramh_rt and torch follow it anyway).
 """
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 import numpy as np
@@ -204,4 +206,9 @@ def print_table(records: list[dict]) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("OMP_NUM_THREADS"):
+        # like-for-like thread counts: ramh_rt and torch follow OMP_NUM_THREADS, OpenCV is told explicitly
+        import cv2
+
+        cv2.setNumThreads(int(os.environ["OMP_NUM_THREADS"]))
     print_table(run(sys.argv[1] if len(sys.argv) > 1 else "cpu"))
