@@ -7,9 +7,10 @@ Bad arguments raise :class:`ValueError` naming the argument and the offending va
 """
 from __future__ import annotations
 
-__all__: list[str] = []
+from .postprocess import INSTANCE_DTYPE, postprocess_masks
+from .preprocess import Letterbox, preprocess
+from .quantify import EROSION_DTYPE, quantify_erosions
+from .roi import crop_rois, paste_rois
 
-from .postprocess import INSTANCE_DTYPE, postprocess_masks  # noqa: E402
-__all__ += ["INSTANCE_DTYPE", "postprocess_masks"]
-from .quantify import EROSION_DTYPE, quantify_erosions  # noqa: E402
-__all__ += ["EROSION_DTYPE", "quantify_erosions"]
+__all__ = ["Letterbox", "preprocess", "INSTANCE_DTYPE", "postprocess_masks", "crop_rois", "paste_rois",
+           "EROSION_DTYPE", "quantify_erosions"]

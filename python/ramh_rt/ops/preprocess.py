@@ -1,0 +1,191 @@
+"""Model-input preprocessing: intensity window, normalisation and letterbox resize of radiographs.
+
+:func:`preprocess` is one fused kernel (C++ on the CPU, CUDA on the GPU, identical semantics) and :class:`Letterbox`
+records what it did to the geometry so that model outputs can be mapped back to image pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .. import _core
+
+__all__ = ["Letterbox", "preprocess"]
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where one image went on the model canvas, and with which intensity window.
+
+    Coordinates are continuous pixel coordinates ``(x, y)`` (pixel ``(col, row)`` covers ``[col, col+1) x
+    [row, row+1)``, its centre is ``(col + 0.5, row + 0.5)``), in the image and on the model canvas:
+    ``x_model = x_image * scale_x + pad_x``, ``y_model = y_image * scale_y + pad_y``.
+
+    Attributes:
+        in_hw: ``(H, W)`` of the source image.
+        out_hw: ``(out_h, out_w)`` of the canvas (the model input).
+        resized_hw: ``(new_h, new_w)``: the image's size on the canvas (``round(H * s)``, ``round(W * s)`` with
+            ``s = min(out_h / H, out_w / W)``, rounded half up, the limiting side exactly the canvas side, >= 1).
+        scale_x, scale_y: ``new_w / W`` and ``new_h / H`` (they differ slightly because of the rounding; these are the
+            factors the resampler used, so the mapping is exact for the rounded size).
+        pad_x, pad_y: top-left corner of the resized image on the canvas: ``(out_w - new_w) // 2``,
+            ``(out_h - new_h) // 2``.
+        window: ``(lo, hi)`` intensity window applied to the image (raw intensity units, float32 values).
+    """
+
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    resized_hw: tuple[int, int]
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+    window: tuple[float, float]
+
+    def to_model(self, xy) -> np.ndarray:
+        """Map image points to the model canvas.
+
+        Args:
+            xy: ``(..., 2)`` array-like of ``(x, y)`` continuous image coordinates (e.g. ``N x 2``).
+        Returns:
+            float64 array of the same shape: ``(x * scale_x + pad_x, y * scale_y + pad_y)``.
+        Raises:
+            ValueError: when the last dimension is not 2 or a value is not a number.
+        """
+        p = _points(xy)
+        return p * np.array([self.scale_x, self.scale_y]) + np.array([self.pad_x, self.pad_y], dtype=np.float64)
+
+    def to_image(self, xy) -> np.ndarray:
+        """Map model-canvas points back to the image (the exact inverse of :meth:`to_model`).
+
+        Args:
+            xy: ``(..., 2)`` array-like of ``(x, y)`` continuous canvas coordinates.
+        Returns:
+            float64 array of the same shape: ``((x - pad_x) / scale_x, (y - pad_y) / scale_y)``.
+        Raises:
+            ValueError: when the last dimension is not 2 or a value is not a number.
+        """
+        p = _points(xy)
+        return (p - np.array([self.pad_x, self.pad_y], dtype=np.float64)) / np.array([self.scale_x, self.scale_y])
+
+
+def _points(xy) -> np.ndarray:
+    try:
+        p = np.asarray(xy, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"xy must be an array of (x, y) points: {e}") from None
+    if p.ndim == 0 or p.shape[-1] != 2:
+        raise ValueError(f"xy must have shape (..., 2) of (x, y) points, got shape {p.shape}")
+    return p
+
+
+def _is_device_array(obj) -> bool:
+    return isinstance(obj, _core.DeviceArray) or hasattr(obj, "__cuda_array_interface__")
+
+
+def _pair(value, name: str, cast=float, what: str = "numbers") -> tuple:
+    try:
+        a, b = value
+        return cast(a), cast(b)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of {what}, got {value!r}") from None
+
+
+def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
+               percentiles: Sequence[float] = (0.5, 99.5), mean: float = 0.0, std: float = 1.0,
+               pad_value: float | None = None, antialias: bool = True):
+    """Window, normalise and letterbox-resize radiographs into a model input tensor.
+
+    For each image: ``v' = clip((v - lo) / (hi - lo), 0, 1)`` on the raw intensities (in float32, as
+    ``(v - lo) * (1 / (hi - lo))``), then resampled to the letterbox size, then ``(v' - mean) / std``, centred on an
+    ``out_h x out_w`` canvas whose border holds ``pad_value``. Windowing comes *before* resampling because the window is
+    defined on raw intensities and clipping does not commute with filtering (a bright cortex next to dark soft tissue
+    would otherwise be blurred before it is clipped).
+
+    Resampling is separable with half-pixel centres (output pixel ``o`` looks at source position ``(o + 0.5) * s``,
+    ``s = in / new``). With ``antialias=True`` a downscale uses a tent filter whose radius is ``s`` source pixels, as
+    PIL's BILINEAR resize and ``torch.nn.functional.interpolate(mode="bilinear", antialias=True)`` do; otherwise (and
+    for upscaling) it is plain bilinear interpolation with edge clamping (``cv2.resize(INTER_LINEAR)``,
+    ``interpolate(antialias=False)``).
+
+    Window. ``window=None`` computes ``(lo, hi)`` per image from its histogram at ``percentiles``: with ``n`` pixels and
+    ``k(p) = max(1, ceil(p * n / 100))``, the percentile is the ``k``-th smallest pixel (numpy's
+    ``method="inverted_cdf"``). uint8 and uint16 images are exact (one bin per value). float32 images use 4096 equal
+    bins over ``[min, max]`` (``bin = min(4095, floor((v - min) * 4096 / (max - min)))`` in float64); ``lo`` is the
+    lower edge of the low percentile's bin and ``hi`` the upper edge of the high percentile's bin, so the window holds
+    both percentiles and ``percentiles=(0, 100)`` gives exactly ``(min, max)``. When ``lo == hi`` (a constant image,
+    or percentiles that coincide) the window becomes the step ``v' = 1 if v > lo else 0``: a constant image gives
+    ``v' = 0`` everywhere, i.e. ``(0 - mean) / std``.
+
+    Args:
+        image: ``H x W`` or ``N x H x W`` (a batch of same-size images) of uint8, uint16 or float32; a NumPy array
+            (float64 is converted to float32 first, any byte order is accepted; other dtypes are refused) or a CUDA
+            array (:class:`ramh_rt.DeviceArray`, CuPy, torch, ``__cuda_array_interface__``; C-contiguous, already
+            uint8/uint16/float32).
+        out_hw: ``(out_h, out_w)`` of the model input, both > 0.
+        window: ``None`` (percentiles), ``(lo, hi)`` for every image, or an ``N x 2`` array, in raw intensity units;
+            finite with ``lo < hi``.
+        dtype: ``"float32"`` or ``"float16"`` (the float32 result rounded to nearest even; identical bits on CPU and
+            CUDA).
+        percentiles: ``(p_lo, p_hi)`` with ``0 <= p_lo < p_hi <= 100``; used only when ``window`` is None.
+        mean, std: normalisation after windowing (``std > 0``).
+        pad_value: value of the canvas outside the image, in output units; default ``(0 - mean) / std`` (black).
+        antialias: tent filter widened by the downscale factor (True) or plain bilinear (False).
+
+    Returns:
+        ``(tensor, transform)``: ``tensor`` is ``N x 1 x out_h x out_w`` (``N = 1`` for a 2-D image) of ``dtype``, a
+        NumPy array for host input or a :class:`ramh_rt.DeviceArray` on the image's device; ``transform`` is a
+        :class:`Letterbox` for a 2-D image and a list of ``N`` :class:`Letterbox` (same geometry, each with its own
+        window) for a 3-D one.
+
+    Raises:
+        ValueError: empty or zero-size image, unsupported dtype or number of dimensions, a float image with NaN or
+            inf values (the message says how many), bad ``out_hw``/``window``/``percentiles``/``mean``/``std``/
+            ``pad_value``/``dtype``.
+        RuntimeError: a CUDA failure, or a CUDA image given to a build without CUDA.
+
+    Example:
+        >>> img = np.random.default_rng(0).integers(0, 4096, (2048, 2560), dtype=np.uint16)
+        >>> x, lb = preprocess(img, (512, 640), dtype="float16")
+        >>> x.shape, lb.resized_hw, lb.pad_x
+        ((1, 1, 512, 640), (512, 640), 0)
+        >>> lb.to_image([[320.0, 256.0]])  # canvas centre -> image centre
+        array([[1280., 1024.]])
+    """
+    if not _is_device_array(image):
+        try:
+            image = np.asarray(image)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"image could not be read as an array: {e}") from None
+        if not image.dtype.isnative:  # e.g. big-endian '>u2' from a file: the core reads native byte order
+            image = image.astype(image.dtype.newbyteorder("="))
+        if image.dtype == np.float64:
+            image = image.astype(np.float32)
+        elif image.dtype not in (np.uint8, np.uint16, np.float32):
+            raise ValueError(f"image must be uint8, uint16 or float32 (float64 is converted), got {image.dtype}")
+    out_h, out_w = _pair(out_hw, "out_hw", _int_arg, "integers (out_h, out_w)")
+    p_lo, p_hi = _pair(percentiles, "percentiles")
+    if window is not None:
+        try:
+            window = np.asarray(window, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"window must be (lo, hi) or an N x 2 array of numbers, got {window!r}") from None
+    if isinstance(dtype, str) and dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    tensor, windows = _core.preprocess(image, out_h, out_w, window, dtype, p_lo, p_hi, float(mean), float(std),
+                                       None if pad_value is None else float(pad_value), bool(antialias))
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    g = _core.letterbox_geometry(h, w, out_h, out_w)
+    boxes = [Letterbox(in_hw=tuple(g["in_hw"]), out_hw=tuple(g["out_hw"]), resized_hw=tuple(g["resized_hw"]),
+                       scale_x=float(g["scale_x"]), scale_y=float(g["scale_y"]), pad_x=int(g["pad_x"]),
+                       pad_y=int(g["pad_y"]), window=(float(lo), float(hi)))
+             for lo, hi in windows]
+    return tensor, (boxes[0] if len(image.shape) == 2 else boxes)
+
+
+def _int_arg(v) -> int:
+    if isinstance(v, (bool, np.bool_)) or int(v) != v:
+        raise ValueError(f"expected an integer, got {v!r}")
+    return int(v)
