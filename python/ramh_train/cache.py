@@ -69,21 +69,6 @@ def mask_coverage(masks: np.ndarray, spec: CacheSpec) -> np.ndarray:
     return t[:, 0]
 
 
-def rois_from_model_masks(masks: dict[str, np.ndarray], tf) -> dict[str, geometry.RoiResult]:
-    """ROIs from model-canvas masks, mapped to image pixels through the letterbox ``tf``."""
-    res = geometry.joint_rois(masks)
-    s = 0.5 * (tf.scale_x + tf.scale_y)
-    out = {}
-    for stem, r in res.items():
-        if r.roi is None:
-            out[stem] = r
-            continue
-        (cx, cy), = tf.to_image([[r.roi.cx, r.roi.cy]])
-        out[stem] = geometry.RoiResult(stem, geometry.Roi(float(cx), float(cy), r.roi.w / s, r.roi.h / s,
-                                                          r.roi.angle))
-    return out
-
-
 _FILES = {
     "image": ("float16", lambda s: s.input_hw),
     "bones": ("uint8", lambda s: (anatomy.NUM_BONE_CLASSES, *s.input_hw)),
@@ -118,7 +103,7 @@ def _process(args) -> tuple[int, dict]:
     arrays["window"][i] = tf.window
     t = s.totals()
     arrays["totals"][i] = (t["erosion"], t["jsn"], t["svdh"])
-    res = rois_from_model_masks({n: cov[k] >= 0.5 for k, n in enumerate(names)}, tf)
+    res = geometry.rois_to_image(geometry.joint_rois({n: cov[k] >= 0.5 for k, n in enumerate(names)}), tf)
     boxes = np.full((len(anatomy.AREA_STEMS), 5), np.nan, np.float32)
     ious = np.full(len(anatomy.AREA_STEMS), np.nan, np.float32)
     for a, stem_ in enumerate(anatomy.AREA_STEMS):

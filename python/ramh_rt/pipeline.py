@@ -1,0 +1,499 @@
+"""``ramh_rt.analyze``: one hand radiograph in, an :class:`~ramh_rt.result.Analysis` out (DESIGN.md section 2).
+
+    decode -> preprocess -> bone model -> mask postprocess -> bone instances
+           -> joint geometry (SvdH ROIs) -> ROI crops at native resolution -> joint model (erosion mask, BE/JSN)
+           -> erosion quantification -> paste-back -> whole-image model -> totals
+
+:class:`Analyzer` loads a bundle and its inference sessions once and serves many calls. It is thread-safe: it holds
+no per-call state, ONNX Runtime sessions may run concurrently, and the TensorRT backend keeps one execution context
+per thread. On a CUDA backend the image is uploaded once and the kernels and models exchange device arrays; the
+bone masks come back to the host for the geometry, which is tiny.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import __version__, anatomy, geometry, io, ops
+from .backends import get_backend, is_device_array, select_backend
+from .bundle import Bundle
+from .errors import BackendError, RamhError
+from .result import Analysis, BoneRecord, JointRecord, Meta, Totals
+
+ImageLike = Any  # numpy array, path, bytes or io.LoadedImage
+
+
+@dataclass
+class AnalysisError:
+    """The per-image failure that :meth:`Analyzer.analyze_batch` returns in place of an analysis."""
+
+    source: str
+    error: str
+    exception: BaseException
+
+    def __bool__(self) -> bool:  # lets callers write `if result:` for successes only
+        return False
+
+
+class _Timer:
+    def __init__(self):
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+        self._start = self._t
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = round((now - self._t) * 1e3, 3)
+        self._t = now
+
+    def total(self) -> dict[str, float]:
+        self.times["total"] = round((time.perf_counter() - self._start) * 1e3, 3)
+        return self.times
+
+
+def _host(a) -> np.ndarray:
+    return a.to_host() if hasattr(a, "to_host") else np.asarray(a)
+
+
+class Analyzer:
+    """A loaded model bundle with its inference sessions, ready to analyse many images.
+
+    Args:
+        bundle: a :class:`~ramh_rt.bundle.Bundle`, a bundle directory / .zip path, or None for the default bundle.
+        backend: ``"auto"`` (TensorRT, then ONNX Runtime CUDA, then ONNX Runtime CPU), or a backend name
+            (``"onnxruntime-cpu"``, ``"onnxruntime-cuda"``, ``"tensorrt"``).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or an int; None picks the backend's default.
+        keep_image: keep the analysed image in the Analysis (needed by :meth:`Analysis.overlay`).
+        session_options: passed to the backend's ``create_session`` (e.g. ``intra_op_threads`` for ONNX Runtime,
+            ``precision`` for TensorRT).
+
+    Raises:
+        BundleError: the bundle is missing, malformed or tampered with.
+        BackendError: the requested backend is not available here (the message says why).
+    """
+
+    def __init__(self, bundle: Bundle | str | os.PathLike | None = None, *, backend: str = "auto",
+                 device: str | int | None = None, keep_image: bool = True, **session_options: Any):
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        if backend == "auto":
+            sel = select_backend("auto")
+            self.backend = sel.backend
+            self.skipped_backends = dict(sel.unavailable)
+        else:
+            self.backend = get_backend(backend)
+            ok, why = self.backend.available()
+            if not ok:
+                raise BackendError(f"backend {backend!r} is not available: {why}")
+            self.skipped_backends = {}
+        self.device = device
+        self.keep_image = keep_image
+        self.on_cuda = "cuda" in self.backend.name or self.backend.name == "tensorrt"
+        self.sessions = {name: self.backend.create_session(self.bundle.model(name), device, **session_options)
+                         for name in ("bones", "joints", "global") if self.bundle.has_model(name)}
+        self.bones_cfg = self.bundle.model("bones").config
+        self.joints_cfg = self.bundle.model("joints").config
+        self.classes = list(self.bones_cfg["classes"])
+        if self.classes != list(anatomy.BONE_NAMES):
+            raise RamhError(f"bundle {self.bundle.id}: bone classes must be RAM-H1200's 30 classes in order")
+        keep = self.bones_cfg["postprocess"]["keep"]
+        self.keep = [keep.get(c, keep.get("*", "largest")) for c in self.classes]
+        self.areas = list(self.joints_cfg["areas"])
+        self.device_name = self._device_name()
+
+    def _device_name(self) -> str:
+        if not self.on_cuda:
+            return "cpu"
+        from . import _core
+
+        try:
+            return f"cuda:{int(self.device or 0)} ({_core.device_properties(int(self.device or 0))['name']})"
+        except Exception:  # noqa: BLE001 - a name is cosmetic
+            return "cuda"
+
+    # ---- one image ---------------------------------------------------------------------------------------------
+    def analyze(self, image: ImageLike, *, spacing_mm: float | None = None, side: str | None = None) -> Analysis:
+        """Analyse one PA hand radiograph.
+
+        Args:
+            image: a NumPy array (2-D, or single-channel 3-D; uint8/uint16/float), a path to a PNG/JPEG/BMP/TIFF or
+                DICOM file, bytes of such a file, or a :class:`ramh_rt.io.LoadedImage`.
+            spacing_mm: pixel spacing (mm) overriding the file's; needed for areas in mm² when the file has none.
+            side: ``"L"``/``"R"`` overriding the file's laterality; otherwise it comes from the DICOM header or the
+                file name, else it is detected from the bones (thumb side).
+
+        Raises:
+            ImageLoadError: unreadable, empty, too small/large or non-finite input.
+            RamhError: a model or kernel failure (the message names the stage).
+        """
+        timer = _Timer()
+        loaded = image if isinstance(image, io.LoadedImage) else io.load_image(image, spacing_mm=spacing_mm,
+                                                                                 side=side)
+        if isinstance(image, io.LoadedImage) and (spacing_mm is not None or side is not None):
+            loaded = io.LoadedImage(**{**loaded.__dict__,
+                                       **({"spacing_mm": float(spacing_mm), "spacing_source": "user"}
+                                          if spacing_mm is not None else {}),
+                                       **({"side": anatomy.normalise_side(side), "side_source": "user"}
+                                          if side is not None else {})})
+        timer.lap("decode")
+        return self._analyze_loaded(loaded, timer)
+
+    def _analyze_loaded(self, loaded: io.LoadedImage, timer: _Timer) -> Analysis:
+        from . import DeviceArray
+
+        pix = loaded.pixels
+        h, w = pix.shape
+        src = DeviceArray.from_host(pix, int(self.device or 0)) if self.on_cuda else pix
+        pp = self.bones_cfg["preprocess"]
+        x, tf = ops.preprocess(src, pp["input_hw"], percentiles=pp["window"]["percentiles"],
+                               mean=pp["window"]["mean"], std=pp["window"]["std"], antialias=pp["antialias"])
+        timer.lap("preprocess")
+        logits = self.sessions["bones"].run({"image": x})["logits"]
+        timer.lap("bone_model")
+        post = self.bones_cfg["postprocess"]
+        masks, inst = ops.postprocess_masks(logits, mode=post["mode"], threshold=post["threshold"], keep=self.keep,
+                                            min_area=post["min_area"], fill_holes=post["fill_holes"])
+        masks_h = _host(masks)[0]
+        logits_h = _host(logits)[0]
+        timer.lap("postprocess")
+        bones, model_masks = self._bones(inst, masks_h, logits_h, tf, (h, w))
+        timer.lap("bone_records")
+        side, side_source = loaded.side, loaded.side_source
+        if side is None:
+            side = _detect_side(bones)
+            side_source = "detected" if side else None
+        rois = geometry.rois_to_image(geometry.joint_rois(model_masks), tf)
+        timer.lap("geometry")
+        joints, ero_full = self._joints(src, pix, rois, masks_h, tf, loaded.spacing_mm, timer)
+        totals, cam = self._totals(joints, x)
+        timer.lap("global_model")
+        warnings = list(loaded.warnings)
+        missing = [j.stem for j in joints if not j.located]
+        if missing:
+            warnings.append(f"{len(missing)} SvdH area(s) not located: {', '.join(missing)}")
+        meta = Meta(side=side, side_source=side_source, spacing_mm=loaded.spacing_mm,
+                    spacing_source=loaded.spacing_source, image_shape=(h, w), source=loaded.source,
+                    bundle_id=self.bundle.id, bundle_version=self.bundle.version, backend=self.backend.name,
+                    device=self.device_name, ramh_rt_version=__version__, timings_ms=timer.total(),
+                    warnings=warnings)
+        return Analysis(bones=bones, joints=joints, totals=totals, meta=meta, erosion_mask_fn=ero_full,
+                        image=pix if self.keep_image else None, cam=cam)
+
+    # ---- stages ----------------------------------------------------------------------------------------------
+    def _bones(self, inst: np.ndarray, masks: np.ndarray, logits: np.ndarray, tf, shape):
+        """Bone records with full-resolution masks, and the model-canvas masks of single-instance bones."""
+        h, w = shape
+        sx, sy = tf.scale_x, tf.scale_y
+        thr = float(self.bones_cfg["postprocess"]["threshold"])
+        records: list[BoneRecord] = []
+        model_masks: dict[str, np.ndarray] = {}
+        for r in inst:
+            c = int(r["channel"])
+            name = self.classes[c]
+            mx0, my0, mx1, my1 = (int(r["bbox"][i]) for i in range(4))
+            # Image-pixel bbox of the model bbox, one model pixel of margin for the sub-pixel boundary.
+            x0 = max(0, int(np.floor((mx0 - 1 - tf.pad_x) / sx)))
+            y0 = max(0, int(np.floor((my0 - 1 - tf.pad_y) / sy)))
+            x1 = min(w, int(np.ceil((mx1 + 1 - tf.pad_x) / sx)))
+            y1 = min(h, int(np.ceil((my1 + 1 - tf.pad_y) / sy)))
+            if x1 <= x0 or y1 <= y0:
+                continue
+            # Full-resolution mask: the class logits resampled (bilinear) to the image grid, thresholded, and kept
+            # where this instance's (one model pixel dilated) mask is.
+            inst_mask = masks[c] if not anatomy.bone(name).multi_instance else _instance_mask(masks[c], r)
+            box = _model_box(x0, y0, x1, y1, tf)
+            up = ops.crop_rois(np.ascontiguousarray(logits[c]), box, (y1 - y0, x1 - x0))[0] > thr
+            near = ops.crop_rois(_dilate(inst_mask).astype(np.uint8), box, (y1 - y0, x1 - x0),
+                                 interpolation="nearest")[0] > 0
+            crop = up & near
+            if not crop.any():
+                continue
+            ys, xs = np.nonzero(crop)
+            records.append(BoneRecord(
+                name=name, instance=int(r["index"]), area_px=int(len(xs)),
+                bbox=(x0, y0, x1, y1), centroid=(float(xs.mean() + 0.5 + x0), float(ys.mean() + 0.5 + y0)),
+                orientation_deg=float(r["orientation"]), major_axis_px=float(r["major_axis_length"]) / sx,
+                minor_axis_px=float(r["minor_axis_length"]) / sx, score=float(r["mean_score"]),
+                image_shape=(h, w), mask_crop=crop))
+            if anatomy.bone(name).is_bone:
+                model_masks[name] = masks[c] > 0
+        return records, model_masks
+
+    def _joints(self, src, pix, rois: dict[str, geometry.RoiResult], masks: np.ndarray, tf, spacing, timer):
+        cfg = self.joints_cfg
+        size = tuple(cfg["roi"]["size"])
+        thr = float(cfg.get("erosion_threshold", 0.5))
+        stems = [s for s in self.areas if rois[s].roi is not None]
+        boxes = np.array([rois[s].roi.as_tuple() for s in stems], np.float32).reshape(-1, 5)
+        records: dict[str, JointRecord] = {}
+        ero_bin = None
+        if len(stems):
+            crops = ops.crop_rois(src, boxes, size)
+            timer.lap("roi_crop")
+            n = len(stems)
+            onehot = np.zeros((n, len(self.areas)), np.float32)
+            onehot[np.arange(n), [self.areas.index(s) for s in stems]] = 1.0
+            window = np.tile(np.asarray(tf.window, np.float32), (n, 1))
+            feeds = {"roi": _reshape(crops, (n, 1, *size)), "window": window, "area": onehot}
+            out = self.sessions["joints"].run(feeds)
+            timer.lap("joint_model")
+            ero = out["erosion_probs"]
+            be, jsn = _host(out["be_probs"]), _host(out["jsn_probs"])
+            bone_roi = self._anchor_masks(stems, boxes, masks, tf, size)
+            q = ops.quantify_erosions(_reshape(ero, (n, *size)), bone_roi, boxes, spacing, threshold=thr,
+                                      min_lesion_px=int(cfg.get("min_lesion_px", 4)))
+            ero_bin = (_host(ero).reshape(n, *size) >= thr).astype(np.uint8)
+            timer.lap("quantify")
+            for k, stem in enumerate(stems):
+                a = anatomy.area(stem)
+                roi = rois[stem].roi
+                rec = JointRecord(stem=stem, name=a.name, display=a.display, located=True, roi=roi.as_tuple(),
+                                  bbox=roi.bbox(pix.shape))
+                if a.be:
+                    p = _probs(be[k])
+                    rec.be_probs, rec.be_score = p, int(np.argmax(p))
+                if a.jsn:
+                    p = _probs(jsn[k])
+                    rec.jsn_probs, rec.jsn_score = p, int(np.argmax(p))
+                qk = q[k]
+                rec.eroded_px = float(qk["eroded_px"])
+                rec.eroded_mm2 = None if np.isnan(qk["eroded_mm2"]) else float(qk["eroded_mm2"])
+                rec.eroded_fraction = float(qk["eroded_fraction"])
+                rec.lesions = int(qk["lesions"])
+                rec.largest_lesion_px = float(qk["largest_lesion_px"])
+                records[stem] = rec
+        joints = []
+        for stem in anatomy.AREA_STEMS:
+            if stem in records:
+                joints.append(records[stem])
+            else:
+                a = anatomy.area(stem)
+                joints.append(JointRecord(stem=stem, name=a.name, display=a.display, located=False,
+                                          note=rois[stem].reason))
+        shape = pix.shape
+
+        def erosion_mask() -> np.ndarray:
+            if ero_bin is None or not ero_bin.any():
+                return np.zeros(shape, dtype=bool)
+            return np.asarray(ops.paste_rois(ero_bin, boxes, shape, reduce="or")) > 0
+
+        return joints, erosion_mask
+
+    def _anchor_masks(self, stems, boxes, masks, tf, size) -> np.ndarray:
+        """Per ROI, the union of its anchor bones' masks cut from the model-canvas masks (nearest)."""
+        n = len(stems)
+        out = np.zeros((n, *size), np.uint8)
+        model_boxes = np.array([geometry.roi_to_model(geometry.Roi(*b), tf).as_tuple() for b in boxes], np.float32)
+        by_channel: dict[int, list[int]] = {}
+        for k, stem in enumerate(stems):
+            for b in anatomy.area(stem).anchors:
+                by_channel.setdefault(anatomy.BONE_INDEX[b], []).append(k)
+        for c, ks in by_channel.items():
+            if not masks[c].any():
+                continue
+            cut = ops.crop_rois(np.ascontiguousarray(masks[c]), model_boxes[ks], size, interpolation="nearest")
+            out[ks] |= cut
+        return out
+
+    def _totals(self, joints: list[JointRecord], x) -> tuple[Totals, np.ndarray | None]:
+        ero = sum(j.be_score for j in joints if j.be_score is not None)
+        jsn = sum(j.jsn_score for j in joints if j.jsn_score is not None)
+        expected = sum((j.be_expected or 0.0) + (j.jsn_expected or 0.0) for j in joints)
+        complete = all(j.located for j in joints)
+        g_total = g_probs = cam = None
+        if "global" in self.sessions:
+            out = self.sessions["global"].run({"image": x})
+            g_total = float(np.clip(_host(out["svdh_total"]).reshape(-1)[0], 0, anatomy.SVDH_MAX_PER_HAND))
+            g_probs = [float(v) for v in _host(out["severity_probs"]).reshape(-1)]
+            cam = _host(out["cam"])[0, 0]
+            severity, source = anatomy.SEVERITY_NAMES[int(np.argmax(g_probs))], "global_model"
+        else:
+            severity, source = anatomy.severity_of(ero + jsn).name, "joint_scores"
+        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn), expected_svdh=float(expected),
+                      complete=complete, global_svdh=g_total, severity=severity, severity_probs=g_probs,
+                      severity_source=source), cam
+
+    # ---- many images ---------------------------------------------------------------------------------------------
+    def analyze_batch(self, images: Iterable[ImageLike], *, spacing_mm: float | Sequence[float | None] | None = None,
+                      side: str | Sequence[str | None] | None = None, prefetch: int = 2,
+                      progress: bool = False) -> list[Analysis | AnalysisError]:
+        """Analyse many images, in order; a failing image gives an :class:`AnalysisError` in its place.
+
+        Decoding runs on a background thread ``prefetch`` images ahead of the inference, so file reading and
+        decompression overlap with the models. ``spacing_mm`` / ``side`` may be one value for all or one per image.
+        """
+        return list(self.iter_batch(images, spacing_mm=spacing_mm, side=side, prefetch=prefetch, progress=progress))
+
+    def iter_batch(self, images: Iterable[ImageLike], *, spacing_mm=None, side=None, prefetch: int = 2,
+                   progress: bool = False) -> Iterator[Analysis | AnalysisError]:
+        """Generator form of :meth:`analyze_batch` (results as they are ready, in input order)."""
+        items = list(images)
+        n = len(items)
+        sp = _per_image(spacing_mm, n, "spacing_mm")
+        sd = _per_image(side, n, "side")
+
+        def decode(i):
+            t = _Timer()
+            try:
+                item = items[i]
+                if isinstance(item, io.LoadedImage):
+                    return item, t
+                return io.load_image(item, spacing_mm=sp[i], side=sd[i]), t
+            except BaseException as e:  # noqa: BLE001 - reported per image
+                return e, t
+
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc="analyze", unit="image", dynamic_ncols=True)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ramh-decode") as pool:
+            futures = [pool.submit(decode, i) for i in range(min(n, prefetch + 1))]
+            for i in range(n):
+                loaded, timer = futures[i].result()
+                if i + prefetch + 1 < n:
+                    futures.append(pool.submit(decode, i + prefetch + 1))
+                futures[i] = None  # release the decoded image once consumed
+                src = _source_name(items[i])
+                if isinstance(loaded, BaseException):
+                    yield AnalysisError(src, f"{type(loaded).__name__}: {loaded}", loaded)
+                else:
+                    try:
+                        timer.lap("decode")
+                        yield self._analyze_loaded(loaded, timer)
+                    except Exception as e:  # noqa: BLE001 - reported per image, the batch goes on
+                        yield AnalysisError(src, f"{type(e).__name__}: {e}", e)
+                if bar:
+                    bar.update(1)
+        if bar:
+            bar.close()
+
+    def describe(self) -> dict:
+        """Bundle, backend, device and session details (for ``ramh info``)."""
+        return {"bundle": self.bundle.describe(), "backend": self.backend.name, "device": self.device_name,
+                "skipped_backends": self.skipped_backends, "models": sorted(self.sessions)}
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------------
+
+def _probs(p) -> list[float]:
+    p = np.clip(np.asarray(p, np.float64), 0, None)
+    s = p.sum()
+    p = p / s if s > 0 else np.full_like(p, 1.0 / len(p))
+    return [float(v) for v in p]
+
+
+def _reshape(a, shape):
+    if is_device_array(a) and not isinstance(a, np.ndarray):
+        if tuple(a.shape) == tuple(shape):
+            return a
+        from . import DeviceArray
+
+        # Device arrays are dense: a reshape is a view with another shape over the same pool block.
+        return _DeviceView(a, shape) if isinstance(a, DeviceArray) else a.reshape(shape)
+    return np.asarray(a).reshape(shape)
+
+
+class _DeviceView:
+    """A reshaped view of a dense device array (exposes __cuda_array_interface__ only)."""
+
+    def __init__(self, base, shape):
+        self.base = base
+        self.shape = tuple(int(s) for s in shape)
+        if int(np.prod(self.shape)) != int(np.prod(base.shape)):
+            raise ValueError(f"cannot view {base.shape} as {self.shape}")
+
+    @property
+    def __cuda_array_interface__(self):
+        d = dict(self.base.__cuda_array_interface__)
+        d["shape"] = self.shape
+        return d
+
+    def to_host(self):
+        return self.base.to_host().reshape(self.shape)
+
+
+def _model_box(x0, y0, x1, y1, tf) -> np.ndarray:
+    """The axis-aligned image box [x0, x1) x [y0, y1) as a box on the model canvas (for crop_rois)."""
+    (ax, ay), (bx, by) = tf.to_model([[x0, y0], [x1, y1]])
+    return np.array([[0.5 * (ax + bx), 0.5 * (ay + by), bx - ax, by - ay, 0.0]], np.float32)
+
+
+def _dilate(m: np.ndarray) -> np.ndarray:
+    m = m > 0
+    out = m.copy()
+    out[1:] |= m[:-1]
+    out[:-1] |= m[1:]
+    out[:, 1:] |= m[:, :-1]
+    out[:, :-1] |= m[:, 1:]
+    return out
+
+
+def _instance_mask(plane: np.ndarray, r) -> np.ndarray:
+    """The pixels of one instance of a multi-instance class: its bbox's connected part of the kept mask."""
+    out = np.zeros(plane.shape, bool)
+    x0, y0, x1, y1 = (int(r["bbox"][i]) for i in range(4))
+    out[y0:y1, x0:x1] = plane[y0:y1, x0:x1] > 0
+    return out
+
+
+def _detect_side(bones: list[BoneRecord]) -> str | None:
+    """Laterality from the bone layout on a PA view: the thumb lies on the image's left for a right hand."""
+    c = {b.name: b.centroid for b in bones if b.instance == 0}
+    for thumb, other in (("MC1", "MC5"), ("Trapezium", "Hamate"), ("Radius", "Ulna")):
+        if thumb in c and other in c:
+            return "R" if c[thumb][0] < c[other][0] else "L"
+    return None
+
+
+def _per_image(value, n: int, name: str) -> list:
+    if value is None or isinstance(value, (str, int, float)):
+        return [value] * n
+    value = list(value)
+    if len(value) != n:
+        raise ValueError(f"{name} must be one value or one per image ({n}), got {len(value)}")
+    return value
+
+
+def _source_name(item) -> str:
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    if isinstance(item, io.LoadedImage):
+        return item.source
+    return "<array>" if isinstance(item, np.ndarray) else f"<{type(item).__name__}>"
+
+
+# ---- module-level convenience ------------------------------------------------------------------------------------
+
+_ANALYZERS: dict[tuple, Analyzer] = {}
+_LOCK = threading.Lock()
+
+
+def get_analyzer(bundle=None, backend: str = "auto", device=None) -> Analyzer:
+    """A cached :class:`Analyzer` per (bundle, backend, device): the models load once per process."""
+    key = (str(Path(bundle).resolve()) if isinstance(bundle, (str, os.PathLike)) else id(bundle) if bundle else None,
+           backend, str(device))
+    with _LOCK:
+        if key not in _ANALYZERS:
+            _ANALYZERS[key] = Analyzer(bundle, backend=backend, device=device)
+        return _ANALYZERS[key]
+
+
+def analyze(image: ImageLike, *, bundle=None, backend: str = "auto", device=None, spacing_mm: float | None = None,
+            side: str | None = None) -> Analysis:
+    """Analyse one hand radiograph with a cached :class:`Analyzer` (see :meth:`Analyzer.analyze`).
+
+    Example::
+
+        import ramh_rt
+        a = ramh_rt.analyze("hand.dcm")
+        print(a.totals.svdh, a.joint("MCP-I").be_score)
+        a.overlay("hand_overlay.png")
+    """
+    return get_analyzer(bundle, backend, device).analyze(image, spacing_mm=spacing_mm, side=side)
