@@ -1,0 +1,246 @@
+"""``ramh-train``: build caches, train the three models, export a bundle, evaluate it end to end.
+
+    ramh-train cache    --data DIR --split train --out CACHE
+    ramh-train bones    --cache CACHE [--val CACHE] --run RUN [--steps N] ...
+    ramh-train joints   --cache CACHE [--val CACHE] --run RUN ...
+    ramh-train global   --cache CACHE [--val CACHE] --run RUN ...
+    ramh-train export   --bones RUN --joints RUN [--global RUN] --cache CACHE --bundle OUT [--fp16]
+    ramh-train evaluate --bundle OUT --data DIR [--split test] [--out FILE]
+
+Training resumes from RUN/last.pt when it exists; ``torchrun --nproc_per_node=K -m ramh_train.cli bones ...`` trains
+with DistributedDataParallel on K GPUs (or processes). Exit codes: 0 ok, 1 failure, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _train_args(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -> None:
+    p.add_argument("--cache", required=True, help="training cache (ramh-train cache)")
+    p.add_argument("--val", help="validation cache, evaluated every --eval-every steps and at the end")
+    p.add_argument("--run", required=True, help="run directory (checkpoints, log.jsonl); resumes when it exists")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=batch)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--warmup-steps", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--eval-every", type=int, default=0)
+
+
+def _cfg(args):
+    from .engine import TrainConfig
+
+    return TrainConfig(run_dir=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                       weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, seed=args.seed,
+                       checkpoint_every=args.checkpoint_every, amp=args.amp, device=args.device,
+                       threads=args.threads, extra={"eval_every": args.eval_every})
+
+
+def _finish(run: str, summary: dict) -> int:
+    out = {k: v for k, v in summary.items() if k != "history"}
+    Path(run, "summary.json").write_text(json.dumps(out, indent=2, default=str))
+    print(json.dumps(out.get("eval", {}), indent=2, default=str))
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from .cache import CacheSpec, build_cache
+
+    spec = CacheSpec(input_hw=tuple(args.input_hw), roi_size=args.roi_size)
+    build_cache(args.data, args.split, args.out, spec, workers=args.workers, limit=args.limit)
+    print(f"cache written to {args.out}")
+    return 0
+
+
+def cmd_bones(args) -> int:
+    from .train import train_bones
+
+    _, summary = train_bones(args.cache, args.val, _cfg(args), widths=tuple(args.widths),
+                             crop_hw=tuple(args.crop) if args.crop else None)
+    return _finish(args.run, summary)
+
+
+def cmd_joints(args) -> int:
+    from .train import train_joints
+
+    _, summary = train_joints(args.cache, args.val, _cfg(args), widths=tuple(args.widths))
+    return _finish(args.run, summary)
+
+
+def cmd_global(args) -> int:
+    from .train import train_global
+
+    _, summary = train_global(args.cache, args.val, _cfg(args), widths=tuple(args.widths))
+    return _finish(args.run, summary)
+
+
+def cmd_export(args) -> int:
+    import tempfile
+
+    import torch
+
+    from .cache import Cache
+    from .deploy import BoneGraph, GlobalGraph, JointGraph
+    from .engine import load_trained
+    from .export import export_onnx, write_bundle
+    from .models import from_config
+
+    spec = Cache(args.cache).spec
+    window = {"percentiles": list(spec.percentiles), "mean": spec.mean, "std": spec.std}
+    runs = {"bones": args.bones, "joints": args.joints, "global": getattr(args, "global_")}
+    graphs = {}
+    for role, run in runs.items():
+        if not run:
+            continue
+        model, _ = load_trained(run, from_config)
+        graphs[role] = {"bones": BoneGraph, "joints": JointGraph, "global": GlobalGraph}[role](model).eval()
+    if "bones" not in graphs or "joints" not in graphs:
+        print("ramh-train export: --bones and --joints are required", file=sys.stderr)
+        return 2
+    fields = {
+        "bones": dict(window=window, antialias=spec.antialias, threshold=0.0, min_area=args.min_area,
+                      fill_holes=True),
+        "joints": dict(percentiles=tuple(spec.percentiles), roi_scale=1.0, erosion_threshold=args.erosion_threshold),
+        "global": dict(window=window, antialias=spec.antialias),
+    }
+    metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        entries = {}
+        for role, g in graphs.items():
+            path = Path(tmp) / f"{role}.onnx"
+            with torch.no_grad():
+                report = export_onnx(g, g.example_inputs(1, kind="realistic"), path, fp16=args.fp16)
+            entry = {"onnx": str(path), **report["manifest"], **g.manifest_fields(**fields[role])}
+            if role == "joints":
+                entry["roi"]["size"] = [spec.roi_size, spec.roi_size]
+                entry["roi"]["window"] = window
+                entry["min_lesion_px"] = args.min_lesion_px
+            entries[role] = entry
+            print(f"{role}: {report['parameters']:,} parameters, {report['bytes'] / 1e6:.1f} MB, parity "
+                  f"{json.dumps(report['parity'], default=str)[:160]}")
+        manifest = {
+            "bundle_id": args.bundle_id, "version": args.version,
+            "description": args.description,
+            "clinical_use": "NOT clinically validated: trained on synthetic phantom radiographs only; for software "
+                            "integration, testing and benchmarking, not for diagnosis or treatment decisions.",
+            "training_data": {"kind": "synthetic-phantoms", "description": args.training_data,
+                              "commands": args.command or []},
+            "metrics": metrics,
+        }
+        out = write_bundle(args.bundle, entries, manifest, overwrite=args.overwrite)
+    print(f"bundle written to {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_bundle
+
+    report = evaluate_bundle(args.bundle, args.data, args.split, limit=args.limit, backend=args.backend)
+    text = json.dumps(report, indent=2, default=str)
+    if args.out:
+        from ramh_rt.io import write_atomic
+
+        write_atomic(Path(args.out), text)
+    r = report
+    print(f"bones: mean DSC (28 bones) {r['bones']['mean_dsc_28_bones']:.4f}, found {r['bones']['bones_found_mean']:.1f}")
+    print(f"erosion: DSC {r['erosion']['dsc']['mean']:.4f}")
+    for kind in ("be", "jsn"):
+        if r[kind]:
+            print(f"{kind}: QWK {r[kind]['overall']['qwk']:.4f}, MAE {r[kind]['overall']['mae']:.3f}")
+    for k, v in r["totals"].items():
+        print(f"total ({k}): PCC {v['pcc']:.4f}, RMSE {v['rmse']:.2f}")
+    print(f"ROI: mean IoU {r['roi']['mean_iou']:.3f}, share >= 0.5 {r['roi']['share_iou_ge_0.5']:.3f}")
+    print(f"latency p50 {r['latency_ms']['p50']:.0f} ms")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ramh-train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("cache", help="turn a dataset split into model-ready arrays (resumable)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", required=True, choices=["train", "val", "test"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--input-hw", type=int, nargs=2, default=(640, 512), metavar=("H", "W"))
+    p.add_argument("--roi-size", type=int, default=224)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--limit", type=int, default=None, help="first N images only")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("bones", help="train the 30-class bone segmentation model")
+    _train_args(p, steps=3000, batch=8, lr=2e-3)
+    p.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128, 256])
+    p.add_argument("--crop", type=int, nargs=2, default=[320, 256], metavar=("H", "W"),
+                   help="random training crops of the model input (coordinates stay global); 0 0 = whole input")
+    p.set_defaults(func=cmd_bones)
+
+    p = sub.add_parser("joints", help="train the joint model (erosion mask + BE/JSN ordinal scores)")
+    _train_args(p, steps=3000, batch=32, lr=2e-3)
+    p.add_argument("--widths", type=int, nargs=5, default=[16, 24, 32, 64, 96])
+    p.set_defaults(func=cmd_joints)
+
+    p = sub.add_parser("global", help="train the whole-image SvdH regressor")
+    _train_args(p, steps=1500, batch=16, lr=2e-3)
+    p.add_argument("--widths", type=int, nargs=5, default=[16, 32, 64, 128, 160])
+    p.set_defaults(func=cmd_global)
+
+    p = sub.add_parser("export", help="export trained runs to an ONNX model bundle")
+    p.add_argument("--bones", required=True)
+    p.add_argument("--joints", required=True)
+    p.add_argument("--global", dest="global_")
+    p.add_argument("--cache", required=True, help="the training cache (its spec goes into the manifest)")
+    p.add_argument("--bundle", required=True, help="output bundle directory")
+    p.add_argument("--bundle-id", default="ramh-default")
+    p.add_argument("--version", default="0.1.0")
+    p.add_argument("--description", default="ramh_rt demo bundle")
+    p.add_argument("--training-data", default="synthetic phantom hands (ramh-data phantoms)")
+    p.add_argument("--command", action="append", help="a command that made the bundle (repeatable)")
+    p.add_argument("--metrics", help="JSON file with evaluation metrics to record")
+    p.add_argument("--fp16", action="store_true")
+    p.add_argument("--min-area", type=int, default=4)
+    p.add_argument("--min-lesion-px", type=int, default=4)
+    p.add_argument("--erosion-threshold", type=float, default=0.5)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="evaluate a bundle end to end (RAM-H1200 protocol)")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--backend", default="onnxruntime-cpu")
+    p.add_argument("--out", help="write the full report as JSON")
+    p.set_defaults(func=cmd_evaluate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if getattr(args, "crop", None) == [0, 0]:
+        args.crop = None
+    if getattr(args, "steps", 1) < 1:
+        ap.error("--steps must be at least 1")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted (the run resumes from its last checkpoint)", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"ramh-train {args.cmd}: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

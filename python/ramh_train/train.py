@@ -1,0 +1,276 @@
+"""Training of the three models on a cache (:mod:`ramh_train.cache`): batch makers, augmentation, losses, evaluation.
+
+Each ``train_*`` function builds its model, runs :func:`ramh_train.engine.train_loop` (checkpoint/resume, DDP,
+mixed precision) and returns the run summary. The commands live in :mod:`ramh_train.cli`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ramh_rt import anatomy
+
+from . import losses
+from .cache import Cache
+from .engine import TrainConfig, train_loop
+from .models import BoneSegNet, GlobalNet, JointNet
+from .models.bones import coord_channels
+
+N_AREAS = len(anatomy.AREA_STEMS)
+
+
+# ---- augmentation -------------------------------------------------------------------------------------------------
+
+def _intensity_jitter(v: np.ndarray, rng: np.random.Generator, valid: np.ndarray | None = None) -> np.ndarray:
+    """Gamma / contrast / brightness / noise jitter of a [0, 1] image (scanner variation beyond the phantoms')."""
+    g = math.exp(rng.uniform(-0.3, 0.3))
+    c = rng.uniform(0.85, 1.15)
+    b = rng.uniform(-0.05, 0.05)
+    out = np.clip(v, 0, 1) ** g * c + b
+    out = out + rng.normal(0, rng.uniform(0, 0.02), size=v.shape).astype(np.float32)
+    out = np.clip(out, 0, 1)
+    if valid is not None:
+        out = np.where(valid, out, v)
+    return out.astype(np.float32)
+
+
+# ---- bone segmentation ------------------------------------------------------------------------------------------
+
+def bone_batch_maker(cache: Cache, crop_hw: tuple[int, int] | None, augment: bool = True):
+    H, W = cache.spec.input_hw
+    mean, std = cache.spec.mean, cache.spec.std
+
+    def make(idx: np.ndarray, rng: np.random.Generator):
+        xs, ys = [], []
+        for i in idx:
+            x = cache.image[i].astype(np.float32)
+            y = cache.bones[i].astype(np.float32) / 255.0
+            if crop_hw is not None:
+                ch, cw = crop_hw
+                r0, c0 = int(rng.integers(0, H - ch + 1)), int(rng.integers(0, W - cw + 1))
+            else:
+                (ch, cw), r0, c0 = (H, W), 0, 0
+            x = x[r0:r0 + ch, c0:c0 + cw]
+            y = y[:, r0:r0 + ch, c0:c0 + cw]
+            if augment:
+                v = x * std + mean
+                v = _intensity_jitter(v, rng, valid=v > 0)
+                x = (v - mean) / std
+                if rng.random() < 0.5:  # a mirrored right hand is a left hand: names do not change
+                    x, y = x[:, ::-1], y[:, :, ::-1]
+            coords = coord_channels(ch, cw, full_hw=(H, W), offset=(r0, c0)).numpy()
+            xs.append(np.concatenate([x[None], coords], axis=0))
+            ys.append(y)
+        return torch.from_numpy(np.ascontiguousarray(np.stack(xs))), torch.from_numpy(np.ascontiguousarray(np.stack(ys)))
+
+    return make
+
+
+def evaluate_bones(model: BoneSegNet, cache: Cache, max_items: int = 32, batch: int = 4) -> dict[str, Any]:
+    """Dice per class at model resolution (targets: coverage >= 0.5), mean over images where the class exists."""
+    make = bone_batch_maker(cache, None, augment=False)
+    n = min(len(cache), max_items)
+    inter = np.zeros(anatomy.NUM_BONE_CLASSES)
+    dsc_sum = np.zeros(anatomy.NUM_BONE_CLASSES)
+    dsc_n = np.zeros(anatomy.NUM_BONE_CLASSES)
+    with torch.no_grad():
+        for s in range(0, n, batch):
+            x, y = make(np.arange(s, min(n, s + batch)), np.random.default_rng(0))
+            pred = model(x)["logits"] > 0
+            gt = y >= 0.5
+            i = (pred & gt).sum((2, 3)).double().numpy()
+            p, g = pred.sum((2, 3)).double().numpy(), gt.sum((2, 3)).double().numpy()
+            has = g > 0
+            d = np.where(has, 2 * i / np.maximum(p + g, 1), 0)
+            dsc_sum += (d * has).sum(0)
+            dsc_n += has.sum(0)
+            inter += i.sum(0)
+    per = {name: float(dsc_sum[c] / dsc_n[c]) for c, name in enumerate(anatomy.BONE_NAMES) if dsc_n[c]}
+    bones = [per[b] for b in anatomy.BONES if b in per]
+    return {"dsc_mean_bones": float(np.mean(bones)), "dsc_min": float(min(per.values())), "dsc": per}
+
+
+def train_bones(cache_dir: str, val_dir: str | None, cfg: TrainConfig, *, widths=(16, 32, 64, 128, 256),
+                crop_hw=(320, 256)) -> tuple[BoneSegNet, dict]:
+    cache = Cache(cache_dir)
+    val = Cache(val_dir) if val_dir else None
+    model = BoneSegNet(widths=tuple(widths), input_hw=tuple(cache.spec.input_hw))
+    make = bone_batch_maker(cache, tuple(crop_hw) if crop_hw else None)
+
+    def loss_fn(m, batch):
+        x, y = batch
+        out = m(x)
+        r = losses.multilabel_seg_loss(out["logits"], y)
+        return r.total, r.parts
+
+    summary = train_loop(model=model, model_config=model.config, cfg=cfg, n_items=len(cache), make_batch=make,
+                         loss_fn=loss_fn, evaluate=(lambda m: evaluate_bones(m, val)) if val else None,
+                         eval_every=cfg.extra.get("eval_every", 0), desc="bones")
+    return model, summary
+
+
+# ---- joint model -------------------------------------------------------------------------------------------------
+
+def joint_items(cache: Cache) -> np.ndarray:
+    """(image, area) pairs whose ROI was located: M x 2 int."""
+    located = ~np.isnan(cache.roi[:, :, 0])
+    return np.argwhere(located)
+
+
+def joint_batch_maker(cache: Cache, items: np.ndarray, augment: bool = True, jitter: float = 0.06):
+    S = cache.spec.roi_size
+    C = cache.spec.crop_size
+    margin = (C - S) // 2
+    be_ok = np.array([a.be for a in anatomy.SVDH_AREAS])
+    jsn_ok = np.array([a.jsn for a in anatomy.SVDH_AREAS])
+
+    def make(idx: np.ndarray, rng: np.random.Generator):
+        rois, windows, areas, eros, be, jsn = [], [], [], [], [], []
+        for k in idx:
+            i, a = items[k]
+            crop = cache.crops[i, a].astype(np.float32)
+            ero = cache.erosion[i, a].astype(np.float32) / 255.0
+            if augment:
+                # Jitter the ROI position the way an imperfect bone mask would (a few % of the ROI size).
+                j = int(round(jitter * S))
+                dy, dx = rng.integers(-j, j + 1, size=2)
+                r0 = int(np.clip(margin + dy, 0, C - S))
+                c0 = int(np.clip(margin + dx, 0, C - S))
+            else:
+                r0 = c0 = margin
+            crop = crop[r0:r0 + S, c0:c0 + S]
+            ero = ero[r0:r0 + S, c0:c0 + S]
+            lo, hi = (float(v) for v in cache.window[i])
+            if augment:
+                if rng.random() < 0.5:
+                    crop, ero = crop[:, ::-1], ero[:, ::-1]
+                span = max(hi - lo, 1e-6)
+                v = _intensity_jitter((crop - lo) / span, rng)
+                crop = v * span + lo
+            rois.append(crop[None])
+            eros.append(ero[None])
+            windows.append((lo, hi))
+            oh = np.zeros(N_AREAS, np.float32)
+            oh[a] = 1
+            areas.append(oh)
+            be.append(cache.be[i, a])
+            jsn.append(cache.jsn[i, a])
+        be_t = torch.tensor(np.array(be), dtype=torch.long)
+        jsn_t = torch.tensor(np.array(jsn), dtype=torch.long)
+        a_idx = items[idx, 1]
+        return (torch.from_numpy(np.ascontiguousarray(np.stack(rois))),
+                torch.tensor(np.array(windows), dtype=torch.float32),
+                torch.from_numpy(np.stack(areas)),
+                torch.from_numpy(np.ascontiguousarray(np.stack(eros))),
+                be_t.clamp_min(0), jsn_t.clamp_min(0),
+                torch.from_numpy(be_ok[a_idx] & (np.array(be) >= 0)),
+                torch.from_numpy(jsn_ok[a_idx] & (np.array(jsn) >= 0)))
+
+    return make
+
+
+def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch: int = 64) -> dict[str, Any]:
+    """QWK (BE, JSN), erosion Dice on the validation crops (centre crops, no augmentation)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    items = joint_items(cache)[:max_items]
+    make = joint_batch_maker(cache, items, augment=False)
+    be_p, be_t, jsn_p, jsn_t = [], [], [], []
+    inter = tot = 0.0
+    with torch.no_grad():
+        for s in range(0, len(items), batch):
+            roi, win, area, ero, be, jsn, bv, jv = make(np.arange(s, min(len(items), s + batch)),
+                                                         np.random.default_rng(0))
+            out = model(roi, win, area)
+            pe = out["be_probs"].argmax(1)
+            pj = out["jsn_probs"].argmax(1)
+            be_p += pe[bv].tolist()
+            be_t += be[bv].tolist()
+            jsn_p += pj[jv].tolist()
+            jsn_t += jsn[jv].tolist()
+            pm = out["erosion_logits"] > 0
+            gm = ero >= 0.5
+            inter += float((pm & gm).sum())
+            tot += float(pm.sum() + gm.sum())
+
+    def qwk(p, t):
+        return float(cohen_kappa_score(t, p, weights="quadratic")) if len(set(t) | set(p)) > 1 else 1.0
+
+    return {"be_qwk": qwk(be_p, be_t), "jsn_qwk": qwk(jsn_p, jsn_t),
+            "erosion_dsc_pooled": 2 * inter / tot if tot else 1.0, "n": len(items)}
+
+
+def train_joints(cache_dir: str, val_dir: str | None, cfg: TrainConfig, **model_kw) -> tuple[JointNet, dict]:
+    cache = Cache(cache_dir)
+    val = Cache(val_dir) if val_dir else None
+    items = joint_items(cache)
+    model = JointNet(roi_size=cache.spec.roi_size, norm_mean=cache.spec.mean, norm_std=cache.spec.std, **model_kw)
+    make = joint_batch_maker(cache, items)
+
+    def loss_fn(m, batch):
+        roi, win, area, ero, be, jsn, bv, jv = batch
+        out = m(roi, win, area)
+        r = losses.joint_loss(out, ero, be, jsn, bv, jv)
+        return r.total, r.parts
+
+    summary = train_loop(model=model, model_config=model.config, cfg=cfg, n_items=len(items), make_batch=make,
+                         loss_fn=loss_fn, evaluate=(lambda m: evaluate_joints(m, val)) if val else None,
+                         eval_every=cfg.extra.get("eval_every", 0), desc="joints")
+    return model, summary
+
+
+# ---- whole-image model --------------------------------------------------------------------------------------------
+
+def global_batch_maker(cache: Cache, augment: bool = True):
+    mean, std = cache.spec.mean, cache.spec.std
+
+    def make(idx: np.ndarray, rng: np.random.Generator):
+        xs = []
+        for i in idx:
+            x = cache.image[i].astype(np.float32)
+            if augment:
+                v = x * std + mean
+                v = _intensity_jitter(v, rng, valid=v > 0)
+                x = (v - mean) / std
+                if rng.random() < 0.5:
+                    x = x[:, ::-1]
+            xs.append(x[None])
+        x = torch.from_numpy(np.ascontiguousarray(np.stack(xs)))
+        x = torch.nn.functional.avg_pool2d(x, 2)  # the global model sees the bone model's input at half size
+        return x, torch.from_numpy(cache.totals[idx, 2].astype(np.float32))
+
+    return make
+
+
+def evaluate_global(model: GlobalNet, cache: Cache, batch: int = 16) -> dict[str, Any]:
+    make = global_batch_maker(cache, augment=False)
+    preds, truth = [], []
+    with torch.no_grad():
+        for s in range(0, len(cache), batch):
+            x, t = make(np.arange(s, min(len(cache), s + batch)), np.random.default_rng(0))
+            preds += model(x)["svdh_total"][:, 0].tolist()
+            truth += t.tolist()
+    p, t = np.array(preds), np.array(truth)
+    pcc = float(np.corrcoef(p, t)[0, 1]) if p.std() > 0 and t.std() > 0 else 0.0
+    return {"pcc": pcc, "rmse": float(np.sqrt(np.mean((p - t) ** 2))), "n": len(t)}
+
+
+def train_global(cache_dir: str, val_dir: str | None, cfg: TrainConfig, **model_kw) -> tuple[GlobalNet, dict]:
+    cache = Cache(cache_dir)
+    val = Cache(val_dir) if val_dir else None
+    h, w = cache.spec.input_hw
+    model = GlobalNet(input_hw=(h // 2, w // 2), **model_kw)
+    make = global_batch_maker(cache)
+
+    def loss_fn(m, batch):
+        x, totals = batch
+        r = losses.global_loss(m(x), totals)
+        return r.total, r.parts
+
+    summary = train_loop(model=model, model_config=model.config, cfg=cfg, n_items=len(cache), make_batch=make,
+                         loss_fn=loss_fn, evaluate=(lambda m: evaluate_global(m, val)) if val else None,
+                         eval_every=cfg.extra.get("eval_every", 0), desc="global")
+    return model, summary
