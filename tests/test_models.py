@@ -196,6 +196,22 @@ def test_ordinal_head_rank_consistent_and_normalised():
     assert torch.allclose(head(feats), ref) and not hasattr(head, "gaps_raw")
 
 
+def test_ordinal_prior_initialisation():
+    head = ordinal.OrdinalHead(4, 4)
+    # histogram 50/25/15/10 %: P(y > k) = 0.5, 0.25, 0.10 -> b = logit of those; g = 0 reproduces the prior
+    head.set_prior([50, 25, 15, 10])
+    b = head.biases().detach()
+    assert torch.allclose(torch.sigmoid(b), torch.tensor([0.5, 0.25, 0.10]), atol=1e-5)
+    p = head.probs(b.unsqueeze(0))
+    assert torch.allclose(p[0], torch.tensor([0.5, 0.25, 0.15, 0.10]), atol=1e-5)
+    # an unobserved top class stays strictly ordered (probabilities clipped at 1e-3, gaps >= 0.01)
+    head.set_prior([10, 5, 0, 0])
+    b = head.biases().detach()
+    assert bool((b[1:] < b[:-1]).all())
+    with pytest.raises(ValueError, match="class_counts"):
+        head.set_prior([1, 2])
+
+
 def test_probs_from_non_monotone_logits_stay_valid():
     # c = sigmoid([0, 2]) is increasing (not rank-consistent): q_1 < 0 is clipped, the rest renormalised
     p = ordinal.probs_from_logits(torch.tensor([[0.0, 2.0]]))

@@ -19,7 +19,6 @@ fp16 model is therefore identical to the fp32 one (manifest ``precision: "fp16"`
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import json
@@ -246,6 +245,8 @@ def export_onnx(model: ExportableModel, example_inputs, path: str | os.PathLike,
                                   dynamic_axes=dynamic_axes, do_constant_folding=True)
         proto = onnx.load_from_string(buf.getvalue())
         onnx.checker.check_model(proto)
+        # strict shape inference: every tensor shape must follow from the input shapes (TensorRT needs that)
+        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
         check_tensorrt_ops(proto)
         proto.doc_string = f"ramh_rt {model.task} model ({type(model).__name__}, {precision})"
         meta = {"ramh_task": model.task, "ramh_config": json.dumps(model.config, sort_keys=True),
