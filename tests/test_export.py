@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from ramh_rt import anatomy
 from ramh_train import export
 from ramh_train.models import BoneSegNet, GlobalNet, JointNet
+from ramh_train.ordinal import OrdinalHead
 
 WINDOW = {"percentiles": [0.5, 99.5], "mean": 0.5, "std": 0.25}
 
@@ -33,6 +34,9 @@ def _small(kind: str):
             n = mod.num_features
             mod.running_mean.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
             mod.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+        if isinstance(mod, OrdinalHead):
+            # zero at initialisation: give the score a value so the ordinal outputs depend on the input
+            mod.score.weight.data.copy_(torch.randn(mod.score.weight.shape, generator=g))
     return m.eval()
 
 
@@ -59,7 +63,8 @@ def _manifest_entry(kind, model, report):
 
 BUNDLE_FIELDS = {"bundle_id": "test-bundle", "version": "0.1.0",
                  "training_data": {"kind": "synthetic-phantoms", "description": "unit test"},
-                 "clinical_use": "not validated; test weights", "metrics": {"bones": {"dsc": 0.5}}}
+                 "clinical_use": "not validated; test weights",
+                 "metrics": {"bones": {"dsc": np.float32(0.5), "per_class_dsc": np.array([1.0, np.nan])}}}
 
 
 @pytest.mark.parametrize("kind", ["bones", "joints", "global"])
@@ -160,6 +165,9 @@ def test_bundle_manifest_validates(bundle):
     assert manifest["models"]["bones"]["inputs"][0]["shape"] == ["N", 3, 64, 64]
     assert manifest["models"]["joints"]["areas"] == list(anatomy.AREA_STEMS)
     assert manifest["models"]["bones"]["postprocess"]["keep"]["Sesamoid"] == "all"
+    # strict JSON: NumPy values converted, NaN written as null
+    assert manifest["metrics"]["bones"] == {"dsc": 0.5, "per_class_dsc": [1.0, None]}
+    assert "NaN" not in (bundle / "manifest.json").read_text()
     assert sorted(p.name for p in bundle.iterdir()) == ["bones.onnx", "global.onnx", "joints.onnx", "manifest.json"]
     assert export.verify_bundle(bundle)["bundle_id"] == "test-bundle"
     assert not [p for p in bundle.parent.iterdir() if p.name.startswith(".")], "temporary directory left behind"

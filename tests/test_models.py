@@ -142,6 +142,8 @@ def test_film_starts_as_identity_and_conditions():
 def test_joint_area_identity_changes_scores():
     torch.manual_seed(0)
     model = JointNet(roi_size=64, widths=(4, 4, 8, 8, 8), head_hidden=8).eval()
+    with torch.no_grad():
+        model.be_head.score.weight.normal_()     # zero at initialisation (predictions start at the prior)
     roi, window, _ = model.example_inputs(1, kind="realistic")
     with torch.no_grad():
         a = model(roi, window, area_one_hot(["MCP-I"]))["be_logits"]
@@ -175,7 +177,9 @@ def test_area_helpers():
 def test_ordinal_head_rank_consistent_and_normalised():
     torch.manual_seed(0)
     head = ordinal.OrdinalHead(7, 6)
+    assert torch.count_nonzero(head.score.weight) == 0    # starts at the threshold prior
     with torch.no_grad():
+        head.score.weight.normal_()
         head.gaps_raw.normal_(0, 3)        # arbitrary parameters: still strictly decreasing thresholds
         head.first.normal_(0, 3)
     feats = torch.randn(50, 7) * 5
@@ -235,6 +239,8 @@ def test_ordinal_predict_modes():
         ordinal.predict(np.array([[0.5, -0.1]]))
     # CORAL's rule (count of cumulative probabilities > 0.5) agrees with the median for monotone heads
     head = ordinal.OrdinalHead(3, 6)
+    with torch.no_grad():
+        head.score.weight.normal_()
     z = head(torch.randn(40, 3) * 4)
     coral = (torch.sigmoid(z) > 0.5).sum(1).numpy()
     assert np.array_equal(ordinal.predict(head.probs(z), "median"), coral)

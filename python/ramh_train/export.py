@@ -54,7 +54,7 @@ TENSORRT_OPS = frozenset({
     "Conv", "ConvTranspose", "Resize", "MaxPool", "AveragePool", "GlobalAveragePool",
     "Relu", "Sigmoid", "Clip", "Softmax",
     "Add", "Sub", "Mul", "Div", "Concat", "Gemm", "MatMul",
-    "ReduceMean", "ReduceSum", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Slice",
+    "ReduceMean", "ReduceSum", "ReduceMax", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Slice",
     "Cast", "Constant", "Identity",
 })
 
@@ -358,6 +358,24 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def _jsonable(obj):
+    """Plain-JSON form of a manifest value: NumPy scalars/arrays to Python, tuples to lists, and non-finite floats
+    (NaN metrics of an empty class, say) to null, because strict JSON has no NaN/Infinity."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    raise ValueError(f"manifest value of type {type(obj).__name__} is not JSON-serialisable: {obj!r}")
+
+
 def write_bundle(out_dir: str | os.PathLike, models: Mapping[str, Mapping], manifest_fields: Mapping, *,
                  overwrite: bool = False) -> Path:
     """Write a model bundle directory atomically: ``<role>.onnx`` files and ``manifest.json`` (schema version 1).
@@ -369,7 +387,8 @@ def write_bundle(out_dir: str | os.PathLike, models: Mapping[str, Mapping], mani
             ``{**export_report["manifest"], **model.manifest_fields(...)}``; ``file`` and ``sha256`` are set here.
         manifest_fields: top-level fields: ``bundle_id``, ``version`` (semver) and ``training_data`` are required;
             ``description``, ``clinical_use`` and ``metrics`` are optional. ``schema_version``, ``created`` (UTC now)
-            and ``anatomy_version`` (:data:`ramh_rt.anatomy.ANATOMY_VERSION`) are set here.
+            and ``anatomy_version`` (:data:`ramh_rt.anatomy.ANATOMY_VERSION`) are set here. Values are written as
+            strict JSON: NumPy values become Python numbers and NaN/inf become null.
         overwrite: replace an existing ``out_dir`` (swapped in by rename, the old one removed afterwards).
 
     Returns:
@@ -416,12 +435,12 @@ def write_bundle(out_dir: str | os.PathLike, models: Mapping[str, Mapping], mani
             entry["file"] = name
             entry["sha256"] = sha256_file(tmp / name)
             manifest_models[role] = entry
-        manifest = {"schema_version": SCHEMA_VERSION, **fields,
-                    "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "anatomy_version": anatomy.ANATOMY_VERSION, "models": manifest_models}
-        validate_manifest(json.loads(json.dumps(manifest)))   # JSON round trip: tuples etc. as written
+        manifest = _jsonable({"schema_version": SCHEMA_VERSION, **fields,
+                              "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                              "anatomy_version": anatomy.ANATOMY_VERSION, "models": manifest_models})
+        validate_manifest(manifest)
         with open(tmp / MANIFEST_NAME, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, sort_keys=False)
+            json.dump(manifest, f, indent=2, allow_nan=False)
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
@@ -450,7 +469,7 @@ class _BundleReader:
             return
         if path.is_file() and zipfile.is_zipfile(path):
             self.zip = zipfile.ZipFile(path)
-            names = [n for n in self.zip.namelist() if n.endswith(MANIFEST_NAME)]
+            names = [n for n in self.zip.namelist() if n.rsplit("/", 1)[-1] == MANIFEST_NAME]
             candidates = [n for n in names if n.count("/") <= 1]
             if len(candidates) != 1:
                 raise BundleError(f"{path}: a bundle zip needs exactly one {MANIFEST_NAME} at its root or in one "

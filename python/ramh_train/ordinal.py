@@ -65,6 +65,9 @@ class OrdinalHead(nn.Module):
             raise ValueError(f"in_features must be >= 1, got {in_features}")
         self.num_classes = int(num_classes)
         self.score = nn.Linear(in_features, 1, bias=False)
+        # zero score at start: predictions begin at the threshold prior (see set_prior) instead of at the noise of
+        # random features, and grow as the features become informative
+        nn.init.zeros_(self.score.weight)
         # Thresholds start spread around 0 (like logits of a roughly uniform prior), decreasing.
         init = torch.linspace(1.0, -1.0, num_classes - 1) if num_classes > 2 else torch.zeros(1)
         self.first = nn.Parameter(init[:1].clone())

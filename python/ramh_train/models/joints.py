@@ -34,8 +34,9 @@ class JointNet(ExportableModel):
     Architecture: a residual encoder (stride-2 stem, four stride-2 stages: S/2 .. S/32) whose last three stages are
     FiLM-modulated by the area one-hot; a U-Net decoder back to full resolution (the last step concatenates the
     normalised crop itself, so erosion boundaries are decided at full resolution); two score heads on pooled
-    encoder and decoder features, the area one-hot and the soft erosion area fraction (the erosion extent is what
-    the BE grade measures). ~0.5 M parameters with the default widths.
+    encoder and decoder features, the area one-hot and two statistics of the erosion map - its soft area (percent
+    of the crop) and its maximum - because erosion extent is what the BE grade measures. ~0.5 M parameters with
+    the default widths.
     """
 
     task = "joint_scoring"
@@ -85,7 +86,7 @@ class JointNet(ExportableModel):
         self.up1 = UpBlock(w1, w0, w0)                                 # S/2
         self.up0 = UpBlock(w0, 1, full_res_channels)                   # S (skip = normalised crop)
         self.seg_head = nn.Conv2d(full_res_channels, 1, kernel_size=1)
-        feat = w4 + w1 + num_areas + 1
+        feat = w4 + w1 + num_areas + 2
         self.be_mlp = nn.Sequential(nn.Linear(feat, head_hidden), nn.ReLU(inplace=True))
         self.jsn_mlp = nn.Sequential(nn.Linear(feat, head_hidden), nn.ReLU(inplace=True))
         self.be_head = OrdinalHead(head_hidden, self.be_classes)
@@ -118,8 +119,11 @@ class JointNet(ExportableModel):
         d1 = self.up2(d2, e1)
         d0 = self.up1(d1, e0)
         seg = self.seg_head(self.up0(d0, x))
-        ero_frac = torch.sigmoid(seg).mean(dim=(2, 3))             # [N, 1]
-        feats = torch.cat([e4.mean(dim=(2, 3)), d1.mean(dim=(2, 3)), area, ero_frac], dim=1)
+        # erosion evidence for the BE head: extent (percent of the crop, O(1) like the other features) and presence
+        ero = torch.sigmoid(seg)
+        ero_pct = ero.mean(dim=(2, 3)) * 100.0                     # [N, 1]
+        ero_max = torch.amax(ero, dim=(2, 3))                       # [N, 1]
+        feats = torch.cat([e4.mean(dim=(2, 3)), d1.mean(dim=(2, 3)), area, ero_pct, ero_max], dim=1)
         be_logits = self.be_head(self.be_mlp(feats))
         jsn_logits = self.jsn_head(self.jsn_mlp(feats))
         return {
