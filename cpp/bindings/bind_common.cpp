@@ -108,7 +108,8 @@ ArrayArg array_arg(const py::handle& obj, const char* what) {
   if (arr.dtype().kind() == 'O') fail(what, " must be a numeric array, got dtype object");
   ArrayArg out;
   std::vector<int64_t> shape(arr.shape(), arr.shape() + arr.ndim());
-  out.tensor = Tensor(arr.mutable_data(), dtype_from_numpy(arr.dtype(), what), shape, Device::CPU, 0);
+  // Inputs are only read: a read-only array (e.g. a LoadedImage's pixels) is fine, so no mutable_data() here.
+  out.tensor = Tensor(const_cast<void*>(arr.data()), dtype_from_numpy(arr.dtype(), what), shape, Device::CPU, 0);
   out.keep = arr;
   return out;
 }

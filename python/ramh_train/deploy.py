@@ -44,8 +44,9 @@ class BoneGraph(ExportableModel):
             raise ValueError(f"image must be [N, 1, {h}, {w}], got {tuple(image.shape)}")
 
     def body(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        n = image.shape[0]
-        x = torch.cat([image, self.coords.expand(n, -1, -1, -1)], dim=1)
+        # coords [1, 2, H, W] + 0 * image [N, 1, H, W] broadcasts to [N, 2, H, W] with Mul/Add only: no Shape/Expand
+        # ops in the graph (TensorRT-friendly, and the batch stays dynamic).
+        x = torch.cat([image, self.coords + 0.0 * image], dim=1)
         return {"logits": self.net(x)["logits"]}
 
     def input_spec(self) -> list[dict]:

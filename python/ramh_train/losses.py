@@ -46,7 +46,7 @@ def _zero(ref: torch.Tensor) -> torch.Tensor:
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, class_weights: torch.Tensor | None = None,
-                   smooth: float = 1.0, sample_mask: torch.Tensor | None = None) -> torch.Tensor:
+                   smooth: float = 1.0, sample_mask: torch.Tensor | None = None, soft: bool = False) -> torch.Tensor:
     """Per-class soft Dice loss on sigmoid probabilities, batch Dice, absent classes skipped (module docstring).
 
     Args:
@@ -56,6 +56,8 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, class_weights:
             classes present in the batch).
         smooth: the additive ``s`` in numerator and denominator (> 0).
         sample_mask: optional [N] bool, samples to include (e.g. only those with an annotation).
+        soft: use ``target`` as given (coverage fractions in [0, 1], e.g. of an antialiased downsampled mask)
+            instead of binarising it at 0.5: the boundary pixels then teach sub-pixel boundary positions.
 
     Returns:
         scalar: weighted mean over present classes of ``1 - Dice_c``; 0 when no class is present.
@@ -64,7 +66,7 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, class_weights:
     if not smooth > 0:
         raise ValueError(f"smooth must be > 0, got {smooth}")
     probs = torch.sigmoid(logits.float())
-    tgt = (target > 0.5).to(probs.dtype)
+    tgt = target.to(probs.dtype) if soft else (target > 0.5).to(probs.dtype)
     if sample_mask is not None:
         if sample_mask.shape != (logits.shape[0],):
             raise ValueError(f"sample_mask must be [{logits.shape[0]}], got {tuple(sample_mask.shape)}")
@@ -88,11 +90,13 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, *, class_weights:
 
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor, *, class_weights: torch.Tensor | None = None,
-             pos_weight: torch.Tensor | float | None = None, sample_mask: torch.Tensor | None = None) -> torch.Tensor:
+             pos_weight: torch.Tensor | float | None = None, sample_mask: torch.Tensor | None = None,
+             soft: bool = False) -> torch.Tensor:
     """Binary cross-entropy with logits, mean over pixels (and classes, optionally weighted per class [C]), over
-    the samples selected by ``sample_mask`` [N]. ``pos_weight`` scales the foreground term (scalar or [C])."""
+    the samples selected by ``sample_mask`` [N]. ``pos_weight`` scales the foreground term (scalar or [C]).
+    ``soft``: targets are fractions in [0, 1] used as given (see :func:`soft_dice_loss`)."""
     _check_pair(logits, target)
-    tgt = (target > 0.5).to(logits.dtype)
+    tgt = target.to(logits.dtype) if soft else (target > 0.5).to(logits.dtype)
     pw = None
     if pos_weight is not None:
         pw = torch.as_tensor(pos_weight, dtype=logits.dtype, device=logits.device)
@@ -138,10 +142,12 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float = 2.0
 
 
 def multilabel_seg_loss(logits: torch.Tensor, target: torch.Tensor, *, class_weights: torch.Tensor | None = None,
-                        dice_weight: float = 1.0, bce_weight: float = 1.0, smooth: float = 1.0) -> LossOutput:
-    """Bone segmentation loss: ``dice_weight * soft Dice + bce_weight * BCE`` over the 30 multilabel channels."""
-    dice = soft_dice_loss(logits, target, class_weights=class_weights, smooth=smooth)
-    bce = bce_loss(logits, target, class_weights=class_weights)
+                        dice_weight: float = 1.0, bce_weight: float = 1.0, smooth: float = 1.0,
+                        soft: bool = False) -> LossOutput:
+    """Bone segmentation loss: ``dice_weight * soft Dice + bce_weight * BCE`` over the 30 multilabel channels
+    (``soft``: coverage-fraction targets, see :func:`soft_dice_loss`)."""
+    dice = soft_dice_loss(logits, target, class_weights=class_weights, smooth=smooth, soft=soft)
+    bce = bce_loss(logits, target, class_weights=class_weights, soft=soft)
     total = dice_weight * dice + bce_weight * bce
     return LossOutput(total, {"dice": float(dice.detach()), "bce": float(bce.detach())})
 

@@ -103,7 +103,7 @@ def train_bones(cache_dir: str, val_dir: str | None, cfg: TrainConfig, *, widths
     def loss_fn(m, batch):
         x, y = batch
         out = m(x)
-        r = losses.multilabel_seg_loss(out["logits"], y)
+        r = losses.multilabel_seg_loss(out["logits"], y, soft=True)
         return r.total, r.parts
 
     summary = train_loop(model=model, model_config=model.config, cfg=cfg, n_items=len(cache), make_batch=make,
