@@ -1,7 +1,8 @@
 """ramh_rt — edge inference SDK for hand radiographs of rheumatoid-arthritis patients (RAM-H1200).
 
-The C++/CUDA core lives in :mod:`ramh_rt._core`; :mod:`ramh_rt.ops` exposes its kernels with NumPy in/out on the CPU
-and device arrays in/out on CUDA.
+``ramh_rt.analyze(image)`` (and :class:`Analyzer` for many images) runs the whole pipeline; the C++/CUDA core lives in
+:mod:`ramh_rt._core` and :mod:`ramh_rt.ops` exposes its kernels with NumPy in/out on the CPU and device arrays in/out
+on CUDA.
 """
 from __future__ import annotations
 
@@ -25,4 +26,17 @@ def cuda_available() -> bool:
     return bool(_core.cuda_available())
 
 
-__all__ = ["DeviceArray", "build_info", "cuda_available", "__version__"]
+_LAZY = {"analyze": "pipeline", "Analyzer": "pipeline", "AnalysisError": "pipeline", "Analysis": "result"}
+
+
+def __getattr__(name: str):
+    # The pipeline pulls in ONNX Runtime: load it on first use so `import ramh_rt` (and the ops) stay light.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'ramh_rt' has no attribute {name!r}")
+
+
+__all__ = ["Analysis", "AnalysisError", "Analyzer", "DeviceArray", "analyze", "build_info", "cuda_available",
+           "__version__"]
