@@ -257,10 +257,10 @@ class Analyzer:
                                   bbox=roi.bbox(pix.shape))
                 if a.be:
                     p = _probs(be[k])
-                    rec.be_probs, rec.be_score = p, int(np.argmax(p))
+                    rec.be_probs, rec.be_score = p, _ordinal_median(p)
                 if a.jsn:
                     p = _probs(jsn[k])
-                    rec.jsn_probs, rec.jsn_score = p, int(np.argmax(p))
+                    rec.jsn_probs, rec.jsn_score = p, _ordinal_median(p)
                 qk = q[k]
                 rec.eroded_px = float(qk["eroded_px"])
                 rec.eroded_mm2 = None if np.isnan(qk["eroded_mm2"]) else float(qk["eroded_mm2"])
@@ -387,6 +387,12 @@ def _probs(p) -> list[float]:
     s = p.sum()
     p = p / s if s > 0 else np.full_like(p, 1.0 / len(p))
     return [float(v) for v in p]
+
+
+def _ordinal_median(p: list[float]) -> int:
+    """The median class of an ordinal distribution: the smallest k with P(y <= k) >= 0.5. For ordinal scores it
+    is the minimiser of the expected absolute error, and it does not jump between distant modes as argmax can."""
+    return int(np.searchsorted(np.cumsum(p), 0.5 - 1e-9))
 
 
 def _reshape(a, shape):

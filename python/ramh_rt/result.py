@@ -83,8 +83,9 @@ class JointRecord:
             quantities are None and ``note`` says why.
         roi: oriented box (cx, cy, w, h, angle_deg) in image pixels.
         bbox: its axis-aligned bounding box (x0, y0, x1, y1), clipped to the image.
-        be_score / be_probs: erosion score 0..5 (argmax) and its 6 class probabilities; None where the area has no
-            erosion score.
+        be_score / be_probs: erosion score 0..5 (the median of the ordinal distribution: the smallest score whose
+            cumulative probability reaches 0.5) and its 6 class probabilities; None where the area has no erosion
+            score.
         jsn_score / jsn_probs: narrowing score 0..4 and its 5 probabilities; None where the area has no JSN score.
         eroded_px / eroded_mm2: eroded area in image pixels / mm² (mm² None without a pixel spacing).
         eroded_fraction: eroded share of the joint's bone area (bone ∪ erosion) inside the ROI, 0..1.

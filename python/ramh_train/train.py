@@ -13,7 +13,7 @@ import torch
 
 from ramh_rt import anatomy
 
-from . import losses
+from . import losses, ordinal
 from .cache import Cache
 from .engine import TrainConfig, train_loop
 from .models import BoneSegNet, GlobalNet, JointNet
@@ -185,8 +185,8 @@ def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch:
             roi, win, area, ero, be, jsn, bv, jv = make(np.arange(s, min(len(items), s + batch)),
                                                          np.random.default_rng(0))
             out = model(roi, win, area)
-            pe = out["be_probs"].argmax(1)
-            pj = out["jsn_probs"].argmax(1)
+            pe = torch.from_numpy(ordinal.predict(out["be_probs"]))
+            pj = torch.from_numpy(ordinal.predict(out["jsn_probs"]))
             be_p += pe[bv].tolist()
             be_t += be[bv].tolist()
             jsn_p += pj[jv].tolist()
@@ -208,6 +208,12 @@ def train_joints(cache_dir: str, val_dir: str | None, cfg: TrainConfig, **model_
     val = Cache(val_dir) if val_dir else None
     items = joint_items(cache)
     model = JointNet(roi_size=cache.spec.roi_size, norm_mean=cache.spec.mean, norm_std=cache.spec.std, **model_kw)
+    # Most joints score 0: start the ordinal thresholds at the training histogram (a fresh run only; a resumed
+    # one restores its own).
+    be = np.asarray(cache.be)[items[:, 0], items[:, 1]]
+    jsn = np.asarray(cache.jsn)[items[:, 0], items[:, 1]]
+    model.be_head.set_prior(np.bincount(be[be >= 0], minlength=anatomy.BE_MAX + 1))
+    model.jsn_head.set_prior(np.bincount(jsn[jsn >= 0], minlength=anatomy.JSN_MAX + 1))
     make = joint_batch_maker(cache, items)
 
     def loss_fn(m, batch):
