@@ -31,6 +31,10 @@ def _train_args(p: argparse.ArgumentParser, steps: int, batch: int, lr: float) -
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"])
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--channels-last", default="auto", choices=["auto", "on", "off"],
+                   help="NHWC activations (auto: on the CPU, where oneDNN runs these models about 2x faster)")
+    p.add_argument("--stop-at", type=int, default=0, metavar="STEP",
+                   help="checkpoint and stop after STEP (the schedule still runs to --steps; rerun to continue)")
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--eval-every", type=int, default=0)
 
@@ -41,7 +45,8 @@ def _cfg(args):
     return TrainConfig(run_dir=args.run, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                        weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, seed=args.seed,
                        checkpoint_every=args.checkpoint_every, amp=args.amp, device=args.device,
-                       threads=args.threads, extra={"eval_every": args.eval_every})
+                       threads=args.threads, channels_last=args.channels_last, stop_at=args.stop_at,
+                       extra={"eval_every": args.eval_every})
 
 
 def _finish(run: str, summary: dict) -> int:

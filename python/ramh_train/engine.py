@@ -41,6 +41,12 @@ class TrainConfig:
     workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on CPU (0 = torch default)
+    # NHWC activations: oneDNN's CPU convolutions run about 2x faster on the narrow, high-resolution layers of
+    # these models (measured on the joint model); "auto" turns it on for the CPU only.
+    channels_last: str = "auto"  # auto | on | off
+    # Stop (checkpointed) after this step although the schedule runs to `steps`; a later call resumes. Splits a long
+    # run across sessions of limited length without changing the learning-rate schedule. 0 = run to `steps`.
+    stop_at: int = 0
     extra: dict = field(default_factory=dict)
 
 
@@ -92,6 +98,20 @@ def autocast_for(device: torch.device, amp: str):
         else:
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16), None
     return torch.autocast(device_type=device.type, dtype=torch.float16), torch.amp.GradScaler(device.type)
+
+
+def use_channels_last(spec: str, device: torch.device) -> bool:
+    """Whether a run keeps its 4-D activations in NHWC (``spec``: auto | on | off; auto = on the CPU)."""
+    if spec not in ("auto", "on", "off"):
+        raise ValueError(f"channels_last must be auto, on or off, got {spec!r}")
+    return spec == "on" or (spec == "auto" and device.type == "cpu")
+
+
+def _to_device(t, device: torch.device, nhwc: bool):
+    if not torch.is_tensor(t):
+        return t
+    t = t.to(device, non_blocking=True)
+    return t.contiguous(memory_format=torch.channels_last) if nhwc and t.ndim == 4 else t
 
 
 def cosine_lr(step: int, cfg: TrainConfig) -> float:
@@ -186,6 +206,9 @@ def train_loop(*, model: nn.Module, model_config: dict, cfg: TrainConfig, n_item
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
+    nhwc = use_channels_last(cfg.channels_last, device)
+    if nhwc:
+        model.to(memory_format=torch.channels_last)
     if d.world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -204,13 +227,14 @@ def train_loop(*, model: nn.Module, model_config: dict, cfg: TrainConfig, n_item
     t0 = time.time()
     last_eval: dict = {}
     model.train()
-    for step in range(start, cfg.steps):
+    end = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
+    for step in range(start, end):
         for g in opt.param_groups:
             g["lr"] = cosine_lr(step, cfg)
         idx = next(stream)
         # A generator per step (not one per run) makes a resumed run draw the same augmentations as an unbroken one.
         rng = np.random.default_rng([cfg.seed, d.rank, step])
-        batch = tuple(t.to(device, non_blocking=True) if torch.is_tensor(t) else t for t in make_batch(idx, rng))
+        batch = tuple(_to_device(t, device, nhwc) for t in make_batch(idx, rng))
         with autocast:
             loss, parts = loss_fn(model, batch)
         opt.zero_grad(set_to_none=True)
@@ -234,7 +258,7 @@ def train_loop(*, model: nn.Module, model_config: dict, cfg: TrainConfig, n_item
             history.append(rec)
             with open(log_path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
-        if d.is_main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+        if d.is_main and (done % cfg.checkpoint_every == 0 or done == end):
             ckpt.save(model, opt, scaler, done, cfg, model_config)
         if evaluate and d.is_main and eval_every and done % eval_every == 0 and done != cfg.steps:
             model.eval()
@@ -243,6 +267,13 @@ def train_loop(*, model: nn.Module, model_config: dict, cfg: TrainConfig, n_item
             with open(log_path, "a") as f:
                 f.write(json.dumps({"step": done, "eval": last_eval}) + "\n")
     bar.close()
+    if end < cfg.steps:
+        if d.is_main:
+            print(f"{desc}: stopped at step {end} of {cfg.steps} (--stop-at); run the same command to continue")
+        if d.world > 1:
+            dist.barrier()
+        return {"step": end, "resumed": start > 0, "start_step": start, "loss_ema": ema, "history": history,
+                "eval": last_eval, "elapsed_s": time.time() - t0, "stopped_early": True}
     if evaluate and d.is_main:
         model.eval()
         last_eval = evaluate(unwrap(model))

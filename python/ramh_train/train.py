@@ -15,7 +15,7 @@ from ramh_rt import anatomy
 
 from . import losses, ordinal
 from .cache import Cache
-from .engine import TrainConfig, train_loop
+from .engine import TrainConfig, seed_everything, train_loop
 from .models import BoneSegNet, GlobalNet, JointNet
 from .models.bones import coord_channels
 
@@ -95,6 +95,7 @@ def evaluate_bones(model: BoneSegNet, cache: Cache, max_items: int = 32, batch: 
 
 def train_bones(cache_dir: str, val_dir: str | None, cfg: TrainConfig, *, widths=(16, 32, 64, 128, 256),
                 crop_hw=(320, 256)) -> tuple[BoneSegNet, dict]:
+    seed_everything(cfg.seed)  # the initial weights depend on the run seed only, not on what ran before
     cache = Cache(cache_dir)
     val = Cache(val_dir) if val_dir else None
     model = BoneSegNet(widths=tuple(widths), input_hw=tuple(cache.spec.input_hw))
@@ -204,6 +205,7 @@ def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch:
 
 
 def train_joints(cache_dir: str, val_dir: str | None, cfg: TrainConfig, **model_kw) -> tuple[JointNet, dict]:
+    seed_everything(cfg.seed)
     cache = Cache(cache_dir)
     val = Cache(val_dir) if val_dir else None
     items = joint_items(cache)
@@ -265,6 +267,7 @@ def evaluate_global(model: GlobalNet, cache: Cache, batch: int = 16) -> dict[str
 
 
 def train_global(cache_dir: str, val_dir: str | None, cfg: TrainConfig, **model_kw) -> tuple[GlobalNet, dict]:
+    seed_everything(cfg.seed)
     cache = Cache(cache_dir)
     val = Cache(val_dir) if val_dir else None
     h, w = cache.spec.input_hw
