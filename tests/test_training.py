@@ -102,3 +102,38 @@ def test_nchw_and_nhwc_training_agree(tiny_cache, tmp_path):
     for mode in ("on", "off"):
         train_bones(tiny_cache, None, _cfg(tmp_path / mode, 3, channels_last=mode), widths=(8, 16, 24), crop_hw=None)
     assert _losses(tmp_path / "on") == pytest.approx(_losses(tmp_path / "off"), rel=1e-3)
+
+
+def test_trained_runs_export_to_a_bundle_that_runs(tiny_cache, tmp_path):
+    from ramh_rt.bundle import Bundle
+    from ramh_rt.pipeline import Analyzer
+    from ramh_train import cli
+
+    runs = {}
+    for which, fn, kw in (("bones", train_bones, dict(widths=(8, 16, 24), crop_hw=None)),
+                          ("joints", train_joints, dict(widths=(8, 8, 16, 16, 24))),
+                          ("global", train_global, dict(widths=(8, 8, 16, 16, 16)))):
+        runs[which] = tmp_path / which
+        fn(tiny_cache, None, _cfg(runs[which], 2), **kw)
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"split": "test", "images": 3, "backend": "onnxruntime-cpu",
+                                   "bones": {"mean_dsc_28_bones": 0.5}, "totals": {"svdh": {"pcc": 0.1}}}))
+    bundle = tmp_path / "bundle"
+    rc = cli.main(["export", "--bones", str(runs["bones"]), "--joints", str(runs["joints"]), "--global",
+                   str(runs["global"]), "--cache", tiny_cache, "--bundle", str(bundle), "--metrics", str(metrics),
+                   "--command", "pytest tiny run"])
+    assert rc == 0
+    b = Bundle.load(bundle)
+    assert set(b.manifest["models"]) == {"bones", "joints", "global"}
+    assert b.manifest["metrics"]["bones"]["mean_dsc_28_bones"] == 0.5
+    card = (bundle / "MODEL_CARD.md").read_text()
+    assert "Not clinically validated" in card and "pytest tiny run" in card
+    assert "| bone mean DSC (28 bones) | 0.500 | >= 0.95 | NO |" in card
+    # the untrained tiny models run end to end: the contract (shapes, names, records) holds whatever the weights
+    from ramh_train.datasets.ramh1200 import RamH1200
+
+    ds = RamH1200(Path(tiny_cache).parent / "ds")
+    s = ds.load(ds.stems("train")[0], "train")
+    a = Analyzer(b, backend="onnxruntime-cpu").analyze(s.image, spacing_mm=s.spacing_mm)
+    assert [j.stem for j in a.joints] == list(__import__("ramh_rt").anatomy.AREA_STEMS)
+    assert a.meta.bundle_id == "ramh-default" and a.erosion_mask.shape == s.shape

@@ -6,6 +6,7 @@
     ramh-train global   --cache CACHE [--val CACHE] --run RUN ...
     ramh-train export   --bones RUN --joints RUN [--global RUN] --cache CACHE --bundle OUT [--fp16]
     ramh-train evaluate --bundle OUT --data DIR [--split test] [--out FILE]
+    ramh-train card     --bundle OUT   (MODEL_CARD.md from the manifest; export writes it too)
 
 Training resumes from RUN/last.pt when it exists; ``torchrun --nproc_per_node=K -m ramh_train.cli bones ...`` trains
 with DistributedDataParallel on K GPUs (or processes). Exit codes: 0 ok, 1 failure, 2 usage error.
@@ -96,6 +97,7 @@ def cmd_export(args) -> int:
     from .deploy import BoneGraph, GlobalGraph, JointGraph
     from .engine import load_trained
     from .export import export_onnx, write_bundle
+    from .model_card import write_model_card
     from .models import from_config
 
     spec = Cache(args.cache).spec
@@ -141,7 +143,16 @@ def cmd_export(args) -> int:
             "metrics": metrics,
         }
         out = write_bundle(args.bundle, entries, manifest, overwrite=args.overwrite)
-    print(f"bundle written to {out}")
+    card = write_model_card(out)
+    print(f"bundle written to {out} (model card {card.name})")
+    return 0
+
+
+def cmd_card(args) -> int:
+    from .model_card import write_model_card
+
+    card = write_model_card(args.bundle, args.out)
+    print(f"model card written to {card}")
     return 0
 
 
@@ -217,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--erosion-threshold", type=float, default=0.5)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("card", help="(re)write a bundle's MODEL_CARD.md from its manifest and metrics")
+    p.add_argument("--bundle", required=True, help="bundle directory")
+    p.add_argument("--out", help="where to write the card (default BUNDLE/MODEL_CARD.md)")
+    p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("evaluate", help="evaluate a bundle end to end (RAM-H1200 protocol)")
     p.add_argument("--bundle", required=True)
