@@ -130,3 +130,23 @@ def test_class_weights_from_frequency():
     # raw f^-0.5 = [10, 5, inf]; the cap is max_ratio x the smallest weight = 50, which the zero fraction gets;
     # normalised to mean 1: [10, 5, 50] / (65 / 3)
     assert torch.allclose(w, torch.tensor([10.0, 5.0, 50.0]) / (65.0 / 3))
+
+
+def test_coral_sample_weights_give_the_weighted_mean():
+    import torch
+
+    from ramh_train.losses import coral_loss
+
+    logits = torch.tensor([[0.5, -1.0], [2.0, 0.3], [-0.4, -2.0]])
+    target = torch.tensor([1, 2, 0])
+    rows = [coral_loss(logits[i:i + 1], target[i:i + 1]) for i in range(3)]
+    w = torch.tensor([1.0, 3.0, 0.5])
+    expect = sum(float(r) * float(wi) for r, wi in zip(rows, w)) / float(w.sum())
+    assert float(coral_loss(logits, target, sample_weights=w)) == pytest.approx(expect, rel=1e-6)
+    valid = torch.tensor([True, False, True])
+    expect_v = (float(rows[0]) * 1.0 + float(rows[2]) * 0.5) / 1.5
+    assert float(coral_loss(logits, target, valid, sample_weights=w)) == pytest.approx(expect_v, rel=1e-6)
+    assert float(coral_loss(logits, target, sample_weights=torch.ones(3))) == pytest.approx(
+        float(coral_loss(logits, target)), rel=1e-6)
+    with pytest.raises(ValueError, match="sample_weights"):
+        coral_loss(logits, target, sample_weights=torch.ones(2))

@@ -137,3 +137,35 @@ def test_trained_runs_export_to_a_bundle_that_runs(tiny_cache, tmp_path):
     a = Analyzer(b, backend="onnxruntime-cpu").analyze(s.image, spacing_mm=s.spacing_mm)
     assert [j.stem for j in a.joints] == list(__import__("ramh_rt").anatomy.AREA_STEMS)
     assert a.meta.bundle_id == "ramh-default" and a.erosion_mask.shape == s.shape
+
+
+def test_weighted_batches_oversample_and_resume_identically():
+    from ramh_train.engine import batches
+
+    w = np.ones(100)
+    w[:10] = 9.0  # 10 items with 9x the weight: half of all draws
+    stream = batches(100, 10, seed=3, weights=w)
+    drawn = np.concatenate([next(stream) for _ in range(100)])
+    assert 0.4 < (drawn < 10).mean() < 0.6
+    again = batches(100, 10, seed=3, weights=w, start_step=37)
+    stream = batches(100, 10, seed=3, weights=w)
+    for _ in range(37):
+        next(stream)
+    np.testing.assert_array_equal(next(again), next(stream))
+    for bad in (np.zeros(100), -w, np.ones(99), np.full(100, np.nan)):
+        with pytest.raises(ValueError, match="weights"):
+            next(batches(100, 10, seed=3, weights=bad))
+
+
+def test_joint_sample_weights_mark_diseased_joints(tiny_cache):
+    from ramh_train.train import joint_items, joint_sample_weights
+
+    c = Cache(tiny_cache)
+    items = joint_items(c)
+    w = joint_sample_weights(c, items, 4.0)
+    be = np.asarray(c.be)[items[:, 0], items[:, 1]]
+    jsn = np.asarray(c.jsn)[items[:, 0], items[:, 1]]
+    assert set(np.unique(w)) <= {1.0, 4.0}
+    assert (w[(be > 0) | (jsn > 0)] == 4.0).all()
+    with pytest.raises(ValueError, match="positive_weight"):
+        joint_sample_weights(c, items, 0.0)

@@ -77,7 +77,8 @@ def cmd_bones(args) -> int:
 def cmd_joints(args) -> int:
     from .train import train_joints
 
-    _, summary = train_joints(args.cache, args.val, _cfg(args), widths=tuple(args.widths))
+    _, summary = train_joints(args.cache, args.val, _cfg(args), widths=tuple(args.widths),
+                              positive_weight=args.positive_weight)
     return _finish(args.run, summary)
 
 
@@ -203,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("joints", help="train the joint model (erosion mask + BE/JSN ordinal scores)")
     _train_args(p, steps=3000, batch=32, lr=2e-3)
     p.add_argument("--widths", type=int, nargs=5, default=[16, 24, 32, 64, 96])
+    p.add_argument("--positive-weight", type=float, default=4.0,
+                   help="sampling weight of diseased joints (erosion or a score > 0) relative to healthy ones")
     p.set_defaults(func=cmd_joints)
 
     p = sub.add_parser("global", help="train the whole-image SvdH regressor")

@@ -160,19 +160,26 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def batches(n_items: int, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-            start_step: int = 0) -> Iterator[np.ndarray]:
+            start_step: int = 0, weights: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Endless stream of index batches: a fresh seeded permutation per epoch, sharded across DDP ranks.
 
-    Deterministic in (seed, epoch), so a resumed run sees the same batches it would have seen; ``start_step``
-    batches are skipped.
+    With ``weights`` ([n_items], non-negative, not all 0) an epoch is instead ``n_items`` draws with replacement in
+    proportion to the weights (oversampling of rare cases). Deterministic in (seed, epoch) either way, so a resumed
+    run sees the same batches it would have seen; ``start_step`` batches are skipped.
     """
     if n_items <= 0:
         raise ValueError("the training set is empty")
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (n_items,) or not np.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"weights must be [{n_items}] finite, non-negative and not all zero")
+        weights = weights / weights.sum()
     per_rank = max(1, n_items // world)
     per_epoch = max(1, per_rank // batch_size)
     epoch, skip = divmod(start_step, per_epoch)
     while True:
-        perm = np.random.default_rng([seed, epoch]).permutation(n_items)
+        g = np.random.default_rng([seed, epoch])
+        perm = g.permutation(n_items) if weights is None else g.choice(n_items, size=n_items, p=weights)
         mine = perm[rank::world][:per_rank]
         for b in range(skip, per_epoch):
             yield mine[b * batch_size:(b + 1) * batch_size]
@@ -190,13 +197,14 @@ def train_loop(*, model: nn.Module, model_config: dict, cfg: TrainConfig, n_item
                make_batch: Callable[[np.ndarray, np.random.Generator], tuple],
                loss_fn: Callable[[nn.Module, tuple], tuple[torch.Tensor, dict]],
                evaluate: Callable[[nn.Module], dict] | None = None, eval_every: int = 0,
-               desc: str = "train") -> dict:
+               desc: str = "train", sample_weights: np.ndarray | None = None) -> dict:
     """Run (or resume) a training run and return a summary with the losses and the last evaluation.
 
     Args:
         make_batch: (indices, rng) -> batch tuple of tensors (on the CPU; moved to the device here).
         loss_fn: (model, batch on device) -> (loss tensor, {part: float}).
         evaluate: optional callable run on the main rank every ``eval_every`` steps and at the end.
+        sample_weights: optional per-item sampling weights (see :func:`batches`).
     """
     d = init_distributed()
     device = pick_device(cfg.device, d)
@@ -220,7 +228,7 @@ def train_loop(*, model: nn.Module, model_config: dict, cfg: TrainConfig, n_item
             print(f"{desc}: already trained to step {start} (>= {cfg.steps}); nothing to do")
         return {"step": start, "resumed": True}
     log_path = run_dir / "log.jsonl"
-    stream = batches(n_items, cfg.batch_size, cfg.seed, d.rank, d.world, start)
+    stream = batches(n_items, cfg.batch_size, cfg.seed, d.rank, d.world, start, weights=sample_weights)
     bar = tqdm(total=cfg.steps, initial=start, desc=desc, disable=not d.is_main, dynamic_ncols=True)
     ema = None
     history = []

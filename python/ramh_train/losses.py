@@ -188,7 +188,7 @@ def _check_ordinal(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tens
 
 
 def coral_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, *,
-               task_weights: torch.Tensor | None = None) -> torch.Tensor:
+               task_weights: torch.Tensor | None = None, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
     """CORAL loss: mean over valid samples of the summed binary cross-entropies of the K-1 tasks "y > k".
 
     Args:
@@ -196,6 +196,8 @@ def coral_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor |
         target: [N] integer scores (any numeric dtype; invalid rows may hold anything, e.g. -1).
         valid: [N] bool, rows that carry a score (default all).
         task_weights: optional [K-1] importance weights of the binary tasks (CORAL's lambda).
+        sample_weights: optional [N] non-negative row weights: the result is then the weighted mean over valid
+            rows (importance weights that undo an oversampling, for instance).
 
     Returns:
         scalar, 0 when no row is valid.
@@ -213,7 +215,13 @@ def coral_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor |
         if task_weights.shape != (logits.shape[1],):
             raise ValueError(f"task_weights must be [{logits.shape[1]}]")
         per = per * task_weights.to(per)
-    return per.sum(dim=1).mean()
+    per = per.sum(dim=1)
+    if sample_weights is None:
+        return per.mean()
+    if sample_weights.shape != (logits.shape[0],):
+        raise ValueError(f"sample_weights must be [{logits.shape[0]}], got {tuple(sample_weights.shape)}")
+    w = sample_weights[valid].to(per)
+    return (per * w).sum() / w.sum().clamp_min(1e-12)
 
 
 def cumulative_link_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, *,
@@ -231,7 +239,7 @@ def cumulative_link_loss(logits: torch.Tensor, target: torch.Tensor, valid: torc
 def joint_loss(outputs: dict[str, torch.Tensor], erosion_mask: torch.Tensor, be: torch.Tensor, jsn: torch.Tensor,
                be_valid: torch.Tensor, jsn_valid: torch.Tensor, *, erosion_valid: torch.Tensor | None = None,
                ordinal: str = "coral", seg_weight: float = 1.0, be_weight: float = 1.0,
-               jsn_weight: float = 1.0) -> LossOutput:
+               jsn_weight: float = 1.0, score_weights: torch.Tensor | None = None) -> LossOutput:
     """Total JointNet loss from its forward dict.
 
     Args:
@@ -241,6 +249,9 @@ def joint_loss(outputs: dict[str, torch.Tensor], erosion_mask: torch.Tensor, be:
         be_valid, jsn_valid: [N] bool (see :func:`ramh_train.models.score_masks`, AND-ed with "score known").
         erosion_valid: [N] bool, crops with an erosion annotation (default all).
         ordinal: ``"coral"`` or ``"cumulative_link"``.
+        score_weights: optional [N] row weights of the two score losses (CORAL only), e.g. the inverse sampling
+            weights when diseased joints are oversampled: the segmentation head profits from the extra lesions while
+            the score heads stay calibrated to the natural grade distribution.
     """
     if ordinal == "coral":
         ord_fn = coral_loss
@@ -249,8 +260,14 @@ def joint_loss(outputs: dict[str, torch.Tensor], erosion_mask: torch.Tensor, be:
     else:
         raise ValueError(f"ordinal must be 'coral' or 'cumulative_link', got {ordinal!r}")
     seg = erosion_seg_loss(outputs["erosion_logits"], erosion_mask, valid=erosion_valid)
-    l_be = ord_fn(outputs["be_logits"], be, be_valid)
-    l_jsn = ord_fn(outputs["jsn_logits"], jsn, jsn_valid)
+    if score_weights is not None:
+        if ordinal != "coral":
+            raise ValueError("score_weights needs ordinal='coral'")
+        l_be = coral_loss(outputs["be_logits"], be, be_valid, sample_weights=score_weights)
+        l_jsn = coral_loss(outputs["jsn_logits"], jsn, jsn_valid, sample_weights=score_weights)
+    else:
+        l_be = ord_fn(outputs["be_logits"], be, be_valid)
+        l_jsn = ord_fn(outputs["jsn_logits"], jsn, jsn_valid)
     total = seg_weight * seg.total + be_weight * l_be + jsn_weight * l_jsn
     parts = {f"erosion_{k}": v for k, v in seg.parts.items()}
     parts.update(be=float(l_be.detach()), jsn=float(l_jsn.detach()))
