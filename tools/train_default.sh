@@ -28,7 +28,7 @@ ramh-train bones  --cache "$work/cache-train" --val "$work/cache-val" --run "$ru
   --steps "${BONE_STEPS:-1800}" --batch-size 8 --lr 2e-3 --seed 1 --threads 1 --eval-every 600 &
 bones_pid=$!
 ramh-train joints --cache "$work/cache-train" --val "$work/cache-val" --run "$runs/joints" \
-  --steps "${JOINT_STEPS:-1600}" --batch-size 32 --lr 2e-3 --seed 2 --threads 1 --eval-every 400 --positive-weight 4 &
+  --steps "${JOINT_STEPS:-1300}" --batch-size 32 --lr 2e-3 --seed 2 --threads 1 --eval-every 325 --positive-weight 4 &
 joints_pid=$!
 wait "$bones_pid"
 wait "$joints_pid"

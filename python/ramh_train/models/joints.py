@@ -46,7 +46,7 @@ class JointNet(ExportableModel):
     def __init__(self, roi_size: int = 224, widths: tuple[int, ...] = (16, 24, 32, 64, 96),
                  num_areas: int = len(anatomy.AREA_STEMS), be_classes: int = anatomy.BE_MAX + 1,
                  jsn_classes: int = anatomy.JSN_MAX + 1, norm_mean: float = 0.5, norm_std: float = 0.25,
-                 head_hidden: int = 64, full_res_channels: int = 8):
+                 head_hidden: int = 64, full_res_channels: int = 8, profile_bins: int | None = None):
         super().__init__()
         widths = tuple(int(c) for c in widths)
         if len(widths) != 5 or min(widths) < 1:
@@ -57,6 +57,10 @@ class JointNet(ExportableModel):
             raise ValueError(f"num_areas must be >= 1, got {num_areas}")
         if not norm_std > 0:
             raise ValueError(f"norm_std must be > 0, got {norm_std}")
+        if profile_bins is None:
+            profile_bins = roi_size // 4   # 4-pixel bins (56 at 224)
+        if profile_bins < 0 or (profile_bins and roi_size % profile_bins):
+            raise ValueError(f"profile_bins must be 0 or divide roi_size={roi_size}, got {profile_bins}")
         if head_hidden < 1 or full_res_channels < 1:
             raise ValueError(f"head_hidden and full_res_channels must be >= 1, got {head_hidden}, "
                              f"{full_res_channels}")
@@ -70,7 +74,8 @@ class JointNet(ExportableModel):
         self.config = dict(arch="JointNet", roi_size=self.roi_size, widths=list(widths), num_areas=self.num_areas,
                            be_classes=self.be_classes, jsn_classes=self.jsn_classes, norm_mean=self.norm_mean,
                            norm_std=self.norm_std, head_hidden=int(head_hidden),
-                           full_res_channels=int(full_res_channels))
+                           full_res_channels=int(full_res_channels), profile_bins=int(profile_bins))
+        self.profile_bins = int(profile_bins)
         w0, w1, w2, w3, w4 = widths
         self.stem = conv_bn_relu(1, w0, stride=2)                      # S/2
         self.stage1 = ResidualBlock(w0, w1, stride=2)                  # S/4
@@ -86,7 +91,7 @@ class JointNet(ExportableModel):
         self.up1 = UpBlock(w1, w0, w0)                                 # S/2
         self.up0 = UpBlock(w0, 1, full_res_channels)                   # S (skip = normalised crop)
         self.seg_head = nn.Conv2d(full_res_channels, 1, kernel_size=1)
-        feat = w4 + w1 + num_areas + 2
+        feat = w4 + w1 + num_areas + 2 + 2 * self.profile_bins
         self.be_mlp = nn.Sequential(nn.Linear(feat, head_hidden), nn.ReLU(inplace=True))
         self.jsn_mlp = nn.Sequential(nn.Linear(feat, head_hidden), nn.ReLU(inplace=True))
         self.be_head = OrdinalHead(head_hidden, self.be_classes)
@@ -123,7 +128,10 @@ class JointNet(ExportableModel):
         ero = torch.sigmoid(seg)
         ero_pct = ero.mean(dim=(2, 3)) * 100.0                     # [N, 1]
         ero_max = torch.amax(ero, dim=(2, 3))                       # [N, 1]
-        feats = torch.cat([e4.mean(dim=(2, 3)), d1.mean(dim=(2, 3)), area, ero_pct, ero_max], dim=1)
+        parts = [e4.mean(dim=(2, 3)), d1.mean(dim=(2, 3)), area, ero_pct, ero_max]
+        if self.profile_bins:
+            parts += self.joint_profiles(x)
+        feats = torch.cat(parts, dim=1)
         be_logits = self.be_head(self.be_mlp(feats))
         jsn_logits = self.jsn_head(self.jsn_mlp(feats))
         return {
@@ -133,6 +141,22 @@ class JointNet(ExportableModel):
             "be_logits": be_logits,
             "jsn_logits": jsn_logits,
         }
+
+    def joint_profiles(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Intensity profiles through the crop centre, [N, bins] each: along the ROI's long axis (rows, averaged over
+        the central quarter of the columns) and across it (columns, central quarter of the rows).
+
+        The ROI is centred on the joint with its axis along the bones, so the joint space is a dark band across the
+        first profile: its width — what JSN grades — reads off these numbers almost linearly, where the pooled CNN
+        features needed far more steps to express it (measured: no JSN signal after 600 steps without them).
+        Static slices, means and reshapes only (TensorRT-friendly).
+        """
+        s, b = self.roi_size, self.profile_bins
+        lo, hi = (3 * s) // 8, (5 * s) // 8
+        # (x has one channel: reducing dim 1 too avoids an index op, which would export as Gather)
+        rows = x[:, :, :, lo:hi].mean(dim=(1, 3))             # [N, S]: profile along the ROI axis
+        cols = x[:, :, lo:hi, :].mean(dim=(1, 2))             # [N, S]: profile across it
+        return [rows.reshape(-1, b, s // b).mean(dim=2), cols.reshape(-1, b, s // b).mean(dim=2)]
 
     def input_spec(self) -> list[dict]:
         s = self.roi_size
