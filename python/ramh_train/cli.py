@@ -3,6 +3,7 @@
     ramh-train cache    --data DIR --split train --out CACHE
     ramh-train bones    --cache CACHE [--val CACHE] --run RUN [--steps N] ...
     ramh-train joints   --cache CACHE [--val CACHE] --run RUN ...
+    ramh-train joints-refit --run RUN --cache CACHE --val CACHE --out RUN2   (score heads on frozen features)
     ramh-train global   --cache CACHE [--val CACHE] --run RUN ...
     ramh-train export   --bones RUN --joints RUN [--global RUN] --cache CACHE --bundle OUT [--fp16]
     ramh-train evaluate --bundle OUT --data DIR [--split test] [--out FILE]
@@ -80,6 +81,17 @@ def cmd_joints(args) -> int:
     _, summary = train_joints(args.cache, args.val, _cfg(args), widths=tuple(args.widths),
                               positive_weight=args.positive_weight)
     return _finish(args.run, summary)
+
+
+def cmd_joints_refit(args) -> int:
+    from .train import refit_joint_heads
+
+    report = refit_joint_heads(args.run, args.cache, args.val, args.out, epochs=args.epochs, lr=args.lr,
+                               seed=args.seed, threads=args.threads, max_items=args.max_items,
+                               flips=args.flips)
+    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "val_qwk_per_epoch"} if isinstance(v, dict) else v
+                      for k, v in report.items()}, indent=2))
+    return 0
 
 
 def cmd_global(args) -> int:
@@ -207,6 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--positive-weight", type=float, default=4.0,
                    help="sampling weight of diseased joints (erosion or a score > 0) relative to healthy ones")
     p.set_defaults(func=cmd_joints)
+
+    p = sub.add_parser("joints-refit", help="refit the joint model's BE/JSN heads on its frozen features "
+                                            "(model selection by validation QWK)")
+    p.add_argument("--run", required=True, help="trained joints run")
+    p.add_argument("--cache", required=True, help="training cache")
+    p.add_argument("--val", required=True, help="validation cache (epoch selection by QWK)")
+    p.add_argument("--out", required=True, help="output run directory (exportable with --joints)")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--max-items", type=int, default=None, help="first N training items only (quick checks)")
+    p.add_argument("--flips", action="store_true", help="also the mirror image of every training crop")
+    p.set_defaults(func=cmd_joints_refit)
 
     p = sub.add_parser("global", help="train the whole-image SvdH regressor")
     _train_args(p, steps=1500, batch=16, lr=2e-3)

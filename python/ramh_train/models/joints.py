@@ -113,7 +113,8 @@ class JointNet(ExportableModel):
         v = torch.clamp((roi - lo) / torch.clamp(hi - lo, min=1e-6), 0.0, 1.0)
         return (v - self.norm_mean) / self.norm_std, area
 
-    def body(self, x: torch.Tensor, area: torch.Tensor) -> dict[str, torch.Tensor]:
+    def trunk(self, x: torch.Tensor, area: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(erosion logits [N, 1, S, S], score features [N, F]) of a prepared crop batch."""
         e0 = self.stem(x)
         e1 = self.stage1(e0)
         e2 = self.film2(self.stage2(e1), area)
@@ -132,6 +133,16 @@ class JointNet(ExportableModel):
         if self.profile_bins:
             parts += self.joint_profiles(x)
         feats = torch.cat(parts, dim=1)
+        return seg, feats
+
+    def score_features(self, roi: torch.Tensor, window: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+        """The [N, F] feature vector both score heads read (pooled encoder/decoder features, the area one-hot,
+        erosion extent and presence, the joint profiles); for refitting the heads on fixed features."""
+        x, area = self.prepare(roi, window, area)
+        return self.trunk(x, area)[1]
+
+    def body(self, x: torch.Tensor, area: torch.Tensor) -> dict[str, torch.Tensor]:
+        seg, feats = self.trunk(x, area)
         be_logits = self.be_head(self.be_mlp(feats))
         jsn_logits = self.jsn_head(self.jsn_mlp(feats))
         return {
