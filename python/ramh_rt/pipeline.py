@@ -312,9 +312,12 @@ class Analyzer:
             g_total = float(np.clip(_host(out["svdh_total"]).reshape(-1)[0], 0, anatomy.SVDH_MAX_PER_HAND))
             g_probs = [float(v) for v in _host(out["severity_probs"]).reshape(-1)]
             cam = _host(out["cam"])[0, 0]
-            severity, source = anatomy.SEVERITY_NAMES[int(np.argmax(g_probs))], "global_model"
-        else:
+        # The class of the joint-score total when every area was scored (the better-validated estimate: see the
+        # bundle's metrics); the whole-image model's class only where areas are missing and it is there.
+        if complete or g_probs is None:
             severity, source = anatomy.severity_of(ero + jsn).name, "joint_scores"
+        else:
+            severity, source = anatomy.SEVERITY_NAMES[int(np.argmax(g_probs))], "global_model"
         return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn), expected_svdh=float(expected),
                       complete=complete, global_svdh=g_total, severity=severity, severity_probs=g_probs,
                       severity_source=source), cam

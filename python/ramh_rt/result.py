@@ -147,9 +147,10 @@ class Totals:
         expected_svdh: the same from the score probabilities (sum of expected values), a smoother estimate.
         complete: True when all 31 scores were produced (every area located).
         global_svdh: the whole-image regressor's estimate of the hand total (None without a global model).
-        severity: severity class name (:data:`ramh_rt.anatomy.SEVERITY_NAMES`): from the global model's class head
-            when present, else from ``svdh`` via :func:`ramh_rt.anatomy.severity_of`.
-        severity_probs: the class probabilities of the global model (None without one).
+        severity: severity class name (:data:`ramh_rt.anatomy.SEVERITY_NAMES`): the class of ``svdh``
+            (:func:`ramh_rt.anatomy.severity_of`) when every area was scored; otherwise the global model's class when
+            the bundle has one (an incomplete joint sum would understate the total), else the class of ``svdh``.
+        severity_probs: the class probabilities of the global model (None without one), whatever ``severity`` used.
         severity_source: ``"global_model"`` or ``"joint_scores"``.
     """
 
