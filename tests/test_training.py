@@ -169,3 +169,19 @@ def test_joint_sample_weights_mark_diseased_joints(tiny_cache):
     assert (w[(be > 0) | (jsn > 0)] == 4.0).all()
     with pytest.raises(ValueError, match="positive_weight"):
         joint_sample_weights(c, items, 0.0)
+
+
+def test_joint_heads_refit_writes_an_exportable_run(tiny_cache, tmp_path):
+    from ramh_train.train import refit_joint_heads
+
+    run = tmp_path / "joints"
+    train_joints(tiny_cache, None, _cfg(run, 2, batch_size=8), widths=(8, 8, 16, 16, 24))
+    report = refit_joint_heads(str(run), tiny_cache, tiny_cache, str(tmp_path / "refit"), epochs=3)
+    assert set(report) >= {"be", "jsn"} and len(report["be"]["val_qwk_per_epoch"]) == 3
+    model, state = load_trained(tmp_path / "refit", from_config)
+    before, _ = load_trained(run, from_config)
+    # the trunk is untouched, the heads changed
+    sb, sa = before.state_dict(), model.state_dict()
+    assert torch.equal(sb["seg_head.weight"], sa["seg_head.weight"])
+    assert not torch.equal(sb["jsn_mlp.0.weight"], sa["jsn_mlp.0.weight"])
+    assert state["refit"]["train_rows"] > 0

@@ -348,7 +348,7 @@ def refit_joint_heads(run_dir: str, cache_dir: str, val_dir: str, out_dir: str, 
 
     from sklearn.metrics import cohen_kappa_score
 
-    from .engine import load_trained
+    from .engine import _atomic_torch_save, load_trained
     from .models import from_config
 
     if threads:
@@ -400,11 +400,10 @@ def refit_joint_heads(run_dir: str, cache_dir: str, val_dir: str, out_dir: str, 
             q = float(cohen_kappa_score(truth, pv, weights="quadratic")) if len(set(truth) | set(pv)) > 1 else 0.0
             history.append(round(q, 4))
             if q > best[0]:
-                best = (q, {k: v.detach().clone() for k, v in {**{f"mlp.{k}": v for k, v in mlp.state_dict().items()},
-                                                               **{f"head.{k}": v for k, v in head.state_dict().items()}}.items()},
-                        epoch)
-        mlp.load_state_dict({k[4:]: v for k, v in best[1].items() if k.startswith("mlp.")})
-        head.load_state_dict({k[5:]: v for k, v in best[1].items() if k.startswith("head.")})
+                snapshot = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in (mlp, head)]
+                best = (q, snapshot, epoch)
+        mlp.load_state_dict(best[1][0])
+        head.load_state_dict(best[1][1])
         report[kind] = {"val_qwk": best[0], "best_epoch": best[2], "val_qwk_per_epoch": history}
     # fold the standardisation into the first Linear of each MLP: W' = W / sd, b' = b - W' mu
     with torch.no_grad():
@@ -417,8 +416,6 @@ def refit_joint_heads(run_dir: str, cache_dir: str, val_dir: str, out_dir: str, 
     out.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "model_config": model.config, "step": state.get("step"),
              "refit": report, "source_run": str(run_dir)}
-    tmp = out / "last.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(out / "last.pt")
+    _atomic_torch_save(state, out / "last.pt")
     (out / "refit.json").write_text(json.dumps(report, indent=2))
     return report
