@@ -185,3 +185,9 @@ def test_joint_heads_refit_writes_an_exportable_run(tiny_cache, tmp_path):
     assert torch.equal(sb["seg_head.weight"], sa["seg_head.weight"])
     assert not torch.equal(sb["jsn_mlp.0.weight"], sa["jsn_mlp.0.weight"])
     assert state["refit"]["train_rows"] > 0
+
+
+def test_oversampled_joint_training_runs_with_importance_weights(tiny_cache, tmp_path):
+    _, summary = train_joints(tiny_cache, None, _cfg(tmp_path / "j", 3, batch_size=8), widths=(8, 8, 16, 16, 24),
+                              positive_weight=4.0)
+    assert summary["step"] == 3 and np.isfinite(_losses(tmp_path / "j")).all()

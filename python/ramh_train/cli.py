@@ -89,8 +89,10 @@ def cmd_joints_refit(args) -> int:
     report = refit_joint_heads(args.run, args.cache, args.val, args.out, epochs=args.epochs, lr=args.lr,
                                seed=args.seed, threads=args.threads, max_items=args.max_items,
                                flips=args.flips)
-    print(json.dumps({k: {kk: vv for kk, vv in v.items() if kk != "val_qwk_per_epoch"} if isinstance(v, dict) else v
-                      for k, v in report.items()}, indent=2))
+    for kind in ("be", "jsn"):
+        r = report[kind]
+        print(f"{kind}: validation QWK {r['val_qwk']:.4f} (epoch {r['best_epoch']})")
+    print(f"refitted run written to {args.out}")
     return 0
 
 

@@ -26,7 +26,6 @@ Point predictions from a probability vector (:func:`predict`): ``"median"`` (def
 from __future__ import annotations
 
 import math
-
 from typing import Literal
 
 import numpy as np
@@ -76,7 +75,7 @@ class OrdinalHead(nn.Module):
         # linear score must grow its weights ~50x, which Adam does at ~lr per step (measured: QWK 0.18 vs 0.44 after
         # 400 steps on fixed features with gain 1 vs 10). The gain is a constant (a Mul in the exported graph).
         self.score_gain = float(score_gain)
-        nn.init.normal_(self.score.weight, std=0.5 / math.sqrt(in_features) / self.score_gain)
+        self.reset_score()
         # Thresholds start spread around 0 (like logits of a roughly uniform prior), decreasing.
         init = torch.linspace(1.0, -1.0, num_classes - 1) if num_classes > 2 else torch.zeros(1)
         self.first = nn.Parameter(init[:1].clone())
@@ -90,6 +89,10 @@ class OrdinalHead(nn.Module):
         self.register_buffer("diff", d, persistent=False)
         self.register_buffer("offset", e, persistent=False)
         self.frozen = False
+
+    def reset_score(self) -> None:
+        """Draw the score weight afresh (small: predictions start near the thresholds' prior)."""
+        nn.init.normal_(self.score.weight, std=0.5 / math.sqrt(self.score.in_features) / self.score_gain)
 
     def freeze(self) -> None:
         """Replace the threshold parametrisation by its constant values (export: no Softplus/MatMul on parameters

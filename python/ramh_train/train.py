@@ -121,7 +121,10 @@ def joint_items(cache: Cache) -> np.ndarray:
     return np.argwhere(located)
 
 
-def joint_batch_maker(cache: Cache, items: np.ndarray, augment: bool = True, jitter: float = 0.06):
+def joint_batch_maker(cache: Cache, items: np.ndarray, augment: bool = True, jitter: float = 0.06,
+                      row_weights: np.ndarray | None = None):
+    """(indices, rng) -> (roi, window, area, erosion, be, jsn, be_valid, jsn_valid[, row_weight]) for the items
+    [M, 2] (image, area); ``row_weights`` [M], when given, is appended per row (e.g. inverse sampling weights)."""
     S = cache.spec.roi_size
     C = cache.spec.crop_size
     margin = (C - S) // 2
@@ -168,9 +171,20 @@ def joint_batch_maker(cache: Cache, items: np.ndarray, augment: bool = True, jit
                 torch.from_numpy(np.ascontiguousarray(np.stack(eros))),
                 be_t.clamp_min(0), jsn_t.clamp_min(0),
                 torch.from_numpy(be_ok[a_idx] & (np.array(be) >= 0)),
-                torch.from_numpy(jsn_ok[a_idx] & (np.array(jsn) >= 0)))
+                torch.from_numpy(jsn_ok[a_idx] & (np.array(jsn) >= 0)),
+                *(() if rw is None else (rw[idx],)))
 
+    rw = None if row_weights is None else torch.as_tensor(np.asarray(row_weights), dtype=torch.float32)
     return make
+
+
+def _qwk(truth, pred, degenerate: float) -> float:
+    """Quadratic weighted kappa; ``degenerate`` where truth and prediction hold a single class (kappa undefined)."""
+    from sklearn.metrics import cohen_kappa_score
+
+    truth, pred = list(truth), list(pred)
+    return float(cohen_kappa_score(truth, pred, weights="quadratic")) if len(set(truth) | set(pred)) > 1 \
+        else degenerate
 
 
 def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch: int = 64) -> dict[str, Any]:
@@ -197,10 +211,7 @@ def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch:
             inter += float((pm & gm).sum())
             tot += float(pm.sum() + gm.sum())
 
-    def qwk(p, t):
-        return float(cohen_kappa_score(t, p, weights="quadratic")) if len(set(t) | set(p)) > 1 else 1.0
-
-    return {"be_qwk": qwk(be_p, be_t), "jsn_qwk": qwk(jsn_p, jsn_t),
+    return {"be_qwk": _qwk(be_t, be_p, 1.0), "jsn_qwk": _qwk(jsn_t, jsn_p, 1.0),
             "erosion_dsc_pooled": 2 * inter / tot if tot else 1.0, "n": len(items)}
 
 
@@ -234,14 +245,9 @@ def train_joints(cache_dir: str, val_dir: str | None, cfg: TrainConfig, *, posit
     jsn = np.asarray(cache.jsn)[items[:, 0], items[:, 1]]
     model.be_head.set_prior(np.bincount(be[be >= 0], minlength=anatomy.BE_MAX + 1))
     model.jsn_head.set_prior(np.bincount(jsn[jsn >= 0], minlength=anatomy.JSN_MAX + 1))
-    make = joint_batch_maker(cache, items)
     weights = None if positive_weight == 1.0 else joint_sample_weights(cache, items, positive_weight)
-    if weights is not None:
-        inv = torch.from_numpy(1.0 / weights).float()
-        base = make
-
-        def make(idx, rng):  # noqa: F811 - the batch plus the inverse sampling weight of each row
-            return (*base(idx, rng), inv[idx])
+    # oversampled rows carry their inverse sampling weight, which the score losses use
+    make = joint_batch_maker(cache, items, row_weights=None if weights is None else 1.0 / weights)
 
     def loss_fn(m, batch):
         roi, win, area, ero, be, jsn, bv, jv = batch[:8]
@@ -324,7 +330,8 @@ def _joint_features(model: JointNet, cache: Cache, items: np.ndarray, batch: int
             views = [roi, torch.flip(roi, dims=[3])] if flips else [roi]
             for r in views:
                 feats.append(model.score_features(r.contiguous(), win, area).numpy())
-                be.append(b.numpy()), jsn.append(j.numpy()), bv.append(vb.numpy()), jv.append(vj.numpy())
+                for acc, t in ((be, b), (jsn, j), (bv, vb), (jv, vj)):
+                    acc.append(t.numpy())
     return tuple(np.concatenate(a) for a in (feats, be, jsn, bv, jv))
 
 
@@ -345,8 +352,6 @@ def refit_joint_heads(run_dir: str, cache_dir: str, val_dir: str, out_dir: str, 
     """
     import json
     from pathlib import Path
-
-    from sklearn.metrics import cohen_kappa_score
 
     from .engine import _atomic_torch_save, load_trained
     from .models import from_config
@@ -374,7 +379,7 @@ def refit_joint_heads(run_dir: str, cache_dir: str, val_dir: str, out_dir: str, 
         for mod in mlp.modules():
             if isinstance(mod, torch.nn.Linear):
                 mod.reset_parameters()
-        torch.nn.init.normal_(head.score.weight, std=0.5 / math.sqrt(head.score.in_features) / head.score_gain)
+        head.reset_score()
         head.set_prior(np.bincount(y[valid], minlength=head.num_classes))
         params = list(mlp.parameters()) + list(head.parameters())
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
@@ -396,8 +401,7 @@ def refit_joint_heads(run_dir: str, cache_dir: str, val_dir: str, out_dir: str, 
             mlp.eval()
             with torch.no_grad():
                 pv = ordinal.predict(head.probs(head(mlp(vft[torch.from_numpy(vvalid)]))))
-            truth = vy[vvalid]
-            q = float(cohen_kappa_score(truth, pv, weights="quadratic")) if len(set(truth) | set(pv)) > 1 else 0.0
+            q = _qwk(vy[vvalid], pv, 0.0)
             history.append(round(q, 4))
             if q > best[0]:
                 snapshot = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in (mlp, head)]
