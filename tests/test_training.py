@@ -185,6 +185,27 @@ def test_joint_heads_refit_writes_an_exportable_run(tiny_cache, tmp_path):
     assert torch.equal(sb["seg_head.weight"], sa["seg_head.weight"])
     assert not torch.equal(sb["jsn_mlp.0.weight"], sa["jsn_mlp.0.weight"])
     assert state["refit"]["train_rows"] > 0
+    # the erosion threshold is chosen on the validation cache and travels with the run
+    assert state["erosion_threshold"] == report["erosion"]["threshold"]
+    table = report["erosion"]["table"]
+    assert report["erosion"]["dsc"] == max(r["dsc"] for r in table.values())
+
+
+def test_erosion_threshold_table_matches_the_pooled_dice(tiny_cache, tmp_path):
+    from ramh_train.train import choose_erosion_threshold, evaluate_joints
+
+    model, _ = train_joints(tiny_cache, None, _cfg(tmp_path / "j", 2, batch_size=8), widths=(8, 8, 16, 16, 24))
+    model.eval()
+    c = Cache(tiny_cache)
+    r = choose_erosion_threshold(model, c, thresholds=(0.2, 0.5, 0.8))
+    assert set(r["table"]) == {0.2, 0.5, 0.8}
+    # at 0.5 the table's Dice is the validation Dice the training loop reports (logits > 0)
+    assert r["table"][0.5]["dsc"] == pytest.approx(evaluate_joints(model, c)["erosion_dsc_pooled"], abs=1e-6)
+    # a higher threshold never segments more: recall cannot rise
+    recalls = [r["table"][t]["recall"] for t in (0.2, 0.5, 0.8)]
+    assert recalls == sorted(recalls, reverse=True)
+    with pytest.raises(ValueError, match="thresholds"):
+        choose_erosion_threshold(model, c, thresholds=())
 
 
 def test_oversampled_joint_training_runs_with_importance_weights(tiny_cache, tmp_path):

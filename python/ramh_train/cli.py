@@ -92,6 +92,8 @@ def cmd_joints_refit(args) -> int:
     for kind in ("be", "jsn"):
         r = report[kind]
         print(f"{kind}: validation QWK {r['val_qwk']:.4f} (epoch {r['best_epoch']})")
+    e = report["erosion"]
+    print(f"erosion: threshold {e['threshold']:g} (validation pooled Dice {e['dsc']:.4f})")
     print(f"refitted run written to {args.out}")
     return 0
 
@@ -119,18 +121,23 @@ def cmd_export(args) -> int:
     window = {"percentiles": list(spec.percentiles), "mean": spec.mean, "std": spec.std}
     runs = {"bones": args.bones, "joints": args.joints, "global": getattr(args, "global_")}
     graphs = {}
+    erosion_threshold = args.erosion_threshold
     for role, run in runs.items():
         if not run:
             continue
-        model, _ = load_trained(run, from_config)
+        model, state = load_trained(run, from_config)
         graphs[role] = {"bones": BoneGraph, "joints": JointGraph, "global": GlobalGraph}[role](model).eval()
+        if role == "joints" and erosion_threshold is None:
+            # chosen on the validation crops by joints-refit; 0.5 for a run that has none
+            erosion_threshold = float(state.get("erosion_threshold", 0.5))
+            print(f"erosion threshold {erosion_threshold:g} (from {run})")
     if "bones" not in graphs or "joints" not in graphs:
         print("ramh-train export: --bones and --joints are required", file=sys.stderr)
         return 2
     fields = {
         "bones": dict(window=window, antialias=spec.antialias, threshold=0.0, min_area=args.min_area,
                       fill_holes=True),
-        "joints": dict(percentiles=tuple(spec.percentiles), roi_scale=1.0, erosion_threshold=args.erosion_threshold),
+        "joints": dict(percentiles=tuple(spec.percentiles), roi_scale=1.0, erosion_threshold=erosion_threshold),
         "global": dict(window=window, antialias=spec.antialias),
     }
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
@@ -256,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp16", action="store_true")
     p.add_argument("--min-area", type=int, default=4)
     p.add_argument("--min-lesion-px", type=int, default=4)
-    p.add_argument("--erosion-threshold", type=float, default=0.5)
+    p.add_argument("--erosion-threshold", type=float, default=None,
+                   help="erosion probability threshold (default: the one joints-refit chose on validation, else 0.5)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_export)
 
