@@ -3,7 +3,7 @@
 # end-to-end evaluation on a held-out phantom test set, and the final export with those metrics in the manifest.
 # These are the exact commands (and seeds) behind the shipped weights; models/ramh-default/MODEL_CARD.md quotes them.
 #
-# On a 2-core CPU the whole run takes about 2 hours (bones and joints train side by side, one thread each).
+# On a 2-core CPU the whole run takes about 4 hours (bones and joints train side by side, one thread each).
 # Every stage resumes: rerun the script after an interruption and finished stages are skipped (caches and runs
 # continue where they stopped). Usage: tools/train_default.sh [WORK_DIR (default data/)]  (in the venv of README)
 set -euo pipefail
@@ -24,18 +24,24 @@ ramh-train cache --data "$work/ph-val"   --split val   --out "$work/cache-val"
 ramh-train cache --data "$work/ph-test"  --split test  --out "$work/cache-test"
 
 # 3. The bone and joint models train side by side, one thread each (faster on 2 cores than one after the other).
-#    The joint run's schedule is set for 1300 steps but stopped at 900 (--stop-at) to fit one 2-core session; its
-#    score heads are then refitted on the frozen trunk (joints-refit), which is what made the BE/JSN scores work.
-#    The bone run was trained to 1800 steps, then resumed with a longer schedule (2200, a warm restart at lr ~2e-4)
-#    and stopped at 2000: the second command below.
+#    Bones: 2000 steps of 8 random 320x256 crops (trained to 1800, then resumed with a longer schedule, 2200, and
+#    stopped at 2000), then 1600 steps on whole 640x512 inputs, 2 per batch, on a 3600-step schedule. The whole
+#    input matters: in a crop that shows fingertips but not the thumb, DP2, DP4 and DP5 cannot be told apart, and
+#    after the crop stage those three channels fired on every distal phalanx (test DSC 0 for each; DP3, the middle
+#    one, was learnt). Joints: 1300 steps, then resumed on a 2000-step schedule to 2000 (the shipped run was also
+#    stopped once at 900 and resumed, which equals an unbroken run; erosion Dice was still rising); its score heads are then refitted on the frozen trunk (joints-refit), which is what made the
+#    BE/JSN scores work, and the erosion threshold is chosen on the validation crops.
 (ramh-train bones --cache "$work/cache-train" --val "$work/cache-val" --run "$runs/bones" \
    --steps 1800 --batch-size 8 --lr 2e-3 --seed 1 --threads 1 --eval-every 600 &&
  ramh-train bones --cache "$work/cache-train" --val "$work/cache-val" --run "$runs/bones" \
-   --steps 2200 --stop-at 2000 --batch-size 8 --lr 2e-3 --seed 1 --threads 1) &
+   --steps 2200 --stop-at 2000 --batch-size 8 --lr 2e-3 --seed 1 --threads 1 &&
+ ramh-train bones --cache "$work/cache-train" --val "$work/cache-val" --run "$runs/bones" \
+   --steps 3600 --crop 0 0 --batch-size 2 --lr 2e-3 --seed 1 --threads 1 --eval-every 400 --checkpoint-every 50) &
 bones_pid=$!
-ramh-train joints --cache "$work/cache-train" --val "$work/cache-val" --run "$runs/joints" \
-  --steps "${JOINT_STEPS:-1300}" --stop-at "${JOINT_STOP:-900}" --batch-size 32 --lr 2e-3 --seed 2 --threads 1 \
-  --eval-every 325 --positive-weight 4 &
+(ramh-train joints --cache "$work/cache-train" --val "$work/cache-val" --run "$runs/joints" \
+   --steps 1300 --batch-size 32 --lr 2e-3 --seed 2 --threads 1 --eval-every 325 --positive-weight 4 &&
+ ramh-train joints --cache "$work/cache-train" --val "$work/cache-val" --run "$runs/joints" \
+   --steps 2000 --batch-size 32 --lr 2e-3 --seed 2 --threads 1 --eval-every 350 --positive-weight 4) &
 joints_pid=$!
 wait "$bones_pid"
 ramh-train global --cache "$work/cache-train" --val "$work/cache-val" --run "$runs/global" \
@@ -47,11 +53,13 @@ ramh-train joints-refit --run "$runs/joints" --cache "$work/cache-train" --val "
 # 4. Export, evaluate end to end (ramh_rt.Analyzer on ONNX Runtime CPU), export again with the metrics recorded
 #    (the export also writes MODEL_CARD.md from the manifest).
 training_data="500 synthetic phantom hands (ramh-data phantoms, dataset seed 1000; validation 40 hands, seed 1500;
-test 60 hands, seed 2000). Trained on a 2-core CPU in one session: bones 1800 steps of 8 crops 320x256, resumed to 2000
-(schedule 2200); joints 900 steps of 32 ROI crops (schedule 1300), diseased joints oversampled x4 with importance-weighted
-score losses, then the score heads refitted on the frozen trunk (40 epochs, best validation QWK: BE 0.875, JSN 0.920);
-whole-image regressor 600 steps of 16 images. The shipped runs drew their initial weights before the run seed governed
-initialisation, so a rerun of tools/train_default.sh gives equivalent, not bit-identical, weights."
+test 60 hands, seed 2000). Trained on a 2-core CPU over two sessions: bones 2000 steps of 8 random crops 320x256
+(schedule 2200), then 1600 steps of 2 whole 640x512 inputs (schedule 3600); joints 2000 steps of 32 ROI crops (schedule
+1300, resumed on a 2000-step schedule), diseased joints oversampled x4 with importance-weighted score losses, then the
+score heads refitted on the frozen trunk (40 epochs, best validation QWK: BE 0.928, JSN 0.933) and the erosion threshold
+chosen on the validation crops (0.6, pooled Dice 0.748); whole-image regressor 600 steps of 16 images. The shipped runs
+drew their initial weights before the run seed governed initialisation, so a rerun of tools/train_default.sh gives
+equivalent, not bit-identical, weights."
 export_args=(--bones "$runs/bones" --joints "$runs/joints-refit" --global "$runs/global" --cache "$work/cache-train"
   --description "ramh_rt default demo bundle: bone segmentation, joint erosion/BE/JSN scoring, whole-image SvdH"
   --command "tools/train_default.sh" --training-data "$training_data")

@@ -202,7 +202,7 @@ def render_analysis(analysis, path: str | Path | None = None, *, max_side: int =
         legend.append("not located: " + ", ".join(missing))
     legend.append("NOT FOR CLINICAL USE: demo weights")
     img = draw_overlay(analysis.image, bones=bones, erosion_mask=analysis.erosion_mask, rois=rois,
-                       legend_lines=legend, title=f"ramh_rt — {Path(m.source).name}", max_side=max_side)
+                       legend_lines=legend, title=f"ramh_rt: {Path(m.source).name}", max_side=max_side)
     if path is not None:
         save_png(img, path)
     return img
