@@ -7,6 +7,7 @@
 # Every stage resumes: rerun the script after an interruption and finished stages are skipped (caches and runs
 # continue where they stopped). Usage: tools/train_default.sh [WORK_DIR (default data/)]  (in the venv of README)
 set -euo pipefail
+script="$(realpath "$0")"
 cd "$(dirname "$0")/.."
 work=${1:-data}
 runs=${RUNS:-runs}
@@ -60,9 +61,20 @@ score heads refitted on the frozen trunk (40 epochs, best validation QWK: BE 0.9
 chosen on the validation crops (0.6, pooled Dice 0.748); whole-image regressor 600 steps of 16 images. The shipped runs
 drew their initial weights before the run seed governed initialisation, so a rerun of tools/train_default.sh gives
 equivalent, not bit-identical, weights."
+# The training commands of this script as the model card lists them: read from the script itself (default paths
+# data/ and runs/), so the card cannot drift from what ran.
+card_commands() {
+  awk '/^[[:space:](]*(\[ .*\][[:space:]]*\|\|[[:space:]]*)?ramh-(data|train) / && !/ramh-train export/ {cmd = ""; on = 1}
+       on {line = $0; sub(/\\$/, "", line); cmd = cmd line; if ($0 !~ /\\$/) {print cmd; on = 0}}' "$script" |
+    sed -E 's/^.*(ramh-(data|train) )/\1/; s/[ )&]+$//; s/"\$work\/([^"]*)"/data\/\1/g; s/"\$runs\/([^"]*)"/runs\/\1/g;
+            s/"\$\{GLOBAL_STEPS:-600\}"/600/g; s/ +/ /g'
+}
+mapfile -t commands < <(card_commands)
+command_args=(--command "# tools/train_default.sh runs these, then exports, evaluates and exports with the metrics:")
+for c in "${commands[@]}"; do command_args+=(--command "$c"); done
 export_args=(--bones "$runs/bones" --joints "$runs/joints-refit" --global "$runs/global" --cache "$work/cache-train"
   --description "ramh_rt default demo bundle: bone segmentation, joint erosion/BE/JSN scoring, whole-image SvdH"
-  --command "tools/train_default.sh" --training-data "$training_data")
+  "${command_args[@]}" --training-data "$training_data")
 ramh-train export "${export_args[@]}" --bundle "$runs/bundle-eval" --overwrite
 ramh-train evaluate --bundle "$runs/bundle-eval" --data "$work/ph-test" --split test --out "$runs/test_metrics.json"
 ramh-train export "${export_args[@]}" --metrics "$runs/test_metrics.json" --bundle models/ramh-default --overwrite
