@@ -90,6 +90,21 @@ def test_resume_continues_from_the_saved_step(tiny_cache, tmp_path):
     assert again["resumed"] and again["step"] == 10
 
 
+def test_a_crop_run_continues_on_whole_inputs_with_a_longer_schedule(tiny_cache, tmp_path):
+    """The default bundle's bone recipe: crops first, then the same run resumed on whole inputs, a smaller batch and
+    a longer schedule (the warm restart continues the step count and the weights)."""
+    widths, run = (8, 16, 24), tmp_path / "bones"
+    train_bones(tiny_cache, None, _cfg(run, 6), widths=widths, crop_hw=(64, 64))
+    crop_model, _ = load_trained(run, from_config)
+    _, s = train_bones(tiny_cache, None, _cfg(run, 10, batch_size=1), widths=widths, crop_hw=None)
+    assert s["resumed"] and s["start_step"] == 6 and s["step"] == 10
+    steps = [r["step"] for r in _records(run)]
+    assert steps[-1] == 10 and len(steps) == len(set(steps))
+    whole_model, state = load_trained(run, from_config)
+    assert state["step"] == 10
+    assert not torch.equal(crop_model.state_dict()["head.weight"], whole_model.state_dict()["head.weight"])
+
+
 def test_channels_last_choice():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     assert use_channels_last("auto", cpu) and not use_channels_last("auto", cuda)
