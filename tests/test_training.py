@@ -214,8 +214,17 @@ def test_erosion_threshold_table_matches_the_pooled_dice(tiny_cache, tmp_path):
     c = Cache(tiny_cache)
     r = choose_erosion_threshold(model, c, thresholds=(0.2, 0.5, 0.8))
     assert set(r["table"]) == {0.2, 0.5, 0.8}
-    # at 0.5 the table's Dice is the validation Dice the training loop reports (logits > 0)
-    assert r["table"][0.5]["dsc"] == pytest.approx(evaluate_joints(model, c)["erosion_dsc_pooled"], abs=1e-6)
+    # by hand at 0.8: pooled over every validation crop
+    from ramh_train.train import joint_batch_maker, joint_items
+    items = joint_items(c)
+    roi, win, area, ero, *_ = joint_batch_maker(c, items, augment=False)(np.arange(len(items)), None)
+    with torch.no_grad():
+        p = (torch.sigmoid(model(roi, win, area)["erosion_logits"]) >= 0.8).numpy()
+    g = ero.numpy() >= 0.5
+    denom = p.sum() + g.sum()
+    assert r["table"][0.8]["dsc"] == pytest.approx(2 * (p & g).sum() / denom if denom else 1.0, abs=1e-9)
+    # the training loop's validation Dice is the same measure at 0.5
+    assert r["table"][0.5]["dsc"] == pytest.approx(evaluate_joints(model, c)["erosion_dsc_pooled"], abs=1e-9)
     # a higher threshold never segments more: recall cannot rise
     recalls = [r["table"][t]["recall"] for t in (0.2, 0.5, 0.8)]
     assert recalls == sorted(recalls, reverse=True)

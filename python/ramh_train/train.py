@@ -187,6 +187,33 @@ def _qwk(truth, pred, degenerate: float) -> float:
         else degenerate
 
 
+class _ErosionDice:
+    """Pooled erosion Dice (and precision/recall) of probability maps at several thresholds, over batches."""
+
+    def __init__(self, thresholds):
+        self.ths = torch.tensor([float(t) for t in thresholds])
+        self.inter = torch.zeros(len(self.ths), dtype=torch.float64)
+        self.pred = torch.zeros(len(self.ths), dtype=torch.float64)
+        self.truth = 0.0
+
+    def add(self, erosion_logits: torch.Tensor, target: torch.Tensor) -> None:
+        prob = torch.sigmoid(erosion_logits).flatten()
+        gt = (target >= 0.5).flatten()
+        self.truth += float(gt.sum())
+        above = prob[None, :] >= self.ths[:, None]
+        self.inter += (above & gt[None, :]).sum(1).double()
+        self.pred += above.sum(1).double()
+
+    def table(self) -> dict[float, dict[str, float]]:
+        out = {}
+        for k, t in enumerate(self.ths.tolist()):
+            inter, pred, denom = float(self.inter[k]), float(self.pred[k]), float(self.pred[k]) + self.truth
+            out[round(t, 4)] = {"dsc": 2 * inter / denom if denom else 1.0,
+                                "precision": inter / pred if pred else 0.0,
+                                "recall": inter / self.truth if self.truth else 0.0}
+        return out
+
+
 def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch: int = 64) -> dict[str, Any]:
     """QWK (BE, JSN), erosion Dice on the validation crops (centre crops, no augmentation)."""
     from sklearn.metrics import cohen_kappa_score
@@ -194,7 +221,7 @@ def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch:
     items = joint_items(cache)[:max_items]
     make = joint_batch_maker(cache, items, augment=False)
     be_p, be_t, jsn_p, jsn_t = [], [], [], []
-    inter = tot = 0.0
+    dice = _ErosionDice((0.5,))
     with torch.no_grad():
         for s in range(0, len(items), batch):
             roi, win, area, ero, be, jsn, bv, jv = make(np.arange(s, min(len(items), s + batch)),
@@ -206,13 +233,10 @@ def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch:
             be_t += be[bv].tolist()
             jsn_p += pj[jv].tolist()
             jsn_t += jsn[jv].tolist()
-            pm = out["erosion_logits"] > 0
-            gm = ero >= 0.5
-            inter += float((pm & gm).sum())
-            tot += float(pm.sum() + gm.sum())
+            dice.add(out["erosion_logits"], ero)
 
     return {"be_qwk": _qwk(be_t, be_p, 1.0), "jsn_qwk": _qwk(jsn_t, jsn_p, 1.0),
-            "erosion_dsc_pooled": 2 * inter / tot if tot else 1.0, "n": len(items)}
+            "erosion_dsc_pooled": dice.table()[0.5]["dsc"], "n": len(items)}
 
 
 def joint_sample_weights(cache: Cache, items: np.ndarray, positive_weight: float) -> np.ndarray:
@@ -326,7 +350,8 @@ def choose_erosion_threshold(model: JointNet, cache: Cache, thresholds=EROSION_T
     Diseased joints are oversampled in training (``--positive-weight``), so the erosion head's probabilities are
     calibrated to a prior with more erosion than real hands have and 0.5 can over-segment (measured on the
     validation crops: the 900-step joint model had precision 0.26 / recall 0.73 at 0.5 and its best Dice at 0.9;
-    the shipped 2000-step model's best is 0.6). The threshold is chosen on validation crops, never on the test set. Returns ``{"threshold", "dsc", "table": {threshold: {"dsc", "precision", "recall"}}}``.
+    the shipped 2000-step model's best is 0.6). The threshold is chosen on validation crops, never on the test set.
+    Returns ``{"threshold", "dsc", "table": {threshold: {"dsc", "precision", "recall"}}}``.
     """
     from tqdm import tqdm
 
@@ -336,26 +361,13 @@ def choose_erosion_threshold(model: JointNet, cache: Cache, thresholds=EROSION_T
     if not len(items):
         raise ValueError(f"{cache.path} has no located joints to calibrate the erosion threshold on")
     make = joint_batch_maker(cache, items, augment=False)
-    ths = torch.tensor([float(t) for t in thresholds])
-    inter = torch.zeros(len(ths), dtype=torch.float64)
-    pred = torch.zeros(len(ths), dtype=torch.float64)
-    truth = 0.0
+    dice = _ErosionDice(thresholds)
     model.eval()
     with torch.no_grad():
         for s in tqdm(range(0, len(items), batch), desc="erosion threshold", dynamic_ncols=True):
             roi, win, area, ero, *_ = make(np.arange(s, min(len(items), s + batch)), None)
-            prob = torch.sigmoid(model(roi, win, area)["erosion_logits"]).flatten()
-            gt = (ero >= 0.5).flatten()
-            truth += float(gt.sum())
-            above = prob[None, :] >= ths[:, None]
-            inter += (above & gt[None, :]).sum(1).double()
-            pred += above.sum(1).double()
-    table = {}
-    for k, t in enumerate(ths.tolist()):
-        denom = float(pred[k]) + truth
-        table[round(t, 4)] = {"dsc": 2 * float(inter[k]) / denom if denom else 1.0,
-                              "precision": float(inter[k] / pred[k]) if pred[k] else 0.0,
-                              "recall": float(inter[k]) / truth if truth else 0.0}
+            dice.add(model(roi, win, area)["erosion_logits"], ero)
+    table = dice.table()
     best = max(table, key=lambda t: table[t]["dsc"])
     return {"threshold": best, "dsc": table[best]["dsc"], "table": table}
 
