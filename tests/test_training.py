@@ -204,6 +204,12 @@ def test_joint_heads_refit_writes_an_exportable_run(tiny_cache, tmp_path):
     assert state["erosion_threshold"] == report["erosion"]["threshold"]
     table = report["erosion"]["table"]
     assert report["erosion"]["dsc"] == max(r["dsc"] for r in table.values())
+    # calibrated in the validation features pass, before the heads changed: the same as a separate pass afterwards
+    from ramh_train.train import choose_erosion_threshold
+    again = choose_erosion_threshold(model, Cache(tiny_cache))
+    assert again["threshold"] == report["erosion"]["threshold"] and set(again["table"]) == set(table)
+    for t, row in table.items():
+        assert again["table"][t] == pytest.approx(row, abs=1e-9), t
 
 
 def test_erosion_threshold_table_matches_the_pooled_dice(tiny_cache, tmp_path):

@@ -213,11 +213,15 @@ class _ErosionDice:
                                 "recall": inter / self.truth if self.truth else 0.0}
         return out
 
+    def best(self) -> dict[str, Any]:
+        """``{"threshold", "dsc", "table"}``: the threshold of the highest pooled Dice, with the whole table."""
+        table = self.table()
+        t = max(table, key=lambda k: table[k]["dsc"])
+        return {"threshold": t, "dsc": table[t]["dsc"], "table": table}
+
 
 def evaluate_joints(model: JointNet, cache: Cache, max_items: int = 2000, batch: int = 64) -> dict[str, Any]:
     """QWK (BE, JSN), erosion Dice on the validation crops (centre crops, no augmentation)."""
-    from sklearn.metrics import cohen_kappa_score
-
     items = joint_items(cache)[:max_items]
     make = joint_batch_maker(cache, items, augment=False)
     be_p, be_t, jsn_p, jsn_t = [], [], [], []
@@ -360,32 +364,31 @@ def choose_erosion_threshold(model: JointNet, cache: Cache, thresholds=EROSION_T
     items = joint_items(cache)[:max_items]
     if not len(items):
         raise ValueError(f"{cache.path} has no located joints to calibrate the erosion threshold on")
-    make = joint_batch_maker(cache, items, augment=False)
     dice = _ErosionDice(thresholds)
-    model.eval()
-    with torch.no_grad():
-        for s in tqdm(range(0, len(items), batch), desc="erosion threshold", dynamic_ncols=True):
-            roi, win, area, ero, *_ = make(np.arange(s, min(len(items), s + batch)), None)
-            dice.add(model(roi, win, area)["erosion_logits"], ero)
-    table = dice.table()
-    best = max(table, key=lambda t: table[t]["dsc"])
-    return {"threshold": best, "dsc": table[best]["dsc"], "table": table}
+    _joint_features(model, cache, items, erosion=dice, desc="erosion threshold")
+    return dice.best()
 
 
 # ---- joint score heads refit on fixed features ---------------------------------------------------------------------
 
 def _joint_features(model: JointNet, cache: Cache, items: np.ndarray, batch: int = 64, flips: bool = False,
-                    desc: str = "features") -> tuple[np.ndarray, ...]:
+                    desc: str = "features", erosion: _ErosionDice | None = None) -> tuple[np.ndarray, ...]:
+    """Score features and targets of ``items`` (centre crops); with ``erosion`` also its pooled erosion Dice,
+    from the same trunk pass (unflipped crops)."""
     from tqdm import tqdm
 
     make = joint_batch_maker(cache, items, augment=False)
     feats, be, jsn, bv, jv = [], [], [], [], []
+    model.eval()
     with torch.no_grad():
         for s in tqdm(range(0, len(items), batch), desc=desc, dynamic_ncols=True):
-            roi, win, area, _, b, j, vb, vj = make(np.arange(s, min(len(items), s + batch)), None)
+            roi, win, area, ero, b, j, vb, vj = make(np.arange(s, min(len(items), s + batch)), None)
             views = [roi, torch.flip(roi, dims=[3])] if flips else [roi]
-            for r in views:
-                feats.append(model.score_features(r.contiguous(), win, area).numpy())
+            for k, r in enumerate(views):
+                seg, f = model.trunk_outputs(r.contiguous(), win, area)
+                if erosion is not None and k == 0:
+                    erosion.add(seg, ero)
+                feats.append(f.numpy())
                 for acc, t in ((be, b), (jsn, j), (bv, vb), (jv, vj)):
                     acc.append(t.numpy())
     return tuple(np.concatenate(a) for a in (feats, be, jsn, bv, jv))
@@ -423,7 +426,10 @@ def refit_joint_heads(run_dir: str, cache_dir: str, val_dir: str, out_dir: str, 
     train, val = Cache(cache_dir), Cache(val_dir)
     f, be, jsn, bv, jv = _joint_features(model, train, joint_items(train)[:max_items], flips=flips,
                                          desc="features train")
-    vf, vbe, vjsn, vbv, vjv = _joint_features(model, val, joint_items(val), desc="features val")
+    # the validation pass also calibrates the erosion threshold (the refit leaves the trunk, so the erosion
+    # output, as it is)
+    erosion = _ErosionDice(EROSION_THRESHOLDS)
+    vf, vbe, vjsn, vbv, vjv = _joint_features(model, val, joint_items(val), desc="features val", erosion=erosion)
     mu, sd = f.mean(0), f.std(0) + 1e-6
     # standardise inside the heads (folded into the first Linear below) so Adam sees unit-scale inputs
     ft = torch.from_numpy((f - mu) / sd).float()
@@ -474,7 +480,7 @@ def refit_joint_heads(run_dir: str, cache_dir: str, val_dir: str, out_dir: str, 
             w = lin.weight / torch.from_numpy(sd).float()
             lin.bias -= w @ torch.from_numpy(mu).float()
             lin.weight.copy_(w)
-    report["erosion"] = choose_erosion_threshold(model, val)
+    report["erosion"] = erosion.best()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "model_config": model.config, "step": state.get("step"),

@@ -135,11 +135,12 @@ class JointNet(ExportableModel):
         feats = torch.cat(parts, dim=1)
         return seg, feats
 
-    def score_features(self, roi: torch.Tensor, window: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
-        """The [N, F] feature vector both score heads read (pooled encoder/decoder features, the area one-hot,
-        erosion extent and presence, the joint profiles); for refitting the heads on fixed features."""
-        x, area = self.prepare(roi, window, area)
-        return self.trunk(x, area)[1]
+    def trunk_outputs(self, roi: torch.Tensor, window: torch.Tensor,
+                      area: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(erosion logits [N, 1, S, S], the [N, F] feature vector both score heads read: pooled encoder/decoder
+        features, the area one-hot, erosion extent and presence, the joint profiles) of raw crops; for refitting the
+        heads on fixed features and calibrating the erosion threshold in the same pass."""
+        return self.trunk(*self.prepare(roi, window, area))
 
     def body(self, x: torch.Tensor, area: torch.Tensor) -> dict[str, torch.Tensor]:
         seg, feats = self.trunk(x, area)
