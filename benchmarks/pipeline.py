@@ -52,7 +52,7 @@ class EagerPipeline:
     PyTorch eager models, scipy.ndimage labelling and scikit-image regionprops (the geometry module is shared,
     it is pure Python)."""
 
-    def __init__(self, runs_dir: Path, bundle):
+    def __init__(self, runs_dir: Path, bundle, device: str = "cpu"):
         import torch
 
         from ramh_train.engine import load_trained
@@ -62,6 +62,10 @@ class EagerPipeline:
         self.bones, _ = load_trained(runs_dir / "bones", from_config)
         self.joints, _ = load_trained(runs_dir / "joints", from_config)
         self.glob = load_trained(runs_dir / "global", from_config)[0] if (runs_dir / "global").exists() else None
+        self.device = torch.device(device)
+        for m in (self.bones, self.joints, self.glob):
+            if m is not None:
+                m.to(self.device)
         cfg = bundle.model("bones").config
         self.pp = cfg["preprocess"]
         self.jcfg = bundle.model("joints").config
@@ -74,6 +78,9 @@ class EagerPipeline:
         from ramh_train.models.bones import coord_channels
 
         torch = self.torch
+        dev = self.device
+        # CUDA launches are asynchronous: synchronise before reading each stage's clock.
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         t = {}
         t0 = time.perf_counter()
         H, W = self.pp["input_hw"]
@@ -89,8 +96,8 @@ class EagerPipeline:
         t["preprocess"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         with torch.no_grad():
-            inp = torch.cat([torch.from_numpy(x)[None, None], coord_channels(H, W)[None]], 1)
-            logits = self.bones(inp)["logits"][0].numpy()
+            inp = torch.cat([torch.from_numpy(x)[None, None], coord_channels(H, W)[None]], 1).to(dev)
+            logits = self.bones(inp)["logits"][0].cpu().numpy()
         t["bone_model"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         masks = {}
@@ -131,9 +138,9 @@ class EagerPipeline:
             with torch.no_grad():
                 onehot = torch.zeros(n, len(anatomy.AREA_STEMS))
                 onehot[torch.arange(n), [anatomy.AREA_STEMS.index(st) for st in stems]] = 1
-                out = self.joints(torch.from_numpy(np.stack(crops)[:, None].astype(np.float32)),
-                                  torch.tensor([[lo, hi]] * n, dtype=torch.float32), onehot)
-            ero = torch.sigmoid(out["erosion_logits"])[:, 0].numpy()
+                out = self.joints(torch.from_numpy(np.stack(crops)[:, None].astype(np.float32)).to(dev),
+                                  torch.tensor([[lo, hi]] * n, dtype=torch.float32).to(dev), onehot.to(dev))
+            ero = torch.sigmoid(out["erosion_logits"])[:, 0].cpu().numpy()
         t["joint_model"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         for k in range(n):
@@ -152,19 +159,20 @@ class EagerPipeline:
         t0 = time.perf_counter()
         if self.glob is not None:
             with torch.no_grad():
-                self.glob(torch.nn.functional.avg_pool2d(torch.from_numpy(x)[None, None], 2))
+                self.glob(torch.nn.functional.avg_pool2d(torch.from_numpy(x)[None, None].to(dev), 2))
+            sync()
         t["global_model"] = time.perf_counter() - t0
         t["total"] = sum(t.values())
         return {k: v * 1e3 for k, v in t.items()}
 
 
-def bench_eager(image, runs_dir: Path, runs: int, warmup: int) -> dict:
+def bench_eager(image, runs_dir: Path, runs: int, warmup: int, device: str = "cpu") -> dict:
     import torch
 
     from ramh_rt.bundle import Bundle
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    pipe = EagerPipeline(runs_dir, Bundle.load())
+    pipe = EagerPipeline(runs_dir, Bundle.load(), device)
     for _ in range(warmup):
         pipe(image)
     stages: dict[str, list[float]] = {}
@@ -173,7 +181,9 @@ def bench_eager(image, runs_dir: Path, runs: int, warmup: int) -> dict:
         for k, v in pipe(image).items():
             stages.setdefault(k, []).append(v)
     wall = time.perf_counter() - t0
-    return {"impl": "pytorch-eager+scikit-image", "backend": "torch", "device": "cpu", "runs": runs,
+    name = torch.cuda.get_device_name(pipe.device) if pipe.device.type == "cuda" else "cpu"
+    return {"impl": "pytorch-eager+scikit-image", "backend": "torch", "device": f"{pipe.device} ({name})"
+            if pipe.device.type == "cuda" else "cpu", "runs": runs,
             "throughput_images_per_s": runs / wall, "stages_ms": {k: _stats(v) for k, v in stages.items()}}
 
 
@@ -184,6 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--image", help="image to analyse (default: the bundled sample)")
     ap.add_argument("--torch-runs", help="training run directories for the PyTorch-eager baseline")
+    ap.add_argument("--torch-device", default="cpu", help="device of the PyTorch-eager baseline (cpu, cuda)")
     ap.add_argument("--out", default=str(RESULTS_DIR))
     args = ap.parse_args(argv)
     from ramh_rt.backends import backend_names, get_backend
@@ -200,7 +211,7 @@ def main(argv=None) -> int:
         print(f"{rec['impl']} {rec['backend']} ({rec['device']}): p50 {rec['stages_ms']['total']['p50']:.1f} ms, "
               f"p99 {rec['stages_ms']['total']['p99']:.1f} ms, {rec['throughput_images_per_s']:.2f} images/s")
     if args.torch_runs:
-        rec = bench_eager(image, Path(args.torch_runs), max(3, args.runs // 2), 1)
+        rec = bench_eager(image, Path(args.torch_runs), max(3, args.runs // 2), 1, args.torch_device)
         records.append(rec)
         print(f"{rec['impl']}: p50 {rec['stages_ms']['total']['p50']:.1f} ms, "
               f"{rec['throughput_images_per_s']:.2f} images/s")
