@@ -194,6 +194,9 @@ PoolStats pool_stats(int device_id) {
 void trim_pool(int device_id) {
   cudaMemPool_t pool;
   if (cudaDeviceGetDefaultMemPool(&pool, device_id) == cudaSuccess) {
+    // cudaDeviceSynchronize waits for the *current* device: make it device_id, or the frees queued on that device's
+    // streams may still be pending and the trim keeps their blocks (multi-GPU).
+    DeviceGuard g(device_id);
     RAMH_CUDA_CHECK(cudaDeviceSynchronize());
     RAMH_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
   }

@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #include "ramh/cuda_check.cuh"
@@ -48,6 +49,22 @@ int sm_count(int device) {
   RAMH_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
   return n;
 }
+
+// Synchronises the stream when destroyed by an exception unwinding the stack (declare it right after a pinned
+// staging buffer: it is destroyed first).
+class SyncOnUnwind {
+ public:
+  explicit SyncOnUnwind(cudaStream_t s) : s_(s), pending_(std::uncaught_exceptions()) {}
+  ~SyncOnUnwind() {
+    if (std::uncaught_exceptions() > pending_) cudaStreamSynchronize(s_);
+  }
+  SyncOnUnwind(const SyncOnUnwind&) = delete;
+  SyncOnUnwind& operator=(const SyncOnUnwind&) = delete;
+
+ private:
+  cudaStream_t s_;
+  int pending_;
+};
 
 // Grid dimension y/z limit: larger extents are covered by grid-stride loops.
 inline unsigned int grid_dim(int64_t n, int64_t cap = 65535) {
@@ -363,6 +380,10 @@ void run(const Tensor& image, const Tensor* window, const PreprocessParams& p, T
   float* windows = static_cast<float*>(small.data());
   FloatStats* stats = reinterpret_cast<FloatStats*>(static_cast<char*>(small.data()) + stats_off);
   PinnedBuffer host_small(small_bytes);
+  // host_small feeds an asynchronous upload of the windows; if anything below throws before the final
+  // cudaStreamSynchronize (a pool allocation failing, a launch check), the block must not go back to the pinned cache
+  // while that copy (or the read-back) is still queued: another op would get it and write into it mid-copy.
+  const SyncOnUnwind keep_host_small_alive(s);
 
   if constexpr (kFloat) {
     init_stats_kernel<<<ceil_div(n_img, kThreads), kThreads, 0, s>>>(stats, n_img);

@@ -13,6 +13,7 @@
 #include <cub/block/block_scan.cuh>
 
 #include <cstring>
+#include <exception>
 #include <vector>
 
 #include "ramh/cuda_check.cuh"
@@ -47,11 +48,20 @@ inline unsigned int grid_rows(int64_t rows) {
 struct Upload {
   PinnedBuffer pinned;
   DeviceBuffer device;
-  Upload(const void* src, std::size_t bytes, int dev, cudaStream_t s) : pinned(bytes), device(bytes, dev, s) {
+  cudaStream_t stream;
+  int pending = std::uncaught_exceptions();
+  Upload(const void* src, std::size_t bytes, int dev, cudaStream_t s) : pinned(bytes), device(bytes, dev, s), stream(s) {
     if (bytes == 0) return;
     std::memcpy(pinned.data(), src, bytes);
     copy_async(device.data(), pinned.data(), bytes, s);
   }
+  // When an exception (a failed launch check, a bad dtype) skips the caller's synchronisation, the pinned block would
+  // go back to the cache with the copy still queued, and the next PinnedBuffer user could overwrite it mid-copy.
+  ~Upload() {
+    if (std::uncaught_exceptions() > pending) cudaStreamSynchronize(stream);
+  }
+  Upload(const Upload&) = delete;
+  Upload& operator=(const Upload&) = delete;
 };
 
 // ---- crop ------------------------------------------------------------------------------------------------------------
@@ -93,7 +103,11 @@ void crop_typed(const Tensor& image, const CropMap* maps, int64_t n, Interpolati
 }
 
 // ---- paste -----------------------------------------------------------------------------------------------------------
-using FlagScan = cub::BlockScan<int, kThreads>;
+// The block is 2-D (kTileX x kTileY): CUB must be told both extents. With BlockScan<int, kThreads> (BLOCK_DIM_Y = 1)
+// CUB's linear thread id would be threadIdx.x alone, so the 8 rows of the block would share 32 scan slots: wrong
+// positions/totals and racing writes to tile_maps. With (kTileX, 1, kTileY) it is threadIdx.y * kTileX + threadIdx.x,
+// the `tid` used below.
+using FlagScan = cub::BlockScan<int, kTileX, cub::BLOCK_SCAN_RAKING, kTileY>;
 
 template <class T>
 __global__ void paste_kernel(const T* __restrict__ rois, int64_t rh, int64_t rw, const PasteMap* __restrict__ maps,
