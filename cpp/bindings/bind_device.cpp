@@ -59,9 +59,8 @@ py::capsule to_dlpack(const std::shared_ptr<DeviceArray>& a) {
     if (PyCapsule_IsValid(cap, "dltensor")) {
       auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(cap, "dltensor"));
       if (m && m->deleter) m->deleter(m);
-    } else {
-      PyErr_Clear();
-    }
+    }  // else consumed ("used_dltensor"): the consumer frees it. (PyCapsule_IsValid sets no error to clear, and
+       // clearing here could swallow an unrelated exception in flight while the capsule is collected.)
   });
 }
 

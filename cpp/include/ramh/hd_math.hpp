@@ -26,6 +26,13 @@ RAMH_HD float mul_rn(float a, float b) {
   return a * b;
 #endif
 }
+RAMH_HD double dmul_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
 RAMH_HD float add_rn(float a, float b) {
 #if defined(__CUDA_ARCH__)
   return __fadd_rn(a, b);

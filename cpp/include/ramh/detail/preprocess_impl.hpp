@@ -2,8 +2,8 @@
 // and the CUDA kernels (kernels/preprocess.cu) share, so that both compute the same bits: resampling weights, float
 // histogram bins and edges, the window function. Not a public API.
 //
-// Bit-exactness: the weights use only +, -, /, fabs, floor and ceil in double (exactly rounded on both devices, and
-// nothing to contract); the windowed value is one float subtraction and one multiplication (mul_rn/sub_rn); the
+// Bit-exactness: the weights use only +, -, *, /, fabs, floor and ceil in double (exactly rounded on both devices; the
+// one product, the tap centre, is dmul_rn so that nvcc cannot fuse it into the subtraction that follows); the windowed value is one float subtraction and one multiplication (mul_rn/sub_rn); the
 // accumulations in both passes are acc = add_rn(acc, mul_rn(w, v)) over the taps in increasing order starting from
 // 0.0f, and the normalisation is (acc - mean) / std. The CPU code performs exactly these operations in this order.
 #pragma once
@@ -44,7 +44,9 @@ inline ResampleAxis make_axis(int64_t n_in, int64_t n_out, bool antialias) {
 // Source pixel i (centre i + 0.5) gets max(0, 1 - |i + 0.5 - c| / r) with c = (o + 0.5) * scale, normalised to sum 1
 // over the pixels inside the image (this is what makes the border behave like edge clamping for r = 1).
 RAMH_HD int64_t axis_weights(const ResampleAxis& a, int64_t o, float* w) {
-  const double c = (static_cast<double>(o) + 0.5) * a.scale;
+  // dmul_rn: nvcc 13 happens not to fuse this product into `c - r - 0.5` below, but it may (fmad=true), and one FMA
+  // would shift c by an ulp and could move a tap boundary away from the CPU's.
+  const double c = dmul_rn(static_cast<double>(o) + 0.5, a.scale);
   const double r = a.support;
   int64_t i0 = static_cast<int64_t>(floor(c - r - 0.5));
   int64_t i1 = static_cast<int64_t>(ceil(c + r - 0.5));
