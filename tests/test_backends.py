@@ -9,6 +9,7 @@ import dataclasses
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -448,3 +449,189 @@ def test_cuda_io_binding_flow_against_fakes(monkeypatch, add_spec):
     elsewhere = FakeCudaArray((2, 3, 8, 8), device=1)
     with pytest.raises(FeedError, match="input 'x' is on cuda:1 but the session runs on cuda:0"):
         session.run({"x": elsewhere, "y": y})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ONNX Runtime CUDA without a GPU: the CUDA-provider probe, "auto" fallback and session creation against fakes
+# ---------------------------------------------------------------------------------------------------------------------
+
+class FakeOrtModule:
+    """The slice of the ``onnxruntime`` module the backend touches. ``InferenceSession`` wraps a real CPU session (for
+    the graph's inputs/outputs) but reports the providers and provider options a CUDA build would (``report``,
+    ``options``); ``probe`` is what the CUDA-provider probe session reports (an exception instance is raised)."""
+
+    __version__ = "1.31.1"
+
+    def __init__(self, report=("CUDAExecutionProvider", "CPUExecutionProvider"), options=None,
+                 probe=("CUDAExecutionProvider", "CPUExecutionProvider")):
+        import onnxruntime
+
+        self._ort = onnxruntime
+        self.SessionOptions = onnxruntime.SessionOptions
+        self.GraphOptimizationLevel = onnxruntime.GraphOptimizationLevel
+        self.report, self.options, self.probe = list(report), options, probe
+        self.sessions: list[tuple[Any, Any]] = []  # (model, providers) of every InferenceSession created
+        self.probes = 0
+
+    def get_available_providers(self):
+        return ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    def InferenceSession(self, model, sess_options=None, providers=None):  # noqa: N802 - ONNX Runtime's name
+        fake = self
+        self.sessions.append((model, providers))
+        if isinstance(model, bytes):  # the probe
+            self.probes += 1
+            if isinstance(self.probe, Exception):
+                raise self.probe
+
+            class Probe:
+                def get_providers(self):
+                    return list(fake.probe)
+
+            return Probe()
+        real = self._ort.InferenceSession(model, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+        class Reporting:
+            def get_providers(self):
+                return list(fake.report)
+
+            def get_provider_options(self):
+                return {"CUDAExecutionProvider": dict(fake.options or {}), "CPUExecutionProvider": {}}
+
+            def get_inputs(self):
+                return real.get_inputs()
+
+            def get_outputs(self):
+                return real.get_outputs()
+
+        return Reporting()
+
+
+@pytest.fixture
+def fake_cuda_host(monkeypatch):
+    """A host that looks CUDA-capable to the ONNX Runtime CUDA backend: core built with CUDA, one device, a core
+    stream handle; no TensorRT. Returns a function installing a FakeOrtModule."""
+    from ramh_rt.backends import onnxruntime_backend as ob, tensorrt_backend as tb
+
+    def no_trt():
+        raise ImportError("No module named 'tensorrt'")
+
+    monkeypatch.setattr(tb, "_import_trt", no_trt)
+    monkeypatch.setattr(ramh_rt, "build_info", lambda: {"cuda": True})
+    monkeypatch.setattr(ramh_rt, "cuda_available", lambda: True)
+    monkeypatch.setattr(ramh_rt._core, "cuda_device_count", lambda: 1)
+    monkeypatch.setattr(ramh_rt._core, "stream_handle", lambda device=0: 0xC0DE00)
+    monkeypatch.setattr(ob, "_CUDA_PROBE", {})
+
+    def install(**kw) -> FakeOrtModule:
+        fake = FakeOrtModule(**kw)
+        monkeypatch.setattr(ob, "_import_ort", lambda: fake)
+        return fake
+
+    return install
+
+
+def test_cuda_probe_model_loads_and_sees_a_cpu_fallback(monkeypatch):
+    """The embedded probe model is a valid ONNX model for the real ONNX Runtime, and on this CPU-only build the probe
+    session (asked for CUDA, then CPU) falls back to the CPU, which the probe reports."""
+    import warnings
+
+    import onnxruntime
+    from ramh_rt.backends import onnxruntime_backend as ob
+
+    monkeypatch.setattr(ob, "_CUDA_PROBE", {})
+    cpu_session = onnxruntime.InferenceSession(ob._PROBE_MODEL, providers=["CPUExecutionProvider"])
+    x = np.array([3.5], np.float32)
+    np.testing.assert_array_equal(cpu_session.run(None, {"x": x})[0], x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Specified provider 'CUDAExecutionProvider' is not in available ..."
+        ok, why = ob._probe_cuda_ep(onnxruntime)
+    assert not ok and "cannot create it here, so sessions would run on the CPU" in why
+
+
+def test_auto_falls_back_to_cpu_when_the_cuda_provider_cannot_load(fake_cuda_host):
+    """onnxruntime-gpu lists CUDAExecutionProvider even when its CUDA/cuDNN libraries are missing; a session then runs
+    on the CPU. available() probes for that, so "auto" skips ORT-CUDA with the reason and takes ORT-CPU."""
+    fake = fake_cuda_host(probe=("CPUExecutionProvider",))
+    ok, why = backends.get_backend("onnxruntime-cuda").available()
+    assert not ok and "onnxruntime 1.31.1 lists CUDAExecutionProvider but cannot create it" in why
+    assert fake.sessions == [(fake.sessions[0][0], [("CUDAExecutionProvider", {"device_id": "0"}),
+                                                    "CPUExecutionProvider"])]
+    sel = backends.select_backend("auto")
+    assert sel.backend.name == "onnxruntime-cpu"
+    assert list(sel.unavailable) == ["tensorrt", "onnxruntime-cuda"] and sel.unavailable["onnxruntime-cuda"] == why
+    assert sel.unavailable["tensorrt"].startswith("tensorrt is not installed")
+    assert fake.probes == 1  # cached: one probe per process
+    assert backends.get_backend("onnxruntime-cuda").devices() == []
+
+
+@pytest.mark.parametrize("probe", [("CUDAExecutionProvider", "CPUExecutionProvider"), RuntimeError("odd build")])
+def test_cuda_probe_passes_or_is_inconclusive(fake_cuda_host, probe):
+    fake_cuda_host(probe=probe)
+    assert backends.get_backend("onnxruntime-cuda").available() == (True, "")
+    assert backends.select_backend("auto").backend.name == "onnxruntime-cuda"
+
+
+def test_cuda_session_creation_against_a_fake_cuda_build(fake_cuda_host, add_spec, tmp_path):
+    """Provider options as the CUDA EP documents them (all strings; user_compute_stream = the core's stream handle),
+    CUDA then CPU; the effective options read back decide whether the session relies on the core's stream order."""
+    from ramh_rt.backends.onnxruntime_backend import OrtSession
+
+    stream = str(0xC0DE00)
+    fake = fake_cuda_host(options={"device_id": "0", "has_user_compute_stream": "1", "user_compute_stream": stream})
+    cuda = backends.get_backend("onnxruntime-cuda")
+    s = cuda.create_session(add_spec, device="cuda:0")
+    assert isinstance(s, OrtSession) and s.device == "cuda:0" and s._on_core_stream
+    assert s.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert s.cpu_nodes is None  # this fake cannot report node placement
+    assert fake.sessions[-1][1] == [("CUDAExecutionProvider", {"device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE",
+                                                               "user_compute_stream": stream}),
+                                    "CPUExecutionProvider"]
+
+    s = cuda.create_session(add_spec, gpu_mem_limit_mb=256, use_core_stream=False, cudnn_conv_algo_search="HEURISTIC")
+    assert not s._on_core_stream
+    assert fake.sessions[-1][1][0] == ("CUDAExecutionProvider", {"device_id": "0", "gpu_mem_limit": str(256 << 20),
+                                                                 "cudnn_conv_algo_search": "HEURISTIC"})
+
+    fake.options = {"device_id": "0", "has_user_compute_stream": "0", "user_compute_stream": "0"}
+    assert not cuda.create_session(add_spec)._on_core_stream  # stream not applied: synchronise instead
+    fake.options = None
+    assert not cuda.create_session(add_spec)._on_core_stream  # nothing reported: synchronise instead
+
+    fake.options = {"device_id": "1", "user_compute_stream": stream}
+    with pytest.raises(BackendError, match="created the CUDA execution provider for add on device 1, not on cuda:0"):
+        cuda.create_session(add_spec)
+    fake.options, fake.report = {"device_id": "0", "user_compute_stream": stream}, ["CPUExecutionProvider"]
+    with pytest.raises(BackendError, match="could not enable the CUDA execution provider for add \\(providers in use: "
+                                           "CPUExecutionProvider\\)"):
+        cuda.create_session(add_spec)
+    fake.report = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="device cuda:2 does not exist \\(1 CUDA device\\(s\\) visible\\)"):
+        cuda.create_session(add_spec, device="cuda:2")
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    vi = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, ["N", 4]) for n in ("x", "z")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["z"])], "f64", [vi[0]], [vi[1]])
+    path = tmp_path / "f64.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    f64 = dataclasses.replace(add_spec, path=path, inputs=(TensorSpec("x", (None, 4), "float64"),),
+                              outputs=(TensorSpec("z", (None, 4), "float64"),))
+    with pytest.raises(BackendError, match="outputs 'z' \\(float64\\) of add have dtypes a DeviceArray cannot hold"):
+        cuda.create_session(f64)
+
+
+def test_cpu_node_placement_is_read_from_onnx_runtime(add_spec):
+    """cpu_nodes comes from get_provider_graph_assignment_info (recorded on request); on this CPU-only ONNX Runtime
+    every node is on the CPU provider, which is what a CUDA session would list for nodes the CUDA provider lacks."""
+    import onnxruntime
+    from ramh_rt.backends.onnxruntime_backend import _cpu_nodes
+
+    so = onnxruntime.SessionOptions()
+    so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
+    session = onnxruntime.InferenceSession(str(add_spec.path), so, providers=["CPUExecutionProvider"])
+    nodes = _cpu_nodes(session)
+    assert nodes is None or sorted(nodes) == ["Add", "Identity"]  # None: an ONNX Runtime without the query
+    assert _cpu_nodes(object()) is None
+    assert backends.get_backend("onnxruntime-cpu").create_session(add_spec).cpu_nodes == ()

@@ -137,6 +137,7 @@ def test_cache_key_is_stable_and_sensitive_to_every_field():
         "strong typing": _fields(plan=tl.BuildPlan("fp16", True)),
         "profile": _fields(profile=tl.profile_shapes([X], tl.BatchLimits(1, 4, 16))),
         "calibration": _fields(calibration_sha256="c" * 64),
+        "workspace": _fields(workspace_mb=512),
     }
     keys = {name: tl.cache_key(f) for name, f in variants.items()}
     assert base not in keys.values() and len(set(keys.values())) == len(keys)
@@ -173,7 +174,7 @@ def test_decide_plan_branches():
     d = tl.decide_plan(f, True, {"fields": "x"}, "s" * 64)
     assert d.stale and "malformed" in d.reason
     old = dict(meta, fields=dict(f, key_format=0))
-    assert "key format changed (0 -> 1)" in tl.decide_plan(f, True, old, "s" * 64).reason
+    assert f"key format changed (0 -> {tl.PLAN_KEY_FORMAT})" in tl.decide_plan(f, True, old, "s" * 64).reason
     old = dict(meta, fields=dict(f, tensorrt="10.2.0"))
     d = tl.decide_plan(f, True, old, "s" * 64)
     assert d.action == "build" and d.stale and d.reason == "tensorrt changed ('10.2.0' -> '10.3.0')"
@@ -731,8 +732,21 @@ def test_session_option_validation(add_spec, tmp_path):
         _session(add_spec, trt, device, tmp_path, workspace_mb=0)
     with pytest.raises(ValueError, match="min_batch <= opt_batch <= max_batch"):
         _session(add_spec, trt, device, tmp_path, min_batch=2, max_batch=1)
-    _session(add_spec, trt, device, tmp_path, workspace_mb=64)
+    s = _session(add_spec, trt, device, tmp_path, workspace_mb=64)
     assert trt.log["workspace"] == 64 << 20
+    assert json.loads(s.paths.meta.read_text())["fields"]["workspace_mb"] == 64
+
+
+def test_workspace_limit_is_part_of_the_plan_key(add_spec, tmp_path):
+    """A plan built under one workspace limit is not reused under another (tactics are chosen within the limit)."""
+    device = FakeDevice()
+    trt = make_fake_trt("10.3.0", device)
+    default = _session(add_spec, trt, device, tmp_path)
+    small = _session(add_spec, trt, device, tmp_path, workspace_mb=32)
+    assert small.paths.plan != default.paths.plan and small.build_info["action"] == "build"
+    assert trt.log["builds"] == 2 and trt.log["workspace"] == 32 << 20
+    assert _session(add_spec, trt, device, tmp_path, workspace_mb=32).build_info["action"] == "reuse"
+    assert _session(add_spec, trt, device, tmp_path).build_info["action"] == "reuse"
 
 
 def test_backend_create_session_refuses_other_devices_and_options(monkeypatch, add_spec):

@@ -11,6 +11,7 @@ is thread-safe and each call builds its own IO binding).
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,6 +28,17 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 _GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                  "all": "ORT_ENABLE_ALL"}
 
+#: dtypes a :class:`ramh_rt.DeviceArray` can hold (CUDA sessions write their outputs into DeviceArrays).
+_DEVICE_ARRAY_DTYPES = ("uint8", "uint16", "int32", "int64", "float16", "float32")
+
+#: A one-node ONNX model (Identity, float[1], IR 7, opset 13) used to check that the CUDA execution provider can be
+#: created at all: onnxruntime-gpu lists CUDAExecutionProvider in get_available_providers() even when its CUDA/cuDNN
+#: libraries are missing, and InferenceSession then falls back to the CPU with only a log line.
+_PROBE_MODEL = (b'\x08\x07\x12\x00:;\n\x10\n\x01x\x12\x01y"\x08Identity\x12\x05probeZ\x0f\n\x01x\x12\n\n\x08\x08\x01'
+                b'\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04\n\x02\x08\x01B\x04\n\x00\x10\r')
+_CUDA_PROBE: dict[int, tuple[bool, str]] = {}
+_CUDA_PROBE_LOCK = threading.Lock()
+
 #: Options accepted by :meth:`OnnxRuntimeBackend.create_session`.
 SESSION_OPTIONS = ("intra_op_threads", "inter_op_threads", "graph_optimization", "log_severity", "cudnn_conv_algo_search",
                    "use_core_stream", "gpu_mem_limit_mb")
@@ -36,6 +48,52 @@ def _import_ort() -> Any:
     import onnxruntime
 
     return onnxruntime
+
+
+def _probe_cuda_ep(ort: Any) -> tuple[bool, str]:
+    """(True, "") when ONNX Runtime can create its CUDA execution provider here, else (False, why). Cached per module.
+
+    A tiny session is created with ``[CUDAExecutionProvider, CPUExecutionProvider]`` and ``get_providers()`` read
+    back: ONNX Runtime drops a CUDA provider it cannot load (missing or mismatched CUDA/cuDNN libraries) and carries on
+    with the CPU. A probe that fails for any other reason is inconclusive and reported as available, so that
+    ``create_session`` gives the real error.
+    """
+    key = id(ort)
+    with _CUDA_PROBE_LOCK:
+        if key in _CUDA_PROBE:
+            return _CUDA_PROBE[key]
+        try:
+            # onnxruntime-gpu >= 1.21 does not find the CUDA/cuDNN libraries of the nvidia-* wheels by itself unless
+            # PyTorch loaded them first; preload_dlls() is its documented way to load them from site-packages.
+            if hasattr(ort, "preload_dlls"):
+                try:
+                    ort.preload_dlls()
+                except Exception:  # noqa: BLE001 - the probe session below says whether the provider loads anyway
+                    pass
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            probe = ort.InferenceSession(_PROBE_MODEL, sess_options=so,
+                                         providers=[("CUDAExecutionProvider", {"device_id": "0"}),
+                                                    "CPUExecutionProvider"])
+            providers = list(probe.get_providers())
+        except Exception:  # noqa: BLE001 - inconclusive: let create_session report the real error
+            providers = None
+        if providers is None or "CUDAExecutionProvider" in providers:
+            result = (True, "")
+        else:
+            version = getattr(ort, "__version__", "?")
+            try:
+                from onnxruntime.capi import build_and_package_info as info  # type: ignore[import-not-found]
+
+                cuda = getattr(info, "cuda_version", "") or "?"
+            except Exception:  # noqa: BLE001 - only for the message
+                cuda = "?"
+            result = (False, f"onnxruntime {version} lists CUDAExecutionProvider but cannot create it here, so "
+                             f"sessions would run on the CPU (its CUDA {cuda} / cuDNN 9 libraries are missing or do "
+                             "not match; ONNX Runtime's log names the library; see https://onnxruntime.ai/docs/"
+                             "execution-providers/CUDA-ExecutionProvider.html#requirements)")
+        _CUDA_PROBE[key] = result
+        return result
 
 
 class OnnxRuntimeBackend(Backend):
@@ -64,7 +122,7 @@ class OnnxRuntimeBackend(Backend):
             return False, "the ramh_rt core was built without CUDA (needed for device arrays and IO binding)"
         if not cuda_available():
             return False, "no CUDA device is visible"
-        return True, ""
+        return _probe_cuda_ep(ort)
 
     def devices(self) -> list[str]:
         if not self.available()[0]:
@@ -114,6 +172,12 @@ class OnnxRuntimeBackend(Backend):
             raise ValueError(f"unknown option(s) {', '.join(unknown)} for {self.name}; known: "
                              f"{', '.join(SESSION_OPTIONS)}")
         device_id = parse_device(device, self.provider)
+        if self.provider == "cuda":
+            from .. import _core
+
+            count = int(_core.cuda_device_count())
+            if device_id >= count:
+                raise ValueError(f"device cuda:{device_id} does not exist ({count} CUDA device(s) visible)")
         return OrtSession(spec, self.provider, device_id, options)
 
 
@@ -133,6 +197,9 @@ class OrtSession:
         backend: ``"onnxruntime-cpu"`` or ``"onnxruntime-cuda"``.
         device: ``"cpu"`` or ``"cuda:N"``.
         providers: the execution providers ONNX Runtime actually uses.
+        cpu_nodes: CUDA sessions: op types of the nodes ONNX Runtime placed on the CPU provider (it keeps shape
+            arithmetic there on purpose; compute-heavy ops here mean the CUDA provider lacks a kernel), None where
+            this ONNX Runtime cannot report node placement; CPU sessions: ().
         intra_op_threads: the intra-op thread count set.
     """
 
@@ -159,6 +226,8 @@ class OrtSession:
         if isinstance(severity, bool) or not isinstance(severity, int) or not 0 <= severity <= 4:
             raise ValueError(f"log_severity must be an integer 0..4, got {severity!r}")
         so.log_severity_level = severity
+        if self._cuda:  # lets cpu_nodes say which nodes ONNX Runtime kept on the CPU (ignored by older versions)
+            so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
 
         providers: list[Any]
         if self._cuda:
@@ -170,9 +239,12 @@ class OrtSession:
         except Exception as e:  # ONNX Runtime raises its own exception types for unreadable/unsupported models
             raise BackendError(f"{self.backend}: cannot load model {spec.name} ({Path(spec.path).name}): {e}") from e
         self.providers = tuple(self._session.get_providers())
-        if self._cuda and "CUDAExecutionProvider" not in self.providers:
-            raise BackendError(f"{self.backend}: ONNX Runtime could not enable the CUDA execution provider for "
-                               f"{spec.name} (providers in use: {', '.join(self.providers)})")
+        if self._cuda:
+            if "CUDAExecutionProvider" not in self.providers:
+                raise BackendError(f"{self.backend}: ONNX Runtime could not enable the CUDA execution provider for "
+                                   f"{spec.name} (providers in use: {', '.join(self.providers)})")
+            self._check_cuda_provider_applied(spec)
+        self.cpu_nodes: tuple[str, ...] | None = _cpu_nodes(self._session) if self._cuda else ()
         problems = _io_problems(spec, self._session)
         if problems:
             raise BackendError(f"{self.backend}: model {spec.name} ({Path(spec.path).name}) does not match its "
@@ -194,7 +266,34 @@ class OrtSession:
                 self._on_core_stream = True
         if "gpu_mem_limit_mb" in options:
             opts["gpu_mem_limit"] = str(_positive_int(options, "gpu_mem_limit_mb", 1) * 2 ** 20)
+        self._requested_cuda_options = dict(opts)
         return opts
+
+    def _check_cuda_provider_applied(self, spec: ModelSpec) -> None:
+        """Hold the CUDA provider ONNX Runtime created against the options asked for.
+
+        ``get_provider_options()`` reports the provider's effective settings (``CUDAExecutionProviderInfo::
+        ToProviderOptions``: ``device_id``, ``user_compute_stream``...). A provider on another device is refused; one
+        that does not compute on the core's stream (the option dropped, or not reported by this ONNX Runtime) makes
+        the session synchronise the core's stream before each run instead of relying on stream order. Outputs must be
+        dtypes a DeviceArray holds.
+        """
+        requested = getattr(self, "_requested_cuda_options", {})
+        try:
+            actual = dict(self._session.get_provider_options().get("CUDAExecutionProvider", {}))
+        except Exception:  # noqa: BLE001 - an ONNX Runtime without the query: rely on synchronisation
+            actual = {}
+        device = actual.get("device_id")
+        if device is not None and str(device) != requested.get("device_id", str(self._device_id)):
+            raise BackendError(f"{self.backend}: ONNX Runtime created the CUDA execution provider for {spec.name} on "
+                               f"device {device}, not on {self.device}")
+        if self._on_core_stream and str(actual.get("user_compute_stream")) != requested.get("user_compute_stream"):
+            self._on_core_stream = False
+        unsupported = [f"{t.name!r} ({t.dtype})" for t in spec.outputs if t.dtype not in _DEVICE_ARRAY_DTYPES]
+        if unsupported:
+            raise BackendError(f"{self.backend}: outputs {', '.join(unsupported)} of {spec.name} have dtypes a "
+                               f"DeviceArray cannot hold ({', '.join(_DEVICE_ARRAY_DTYPES)}); use onnxruntime-cpu "
+                               "or export the model with supported output dtypes")
 
     def run(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """Run the model; see :meth:`ramh_rt.backends.base.Session.run`.
@@ -256,6 +355,16 @@ class OrtSession:
 
     def __repr__(self) -> str:
         return f"OrtSession(model={self.spec.name!r}, backend={self.backend!r}, device={self.device!r})"
+
+
+def _cpu_nodes(session: Any) -> tuple[str, ...] | None:
+    """Op types of the nodes placed on CPUExecutionProvider (``get_provider_graph_assignment_info``, recorded with the
+    ``session.record_ep_graph_assignment_info`` config entry), or None when this ONNX Runtime cannot tell."""
+    try:
+        return tuple(str(n.op_type) for sg in session.get_provider_graph_assignment_info()
+                     if sg.ep_name == "CPUExecutionProvider" for n in sg.get_nodes())
+    except Exception:  # noqa: BLE001 - an older ONNX Runtime, or recording not enabled: unknown
+        return None
 
 
 def _io_problems(spec: ModelSpec, session: Any) -> list[str]:

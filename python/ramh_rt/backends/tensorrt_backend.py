@@ -8,9 +8,10 @@ profiles, the plan-cache key and the reuse/rebuild choice) lives in :mod:`ramh_r
 
 Plan cache: ``<cache>/tensorrt/<model>-<key>.plan`` with a ``.json`` sidecar, where the key hashes the model's
 sha256, the TensorRT version, the GPU name and compute capability, the precision and flags, the optimisation
-profile and a key-format version. A plan whose sidecar does not match, whose bytes are corrupt or that TensorRT cannot
-deserialize is rebuilt with a ``RuntimeWarning`` instead of failing. A timing cache per (TensorRT version, GPU) makes
-rebuilds fast. Two processes building the same plan at once both succeed; the last atomic rename wins.
+profile, the builder workspace limit and a key-format version. A plan whose sidecar does not match, whose bytes are
+corrupt or that TensorRT cannot deserialize is rebuilt with a ``RuntimeWarning`` instead of failing. A timing cache
+per (TensorRT version, GPU) makes rebuilds fast. Two processes building the same plan at once both succeed; the last
+atomic rename wins.
 
 Threads: a session keeps one execution context per thread (created on first use; each holds its own activation
 memory), so ``run()`` may be called from several threads. Work from all threads is enqueued on the core's stream and so
@@ -210,7 +211,7 @@ class TensorRTSession:
         fields = trt_logic.key_fields(model_sha256=spec.sha256, trt_version=version, gpu_name=gpu_name,
                                       compute_capability=compute_capability, plan=self.plan, profile=profile,
                                       calibration_sha256=calib.sha256 if calib is not None and
-                                      self.plan.needs_calibrator else None)
+                                      self.plan.needs_calibrator else None, workspace_mb=workspace_mb)
         cache = trt_logic.plan_cache_dir(Path(cache_dir) if cache_dir is not None else None)
         try:
             cache.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@
   precision the ONNX file holds (:func:`plan_build`);
 * optimisation profiles: min/opt/max shapes from the manifest's tensors and batch limits (:func:`profile_shapes`);
 * the plan cache: the key (model sha256 + TensorRT version + GPU name + compute capability + precision + profile +
-  key format), file locations, and the decision to reuse a cached plan or rebuild it from its metadata sidecar
-  (:func:`cache_key`, :func:`plan_paths`, :func:`decide_plan`);
+  workspace limit + key format), file locations, and the decision to reuse a cached plan or rebuild it from its
+  metadata sidecar (:func:`cache_key`, :func:`plan_paths`, :func:`decide_plan`);
 * dtype mapping between TensorRT and NumPy, engine I/O checks against the manifest, calibration batches.
 
 TensorRT versions: 10.x (JetPack 6 ships 10.3) and 11.x. TensorRT 11 builds strongly typed networks only (the
@@ -27,7 +27,8 @@ import numpy as np
 from ..bundle import TensorSpec, default_cache_dir
 
 #: Bumped whenever the cache key or the sidecar layout changes, so old plans are rebuilt rather than misread.
-PLAN_KEY_FORMAT = 1
+#: 2: the builder workspace limit joined the key.
+PLAN_KEY_FORMAT = 2
 #: Precisions a caller may request.
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 #: TensorRT major versions this backend is written for.
@@ -227,11 +228,13 @@ def check_batch(batch: int | None, limits: BatchLimits, model: str) -> None:
 
 def key_fields(*, model_sha256: str, trt_version: str, gpu_name: str, compute_capability: tuple[int, int],
                plan: BuildPlan, profile: Mapping[str, tuple[Shape, Shape, Shape]],
-               calibration_sha256: str | None = None) -> dict[str, Any]:
+               calibration_sha256: str | None = None, workspace_mb: int | None = None) -> dict[str, Any]:
     """Everything a plan depends on, as a JSON-compatible dict (stored in the sidecar, hashed into the key).
 
     The GPU's compute capability is part of it (a plan built on sm_90 does not run on sm_87), and so is its name (two
-    boards of one capability may still differ in SM count and memory, which changes the tactics chosen).
+    boards of one capability may still differ in SM count and memory, which changes the tactics chosen). So is the
+    builder workspace limit (None: TensorRT's default): tactics are chosen within it, and a plan built with a larger
+    one may need more scratch memory per execution context than the caller now allows.
     """
     return {
         "key_format": PLAN_KEY_FORMAT,
@@ -244,6 +247,7 @@ def key_fields(*, model_sha256: str, trt_version: str, gpu_name: str, compute_ca
         "builder_flags": list(plan.builder_flags),
         "profile": {name: [list(s) for s in shapes] for name, shapes in sorted(profile.items())},
         "calibration_sha256": calibration_sha256,
+        "workspace_mb": None if workspace_mb is None else int(workspace_mb),
     }
 
 
