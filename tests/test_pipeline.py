@@ -15,7 +15,7 @@ from PIL import Image
 import ramh_rt
 from ramh_rt import anatomy, geometry
 from ramh_rt.bundle import Bundle
-from ramh_rt.errors import BundleError, ImageLoadError
+from ramh_rt.errors import BackendError, BundleError, ImageLoadError
 from ramh_rt.pipeline import AnalysisError, Analyzer
 from ramh_rt.result import json_schema
 
@@ -282,3 +282,37 @@ def test_real_wrist_radiographs_do_not_crash_and_report_what_is_missing(analyzer
             assert j.note and j.be_score is None and j.jsn_score is None
     fingers = [j for j in a.joints if j.stem.startswith(("PIP", "IP"))]
     assert not all(j.located for j in fingers), "finger joints outside the picture must not be invented"
+
+
+def test_auto_moves_on_when_an_available_backend_cannot_load_the_bundle(monkeypatch):
+    """A backend can pass its cheap availability check and still fail on the models (a TensorRT build out of memory):
+    "auto" then takes the next one and says why in skipped_backends; when none can load, the error lists them all."""
+    from ramh_rt.backends import base
+
+    class BrokenTensorRT(base.Backend):
+        name = "tensorrt"
+
+        def available(self):
+            return True, ""
+
+        def devices(self):
+            return ["cuda:0"]
+
+        def create_session(self, spec, device=None, **options):
+            raise BackendError(f"engine build for {spec.name} failed: out of memory")
+
+    registry = dict(base._REGISTRY)
+    registry["tensorrt"] = BrokenTensorRT()
+    monkeypatch.setattr(base, "_REGISTRY", registry)
+    a = Analyzer(backend="auto")
+    assert a.backend.name == "onnxruntime-cpu" and not a.on_cuda
+    assert "could not load bundle" in a.skipped_backends["tensorrt"]
+    assert "engine build for bones failed: out of memory" in a.skipped_backends["tensorrt"]
+
+    class BrokenCpu(BrokenTensorRT):
+        name = "onnxruntime-cpu"
+
+    registry["onnxruntime-cpu"] = BrokenCpu()
+    with pytest.raises(BackendError, match="no inference backend could load bundle") as err:
+        Analyzer(backend="auto")
+    assert "tensorrt: available, but" in str(err.value) and "onnxruntime-cpu: available, but" in str(err.value)

@@ -83,20 +83,17 @@ class Analyzer:
                  device: str | int | None = None, keep_image: bool = True, **session_options: Any):
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         if backend == "auto":
-            sel = select_backend("auto")
-            self.backend = sel.backend
-            self.skipped_backends = dict(sel.unavailable)
+            self.backend, self.sessions, self.skipped_backends = self._auto_sessions(device, session_options)
         else:
             self.backend = get_backend(backend)
             ok, why = self.backend.available()
             if not ok:
                 raise BackendError(f"backend {backend!r} is not available: {why}")
             self.skipped_backends = {}
+            self.sessions = self._sessions(self.backend, device, session_options)
         self.device = device
         self.keep_image = keep_image
         self.on_cuda = "cuda" in self.backend.name or self.backend.name == "tensorrt"
-        self.sessions = {name: self.backend.create_session(self.bundle.model(name), device, **session_options)
-                         for name in ("bones", "joints", "global") if self.bundle.has_model(name)}
         self.bones_cfg = self.bundle.model("bones").config
         self.joints_cfg = self.bundle.model("joints").config
         self.classes = list(self.bones_cfg["classes"])
@@ -106,6 +103,33 @@ class Analyzer:
         self.keep = [keep.get(c, keep.get("*", "largest")) for c in self.classes]
         self.areas = list(self.joints_cfg["areas"])
         self.device_name = self._device_name()
+
+    def _sessions(self, backend, device, options: dict) -> dict[str, Any]:
+        return {name: backend.create_session(self.bundle.model(name), device, **options)
+                for name in ("bones", "joints", "global") if self.bundle.has_model(name)}
+
+    def _auto_sessions(self, device, options: dict):
+        """``backend="auto"``: the first backend of AUTO_ORDER that is available *and* can load the bundle.
+
+        Availability is checked cheaply up front; a backend can still fail when it loads the models (a TensorRT engine
+        build that runs out of memory, a CUDA provider that cannot start on this device). Such a failure
+        (BackendError) moves on to the next backend and is recorded with the others in ``skipped_backends``.
+        Argument errors (ValueError: an unknown option, a bad device) are the caller's and are raised as they are.
+        """
+        skipped: dict[str, str] = {}
+        while True:
+            try:
+                sel = select_backend("auto", exclude=tuple(skipped))
+            except BackendError as e:
+                if not skipped:
+                    raise
+                tried = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+                raise BackendError(f"no inference backend could load bundle {self.bundle.id}: {tried}; {e}") from None
+            skipped.update(sel.unavailable)
+            try:
+                return sel.backend, self._sessions(sel.backend, device, options), skipped
+            except BackendError as e:
+                skipped[sel.backend.name] = f"available, but could not load bundle {self.bundle.id}: {e}"
 
     def _device_name(self) -> str:
         if not self.on_cuda:

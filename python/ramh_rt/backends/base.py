@@ -140,12 +140,13 @@ class BackendSelection(NamedTuple):
     unavailable: dict[str, str]
 
 
-def select_backend(name: str = "auto") -> BackendSelection:
+def select_backend(name: str = "auto", exclude: Sequence[str] = ()) -> BackendSelection:
     """Pick a backend.
 
     Args:
         name: ``"auto"`` tries :data:`AUTO_ORDER` (``tensorrt``, ``onnxruntime-cuda``, ``onnxruntime-cpu``) and takes
             the first available; any other registered name takes that backend.
+        exclude: with ``"auto"``, backends not to try (ones that already failed to load a bundle, say).
 
     Returns:
         ``(backend, unavailable)``; with ``"auto"``, ``unavailable`` maps each backend tried before the chosen one to
@@ -158,12 +159,14 @@ def select_backend(name: str = "auto") -> BackendSelection:
     if name == "auto":
         skipped: dict[str, str] = {}
         for candidate in AUTO_ORDER:
-            if candidate not in _REGISTRY:
+            if candidate not in _REGISTRY or candidate in exclude:
                 continue
             ok, reason = _REGISTRY[candidate].available()
             if ok:
                 return BackendSelection(_REGISTRY[candidate], skipped)
             skipped[candidate] = reason
+        if not skipped and exclude:
+            raise BackendError(f"no inference backend is left to try (excluded: {', '.join(exclude)})")
         raise BackendError("no inference backend is available: "
                            + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     backend = get_backend(name)
