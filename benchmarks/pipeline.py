@@ -159,7 +159,9 @@ class EagerPipeline:
         t0 = time.perf_counter()
         if self.glob is not None:
             with torch.no_grad():
-                self.glob(torch.nn.functional.avg_pool2d(torch.from_numpy(x)[None, None].to(dev), 2))
+                g = torch.from_numpy(x)[None, None].to(dev)
+                pool = H // self.glob.input_hw[0]  # the whole-image model's input is the bone input pooled
+                self.glob(torch.nn.functional.avg_pool2d(g, pool) if pool > 1 else g)
             sync()
         t["global_model"] = time.perf_counter() - t0
         t["total"] = sum(t.values())

@@ -242,3 +242,37 @@ def test_oversampled_joint_training_runs_with_importance_weights(tiny_cache, tmp
     _, summary = train_joints(tiny_cache, None, _cfg(tmp_path / "j", 3, batch_size=8), widths=(8, 8, 16, 16, 24),
                               positive_weight=4.0)
     assert summary["step"] == 3 and np.isfinite(_losses(tmp_path / "j")).all()
+
+
+def test_global_model_at_full_input_size_exports_and_runs(tiny_cache, tmp_path):
+    """--pool 1: the whole-image model sees the bone model's input unpooled; the exported graph then takes that input
+    with no pool, so the runtime feeds both models the same tensor. A pool that does not divide the input is refused."""
+    from ramh_train import cli
+    from ramh_train.engine import load_trained
+    from ramh_train.models import from_config
+
+    runs = {}
+    for which, fn, kw in (("bones", train_bones, dict(widths=(8, 16, 24), crop_hw=None)),
+                          ("joints", train_joints, dict(widths=(8, 8, 16, 16, 24))),
+                          ("global", train_global, dict(widths=(8, 8, 16, 16, 16), pool=1))):
+        runs[which] = tmp_path / which
+        # NCHW: torch 2.13's CPU (oneDNN) backward of a channels-last 1x1 stride-2 convolution with 8+ channels on a
+        # ~64x48 map segfaults (this tiny model's first shortcut); the full-size models do not hit that shape.
+        fn(tiny_cache, None, _cfg(runs[which], 2, channels_last="off"), **kw)
+    state = torch.load(runs["global"] / "last.pt", weights_only=False)
+    assert state["model_config"]["input_hw"] == [128, 96]
+    bundle = tmp_path / "bundle"
+    assert cli.main(["export", "--bones", str(runs["bones"]), "--joints", str(runs["joints"]), "--global",
+                     str(runs["global"]), "--cache", tiny_cache, "--bundle", str(bundle)]) == 0
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["models"]["global"]["inputs"][0]["shape"] == ["N", 1, 128, 96]
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(bundle / "global.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(1, 1, 128, 96)).astype(np.float32)
+    model, _ = load_trained(runs["global"], from_config)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x))["svdh_total"].numpy()
+    np.testing.assert_allclose(sess.run(["svdh_total"], {"image": x})[0], want, rtol=1e-4, atol=1e-3)
+    with pytest.raises(ValueError, match="pool 3 must divide"):
+        train_global(tiny_cache, None, _cfg(tmp_path / "bad", 2), widths=(8, 8, 16, 16, 16), pool=3)

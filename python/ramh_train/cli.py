@@ -101,7 +101,7 @@ def cmd_joints_refit(args) -> int:
 def cmd_global(args) -> int:
     from .train import train_global
 
-    _, summary = train_global(args.cache, args.val, _cfg(args), widths=tuple(args.widths))
+    _, summary = train_global(args.cache, args.val, _cfg(args), pool=args.pool, widths=tuple(args.widths))
     return _finish(args.run, summary)
 
 
@@ -126,7 +126,15 @@ def cmd_export(args) -> int:
         if not run:
             continue
         model, state = load_trained(run, from_config)
-        graphs[role] = {"bones": BoneGraph, "joints": JointGraph, "global": GlobalGraph}[role](model).eval()
+        if role == "global":
+            h = model.input_hw[0]
+            if spec.input_hw[0] % h or spec.input_hw[1] != model.input_hw[1] * (spec.input_hw[0] // h):
+                print(f"ramh-train export: the global model's input {model.input_hw} is not the bone input "
+                      f"{spec.input_hw} divided by an integer", file=sys.stderr)
+                return 2
+            graphs[role] = GlobalGraph(model, pool=spec.input_hw[0] // h).eval()
+        else:
+            graphs[role] = {"bones": BoneGraph, "joints": JointGraph}[role](model).eval()
         if role == "joints" and erosion_threshold is None:
             # chosen on the validation crops by joints-refit; 0.5 for a run that has none
             erosion_threshold = float(state.get("erosion_threshold", 0.5))
@@ -246,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("global", help="train the whole-image SvdH regressor")
     _train_args(p, steps=1500, batch=16, lr=2e-3)
     p.add_argument("--widths", type=int, nargs=5, default=[16, 32, 64, 128, 160])
+    p.add_argument("--pool", type=int, default=2,
+                   help="average-pool the bone-model input by this factor (1: the model sees it at full size)")
     p.set_defaults(func=cmd_global)
 
     p = sub.add_parser("export", help="export trained runs to an ONNX model bundle")

@@ -65,22 +65,26 @@ class BoneGraph(ExportableModel):
 
 
 class GlobalGraph(ExportableModel):
-    """``image`` [N, 1, H, W] (the bone model's input) -> GlobalNet outputs, after a 2 x 2 average pool."""
+    """``image`` [N, 1, H, W] (the bone model's input) -> GlobalNet outputs, after a ``pool`` x ``pool`` average pool
+    (2 by default, as the model was trained; 1 for a model trained on the full-size input)."""
 
     task = "global_svdh"
     input_names = ("image",)
     output_names = ("svdh_total", "severity_probs", "cam")
 
-    def __init__(self, net: GlobalNet):
+    def __init__(self, net: GlobalNet, pool: int = 2):
         super().__init__()
+        if int(pool) < 1:
+            raise ValueError(f"pool must be >= 1, got {pool}")
         self.net = net
         self.config = net.config
-        self.pool = nn.AvgPool2d(2)
+        self.factor = int(pool)
+        self.pool = nn.AvgPool2d(self.factor) if self.factor > 1 else nn.Identity()
 
     @property
     def input_hw(self) -> tuple[int, int]:
         h, w = self.net.input_hw
-        return 2 * h, 2 * w
+        return self.factor * h, self.factor * w
 
     def check_inputs(self, image: torch.Tensor) -> None:
         h, w = self.input_hw
@@ -100,12 +104,15 @@ class GlobalGraph(ExportableModel):
 
     def example_inputs(self, batch: int = 1, *, kind: str = "random", seed: int = 0):
         (x,) = self.net.example_inputs(batch, kind=kind, seed=seed)
-        return (nn.functional.interpolate(x, scale_factor=2, mode="nearest"),)
+        if self.factor == 1:
+            return (x,)
+        return (nn.functional.interpolate(x, scale_factor=self.factor, mode="nearest"),)
 
     def manifest_fields(self, **kw) -> dict:
         f = self.net.manifest_fields(**kw)
         f["preprocess"]["input_hw"] = list(self.input_hw)
-        f["preprocess"]["note"] = "the bone model's input, average-pooled 2 x 2 inside the graph"
+        f["preprocess"]["note"] = (f"the bone model's input, average-pooled {self.factor} x {self.factor} inside the graph"
+                                   if self.factor > 1 else "the bone model's input, at its full size")
         return f
 
 

@@ -291,7 +291,9 @@ def train_joints(cache_dir: str, val_dir: str | None, cfg: TrainConfig, *, posit
 
 # ---- whole-image model --------------------------------------------------------------------------------------------
 
-def global_batch_maker(cache: Cache, augment: bool = True):
+def global_batch_maker(cache: Cache, augment: bool = True, pool: int = 2):
+    """Batches for the whole-image model: the cached bone-model inputs, average-pooled ``pool`` x ``pool`` (the
+    exported graph applies the same pool, so the runtime feeds it the bone model's input)."""
     mean, std = cache.spec.mean, cache.spec.std
 
     def make(idx: np.ndarray, rng: np.random.Generator):
@@ -306,14 +308,23 @@ def global_batch_maker(cache: Cache, augment: bool = True):
                     x = x[:, ::-1]
             xs.append(x[None])
         x = torch.from_numpy(np.ascontiguousarray(np.stack(xs)))
-        x = torch.nn.functional.avg_pool2d(x, 2)  # the global model sees the bone model's input at half size
+        if pool > 1:
+            x = torch.nn.functional.avg_pool2d(x, pool)
         return x, torch.from_numpy(cache.totals[idx, 2].astype(np.float32))
 
     return make
 
 
+def global_input_pool(model: GlobalNet, cache: Cache) -> int:
+    """The pool factor between the cache's bone-model input and the whole-image model's input."""
+    (H, W), (h, w) = cache.spec.input_hw, model.input_hw
+    if H % h or W % w or H // h != W // w:
+        raise ValueError(f"the global model's input {h}x{w} is not the cache's {H}x{W} divided by an integer")
+    return H // h
+
+
 def evaluate_global(model: GlobalNet, cache: Cache, batch: int = 16) -> dict[str, Any]:
-    make = global_batch_maker(cache, augment=False)
+    make = global_batch_maker(cache, augment=False, pool=global_input_pool(model, cache))
     preds, truth = [], []
     with torch.no_grad():
         for s in range(0, len(cache), batch):
@@ -325,13 +336,17 @@ def evaluate_global(model: GlobalNet, cache: Cache, batch: int = 16) -> dict[str
     return {"pcc": pcc, "rmse": float(np.sqrt(np.mean((p - t) ** 2))), "n": len(t)}
 
 
-def train_global(cache_dir: str, val_dir: str | None, cfg: TrainConfig, **model_kw) -> tuple[GlobalNet, dict]:
+def train_global(cache_dir: str, val_dir: str | None, cfg: TrainConfig, pool: int = 2,
+                 **model_kw) -> tuple[GlobalNet, dict]:
+    """Train the whole-image regressor on the cache's bone-model inputs pooled ``pool`` x ``pool`` (1: full size)."""
     seed_everything(cfg.seed)
     cache = Cache(cache_dir)
     val = Cache(val_dir) if val_dir else None
     h, w = cache.spec.input_hw
-    model = GlobalNet(input_hw=(h // 2, w // 2), **model_kw)
-    make = global_batch_maker(cache)
+    if pool < 1 or h % pool or w % pool or (h // pool) % 16 or (w // pool) % 16:
+        raise ValueError(f"pool {pool} must divide the cache's input {h}x{w} into multiples of 16")
+    model = GlobalNet(input_hw=(h // pool, w // pool), **model_kw)
+    make = global_batch_maker(cache, pool=pool)
 
     def loss_fn(m, batch):
         x, totals = batch
