@@ -276,3 +276,53 @@ def test_global_model_at_full_input_size_exports_and_runs(tiny_cache, tmp_path):
     np.testing.assert_allclose(sess.run(["svdh_total"], {"image": x})[0], want, rtol=1e-4, atol=1e-3)
     with pytest.raises(ValueError, match="pool 3 must divide"):
         train_global(tiny_cache, None, _cfg(tmp_path / "bad", 2), widths=(8, 8, 16, 16, 16), pool=3)
+
+
+def test_score_density_puts_each_areas_points_at_its_joint(tiny_cache):
+    """The map sums to the hand's SvdH total, each scored area's blob peaks in the cell of its ROI centre, and the
+    flipped map is the mirror image (the input is flipped with it)."""
+    from ramh_train.train import score_density
+
+    c = Cache(tiny_cache)
+    grid = (8, 6)  # the CAM of a 128x96 input
+    for i in range(len(c)):
+        d = score_density(c, i, grid)
+        assert d.shape == grid and d.dtype == np.float32 and (d >= 0).all()
+        assert d.sum() == pytest.approx(float(c.totals[i, 2]), abs=1e-3)
+        np.testing.assert_allclose(score_density(c, i, grid, flip=True), d[:, ::-1], atol=1e-5)
+    # one area alone: its blob's peak sits in the cell holding the ROI centre
+    i = int(np.argmax(c.totals[:, 2]))
+    located = np.isfinite(c.roi[i, :, 0])
+    k = int(np.argmax(np.where(located, np.maximum(c.be[i], 0) + np.maximum(c.jsn[i], 0) + 1, 0)))
+    lb = c.meta["items"][i]["letterbox"]
+    x, y = c.roi[i, k, 0] * lb["scale_x"] + lb["pad_x"], c.roi[i, k, 1] * lb["scale_y"] + lb["pad_y"]
+    saved = (c.be, c.jsn)
+    try:
+        c.be, c.jsn = np.full(c.be.shape, -1, np.int8), np.full(c.jsn.shape, -1, np.int8)
+        c.be[i, k] = 3
+        d = score_density(c, i, grid, sigma_cells=0.6)
+    finally:
+        c.be, c.jsn = saved
+    assert d.sum() == pytest.approx(3.0, abs=1e-4)
+    assert np.unravel_index(d.argmax(), grid) == (int(y // 16), int(x // 16))
+
+
+def test_density_loss_is_zero_for_a_matching_cam_and_trains(tiny_cache, tmp_path):
+    from ramh_train import losses
+
+    cam = torch.zeros(2, 1, 8, 6)
+    cam[0, 0, 3, 2] = 48 * 5.0  # 5 points in one cell of 48: cam / 48 is points per cell
+    density = cam / 48
+    out = {"svdh_total": torch.tensor([[5.0], [0.0]]), "severity_logits": torch.zeros(2, 5), "cam": cam}
+    r = losses.global_loss(out, torch.tensor([5.0, 0.0]), density=density, density_weight=1.0)
+    assert r.parts["density"] == 0.0
+    r = losses.global_loss(out, torch.tensor([5.0, 0.0]), density=torch.zeros_like(density), density_weight=1.0)
+    assert r.parts["density"] == pytest.approx(25.0 / 2)  # squared error summed over cells, mean over the batch
+    with pytest.raises(ValueError, match="density must match cam"):
+        losses.global_loss(out, torch.tensor([5.0, 0.0]), density=density[:, :, :4], density_weight=1.0)
+    run = tmp_path / "g"
+    _, summary = train_global(tiny_cache, None, _cfg(run, 3, channels_last="off"), pool=1, density_weight=0.1,
+                              widths=(8, 8, 16, 16, 16))
+    assert "density" in _records(run)[-1]
+    with pytest.raises(ValueError, match="density_weight"):
+        train_global(tiny_cache, None, _cfg(tmp_path / "bad", 2), density_weight=-1, widths=(8, 8, 16, 16, 16))

@@ -101,7 +101,8 @@ def cmd_joints_refit(args) -> int:
 def cmd_global(args) -> int:
     from .train import train_global
 
-    _, summary = train_global(args.cache, args.val, _cfg(args), pool=args.pool, widths=tuple(args.widths))
+    _, summary = train_global(args.cache, args.val, _cfg(args), pool=args.pool, density_weight=args.density_weight,
+                              widths=tuple(args.widths))
     return _finish(args.run, summary)
 
 
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", type=int, nargs=5, default=[16, 32, 64, 128, 160])
     p.add_argument("--pool", type=int, default=2,
                    help="average-pool the bone-model input by this factor (1: the model sees it at full size)")
+    p.add_argument("--density-weight", type=float, default=0.0,
+                   help="weight of the CAM density loss (where each joint's points lie; 0: totals only)")
     p.set_defaults(func=cmd_global)
 
     p = sub.add_parser("export", help="export trained runs to an ONNX model bundle")

@@ -284,13 +284,19 @@ def severity_targets(totals: torch.Tensor) -> torch.Tensor:
 
 
 def global_loss(outputs: dict[str, torch.Tensor], totals: torch.Tensor, *, scale: float = 140.0, beta: float = 0.05,
-                severity_weight: float = 0.2) -> LossOutput:
+                severity_weight: float = 0.2, density: torch.Tensor | None = None,
+                density_weight: float = 0.0) -> LossOutput:
     """GlobalNet loss: smooth L1 (Huber, transition ``beta``) between predicted and true totals divided by
-    ``scale``, plus ``severity_weight`` x cross-entropy of the severity head against the classes of the totals.
+    ``scale``, plus ``severity_weight`` x cross-entropy of the severity head against the classes of the totals,
+    plus (with ``density``) ``density_weight`` x the squared error between the CAM's points per cell and the density
+    map, summed over the cells (mean over the batch).
 
     Args:
-        outputs: ``GlobalNet.forward`` output (``svdh_total`` [N, 1] in points, ``severity_logits`` [N, 5]).
+        outputs: ``GlobalNet.forward`` output (``svdh_total`` [N, 1] in points, ``severity_logits`` [N, 5],
+            ``cam`` [N, 1, h, w] with ``svdh_total = cam.mean((2, 3)) + bias``, so ``cam / (h * w)`` is points per
+            cell).
         totals: [N] true per-hand totals (points).
+        density: [N, 1, h, w] points per cell (:func:`ramh_train.train.score_density`; each map sums to its total).
     """
     pred = outputs["svdh_total"]
     if pred.ndim != 2 or pred.shape[1] != 1 or totals.shape != (pred.shape[0],):
@@ -301,7 +307,16 @@ def global_loss(outputs: dict[str, torch.Tensor], totals: torch.Tensor, *, scale
     reg = F.smooth_l1_loss(pred[:, 0] / scale, totals.to(pred) / scale, beta=beta)
     ce = F.cross_entropy(outputs["severity_logits"], severity_targets(totals).to(pred.device))
     total = reg + severity_weight * ce
-    return LossOutput(total, {"regression": float(reg.detach()), "severity_ce": float(ce.detach())})
+    parts = {"regression": float(reg.detach()), "severity_ce": float(ce.detach())}
+    if density is not None and density_weight > 0:
+        cam = outputs["cam"]
+        if density.shape != cam.shape:
+            raise ValueError(f"density must match cam {tuple(cam.shape)}, got {tuple(density.shape)}")
+        per_cell = cam / (cam.shape[2] * cam.shape[3])
+        dens = (per_cell - density.to(per_cell)).pow(2).sum((1, 2, 3)).mean()
+        total = total + density_weight * dens
+        parts["density"] = float(dens.detach())
+    return LossOutput(total, parts)
 
 
 def class_weights_from_frequency(pixel_fraction: torch.Tensor, *, power: float = 0.5,

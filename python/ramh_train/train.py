@@ -291,26 +291,65 @@ def train_joints(cache_dir: str, val_dir: str | None, cfg: TrainConfig, *, posit
 
 # ---- whole-image model --------------------------------------------------------------------------------------------
 
-def global_batch_maker(cache: Cache, augment: bool = True, pool: int = 2):
+def score_density(cache: Cache, i: int, grid_hw: tuple[int, int], flip: bool = False,
+                  sigma_cells: float = 1.0) -> np.ndarray:
+    """Where hand ``i``'s SvdH points are, as a map over the whole-image model's last feature grid ([h, w] float32).
+
+    Each area's points (BE + JSN) are a Gaussian blob (``sigma_cells``, normalised to the points) at its ROI centre,
+    mapped into the model input by the cache's letterbox; points of an area that was not located are spread evenly.
+    So ``map.sum() == the hand's SvdH total`` exactly, and ``flip`` mirrors it with a horizontally flipped input.
+    Used to supervise GlobalNet's CAM (density-map regression, as in counting by density): the total alone is a weak
+    signal for 500 hands, the map says which joints carry it.
+    """
+    h, w = grid_hw
+    H, W = cache.spec.input_hw
+    lb = cache.meta["items"][i]["letterbox"]
+    points = np.maximum(cache.be[i].astype(np.float64), 0) + np.maximum(cache.jsn[i].astype(np.float64), 0)
+    out = np.zeros((h, w), np.float64)
+    yy, xx = np.mgrid[0:h, 0:w]
+    for k in np.flatnonzero(points > 0):
+        cx, cy = float(cache.roi[i, k, 0]), float(cache.roi[i, k, 1])
+        if not (np.isfinite(cx) and np.isfinite(cy)):
+            out += points[k] / (h * w)
+            continue
+        mx, my = cx * lb["scale_x"] + lb["pad_x"], cy * lb["scale_y"] + lb["pad_y"]
+        if flip:
+            mx = W - mx
+        u, v = mx / W * w - 0.5, my / H * h - 0.5  # cell coordinates (cell centres at integers)
+        g = np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * sigma_cells ** 2))
+        total = g.sum()
+        out += points[k] * (g / total if total > 0 else 1.0 / (h * w))
+    return out.astype(np.float32)
+
+
+def global_batch_maker(cache: Cache, augment: bool = True, pool: int = 2, density_grid: tuple[int, int] | None = None):
     """Batches for the whole-image model: the cached bone-model inputs, average-pooled ``pool`` x ``pool`` (the
-    exported graph applies the same pool, so the runtime feeds it the bone model's input)."""
+    exported graph applies the same pool, so the runtime feeds it the bone model's input), and the totals; with
+    ``density_grid`` (the model's CAM size) also the :func:`score_density` maps [N, 1, h, w]."""
     mean, std = cache.spec.mean, cache.spec.std
 
     def make(idx: np.ndarray, rng: np.random.Generator):
-        xs = []
+        xs, ds = [], []
         for i in idx:
             x = cache.image[i].astype(np.float32)
+            flip = False
             if augment:
                 v = x * std + mean
                 v = _intensity_jitter(v, rng, valid=v > 0)
                 x = (v - mean) / std
-                if rng.random() < 0.5:
+                flip = bool(rng.random() < 0.5)
+                if flip:
                     x = x[:, ::-1]
             xs.append(x[None])
+            if density_grid is not None:
+                ds.append(score_density(cache, int(i), density_grid, flip=flip)[None])
         x = torch.from_numpy(np.ascontiguousarray(np.stack(xs)))
         if pool > 1:
             x = torch.nn.functional.avg_pool2d(x, pool)
-        return x, torch.from_numpy(cache.totals[idx, 2].astype(np.float32))
+        totals = torch.from_numpy(cache.totals[idx, 2].astype(np.float32))
+        if density_grid is None:
+            return x, totals
+        return x, totals, torch.from_numpy(np.stack(ds))
 
     return make
 
@@ -336,21 +375,26 @@ def evaluate_global(model: GlobalNet, cache: Cache, batch: int = 16) -> dict[str
     return {"pcc": pcc, "rmse": float(np.sqrt(np.mean((p - t) ** 2))), "n": len(t)}
 
 
-def train_global(cache_dir: str, val_dir: str | None, cfg: TrainConfig, pool: int = 2,
+def train_global(cache_dir: str, val_dir: str | None, cfg: TrainConfig, pool: int = 2, density_weight: float = 0.0,
                  **model_kw) -> tuple[GlobalNet, dict]:
-    """Train the whole-image regressor on the cache's bone-model inputs pooled ``pool`` x ``pool`` (1: full size)."""
+    """Train the whole-image regressor on the cache's bone-model inputs pooled ``pool`` x ``pool`` (1: full size).
+
+    ``density_weight > 0`` adds the CAM density loss (:func:`score_density`, :func:`ramh_train.losses.global_loss`):
+    the model still sees only the whole image, but learns where the points of the total lie."""
     seed_everything(cfg.seed)
     cache = Cache(cache_dir)
     val = Cache(val_dir) if val_dir else None
     h, w = cache.spec.input_hw
     if pool < 1 or h % pool or w % pool or (h // pool) % 16 or (w // pool) % 16:
         raise ValueError(f"pool {pool} must divide the cache's input {h}x{w} into multiples of 16")
+    if density_weight < 0:
+        raise ValueError(f"density_weight must be >= 0, got {density_weight}")
     model = GlobalNet(input_hw=(h // pool, w // pool), **model_kw)
-    make = global_batch_maker(cache, pool=pool)
+    make = global_batch_maker(cache, pool=pool, density_grid=model.cam_hw if density_weight > 0 else None)
 
     def loss_fn(m, batch):
-        x, totals = batch
-        r = losses.global_loss(m(x), totals)
+        x, totals, *density = batch
+        r = losses.global_loss(m(x), totals, density=density[0] if density else None, density_weight=density_weight)
         return r.total, r.parts
 
     summary = train_loop(model=model, model_config=model.config, cfg=cfg, n_items=len(cache), make_batch=make,
