@@ -47,6 +47,17 @@ def bench_ramh(image, backend: str, runs: int, warmup: int) -> dict:
             "svdh": a.totals.svdh}
 
 
+def _affine(src: np.ndarray, dst: np.ndarray):
+    """The affine map taking three points ``src`` to ``dst`` (scikit-image >= 0.26 spells it ``from_estimate``)."""
+    from skimage import transform
+
+    if hasattr(transform.AffineTransform, "from_estimate"):
+        return transform.AffineTransform.from_estimate(src, dst)
+    tf = transform.AffineTransform()
+    tf.estimate(src, dst)
+    return tf
+
+
 class EagerPipeline:
     """The same pipeline written the way a user would without ramh_rt: scikit-image preprocessing and warps,
     PyTorch eager models, scipy.ndimage labelling and scikit-image regionprops (the geometry module is shared,
@@ -72,6 +83,7 @@ class EagerPipeline:
 
     def __call__(self, image: np.ndarray) -> dict[str, float]:
         import scipy.ndimage as ndi
+        from scipy.special import expit
         from skimage import measure, transform
 
         from ramh_rt import anatomy, geometry
@@ -105,7 +117,7 @@ class EagerPipeline:
             lab, n = ndi.label(logits[c] > 0, structure=np.ones((3, 3)))
             if n == 0:
                 continue
-            props = measure.regionprops(lab, intensity_image=1 / (1 + np.exp(-logits[c])))
+            props = measure.regionprops(lab, intensity_image=expit(logits[c]))
             if anatomy.bone(name).is_bone:
                 best = max(props, key=lambda p: p.area)
                 masks[name] = ndi.binary_fill_holes(lab == best.label)
@@ -125,8 +137,7 @@ class EagerPipeline:
             c = geometry.box_corners(box)
             src = np.array([c[0], c[1], c[3]])  # top-left, top-right, bottom-left
             dst = np.array([[0, 0], [size[1], 0], [0, size[0]]], dtype=np.float64)
-            tf = transform.AffineTransform()
-            tf.estimate(dst, src)
+            tf = _affine(dst, src)
             crops.append(transform.warp(image.astype(np.float32), tf, output_shape=size, order=1,
                                         preserve_range=True))
             stems.append(stem)
@@ -152,8 +163,7 @@ class EagerPipeline:
             c = geometry.box_corners(boxes[k])
             src = np.array([c[0], c[1], c[3]])
             dst = np.array([[0, 0], [size[1], 0], [0, size[0]]], dtype=np.float64)
-            tf = transform.AffineTransform()
-            tf.estimate(src, dst)
+            tf = _affine(src, dst)
             full |= transform.warp(ero[k].astype(np.float32), tf, output_shape=image.shape, order=0) >= 0.5
         t["quantify"] = time.perf_counter() - t0
         t0 = time.perf_counter()
