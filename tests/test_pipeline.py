@@ -113,6 +113,19 @@ def test_totals_are_within_the_bundles_recorded_error(cases):
         assert t.severity in anatomy.SEVERITY_NAMES
 
 
+def test_whole_image_estimate_is_within_the_bundles_recorded_error(cases):
+    """The whole-image regressor on unseen hands: its error as recorded in the bundle (same allowance as the joint
+    total's), and it ranks the hands by severity (the ten hands span 0 to tens of points)."""
+    recorded = Bundle.load().manifest["metrics"]["totals"]["global_svdh"]["rmse"]
+    est = np.array([a.totals.global_svdh for _, a in cases], dtype=float)
+    truth = np.array([s.totals()["svdh"] for s, _ in cases], dtype=float)
+    assert np.all((est >= 0) & (est <= anatomy.SVDH_MAX_PER_HAND))
+    rmse = float(np.sqrt(np.mean((est - truth) ** 2)))
+    assert rmse <= 2 * recorded + 1, (rmse, recorded, est.round(1).tolist(), truth.tolist())
+    if truth.std() > 0:
+        assert np.corrcoef(est, truth)[0, 1] > 0.5, (est.round(1).tolist(), truth.tolist())
+
+
 def test_erosion_quantities_are_consistent(cases):
     for s, a in cases:
         m = a.erosion_mask
