@@ -177,7 +177,7 @@ def test_area_helpers():
 def test_ordinal_head_rank_consistent_and_normalised():
     torch.manual_seed(0)
     head = ordinal.OrdinalHead(7, 6)
-    assert 0 < float(head.score.weight.abs().max()) < 1.0    # starts near the threshold prior
+    assert 0 < float(head.score.weight.detach().abs().max()) < 1.0    # starts near the threshold prior
     with torch.no_grad():
         head.score.weight.normal_()
         head.gaps_raw.normal_(0, 3)        # arbitrary parameters: still strictly decreasing thresholds
