@@ -19,7 +19,6 @@
 
 #include <climits>
 #include <cstdint>
-#include <exception>
 
 #include "ramh/cuda_check.cuh"
 #include "ramh/device.hpp"
@@ -124,22 +123,6 @@ class ScopedDevice {
 
  private:
   int previous_ = 0;
-};
-
-// Synchronises the stream when destroyed by an exception unwinding the stack: declared right after a pinned
-// staging buffer, it keeps that buffer from returning to the pinned cache while a queued copy still reads it.
-class SyncOnUnwind {
- public:
-  explicit SyncOnUnwind(cudaStream_t stream) : stream_(stream), pending_(std::uncaught_exceptions()) {}
-  ~SyncOnUnwind() {
-    if (std::uncaught_exceptions() > pending_) cudaStreamSynchronize(stream_);
-  }
-  SyncOnUnwind(const SyncOnUnwind&) = delete;
-  SyncOnUnwind& operator=(const SyncOnUnwind&) = delete;
-
- private:
-  cudaStream_t stream_;
-  int pending_;
 };
 
 // ---- union-find ------------------------------------------------------------------------------------------------

@@ -397,7 +397,7 @@ std::vector<InstanceRecord> run(const PostprocessPlan& p, const T* logits, uint8
   }
   DeviceBuffer params_dev(param_bytes, device, s);
   copy_async(params_dev.data(), params_host.data(), param_bytes, s);
-  const ccl::SyncOnUnwind keep_staging_alive(stream);  // an error below must not recycle params_host mid-copy
+  const SyncOnUnwind keep_staging_alive(stream);  // an error below must not recycle params_host mid-copy
   auto* header = static_cast<Header*>(params_dev.data());
   const auto* thresholds = reinterpret_cast<const float*>(static_cast<char*>(params_dev.data()) + thr_off);
   const auto* keep_all = reinterpret_cast<const uint8_t*>(static_cast<char*>(params_dev.data()) + keep_off);

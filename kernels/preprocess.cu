@@ -18,7 +18,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <vector>
 
 #include "ramh/cuda_check.cuh"
@@ -49,22 +48,6 @@ int sm_count(int device) {
   RAMH_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));
   return n;
 }
-
-// Synchronises the stream when destroyed by an exception unwinding the stack (declare it right after a pinned
-// staging buffer: it is destroyed first).
-class SyncOnUnwind {
- public:
-  explicit SyncOnUnwind(cudaStream_t s) : s_(s), pending_(std::uncaught_exceptions()) {}
-  ~SyncOnUnwind() {
-    if (std::uncaught_exceptions() > pending_) cudaStreamSynchronize(s_);
-  }
-  SyncOnUnwind(const SyncOnUnwind&) = delete;
-  SyncOnUnwind& operator=(const SyncOnUnwind&) = delete;
-
- private:
-  cudaStream_t s_;
-  int pending_;
-};
 
 // Grid dimension y/z limit: larger extents are covered by grid-stride loops.
 inline unsigned int grid_dim(int64_t n, int64_t cap = 65535) {

@@ -120,7 +120,7 @@ std::vector<ErosionRecord> run(const QuantifyPlan& p, const Tensor& erosion, con
   PinnedBuffer init_host(sizeof(int));
   std::memcpy(init_host.data(), &no_bad, sizeof no_bad);
   copy_async(&header->bad_roi, init_host.data(), sizeof(int), s);
-  const ccl::SyncOnUnwind keep_staging_alive(stream);
+  const SyncOnUnwind keep_staging_alive(stream);
 
   ccl::NodeStorage store(g, ccl::SlotsPerTile<8>::value, device, s);
   const Nodes nodes = store.view();

@@ -13,7 +13,6 @@
 #include <cub/block/block_scan.cuh>
 
 #include <cstring>
-#include <exception>
 #include <vector>
 
 #include "ramh/cuda_check.cuh"
@@ -48,20 +47,14 @@ inline unsigned int grid_rows(int64_t rows) {
 struct Upload {
   PinnedBuffer pinned;
   DeviceBuffer device;
-  cudaStream_t stream;
-  int pending = std::uncaught_exceptions();
-  Upload(const void* src, std::size_t bytes, int dev, cudaStream_t s) : pinned(bytes), device(bytes, dev, s), stream(s) {
+  // Destroyed first: when an exception (a failed launch check, a bad dtype) skips the caller's synchronisation, the
+  // pinned block must not go back to the cache with the copy still queued (the next user could overwrite it mid-copy).
+  SyncOnUnwind sync;
+  Upload(const void* src, std::size_t bytes, int dev, cudaStream_t s) : pinned(bytes), device(bytes, dev, s), sync(s) {
     if (bytes == 0) return;
     std::memcpy(pinned.data(), src, bytes);
     copy_async(device.data(), pinned.data(), bytes, s);
   }
-  // When an exception (a failed launch check, a bad dtype) skips the caller's synchronisation, the pinned block would
-  // go back to the cache with the copy still queued, and the next PinnedBuffer user could overwrite it mid-copy.
-  ~Upload() {
-    if (std::uncaught_exceptions() > pending) cudaStreamSynchronize(stream);
-  }
-  Upload(const Upload&) = delete;
-  Upload& operator=(const Upload&) = delete;
 };
 
 // ---- crop ------------------------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <exception>
+
 #include "ramh/tensor.hpp"
 
 #define RAMH_CUDA_CHECK(expr)                                                                              \
@@ -18,4 +20,20 @@
 
 namespace ramh {
 inline unsigned int ceil_div(long long a, long long b) { return static_cast<unsigned int>((a + b - 1) / b); }
+
+// Synchronises the stream when destroyed by an exception unwinding the stack: declared right after a pinned
+// staging buffer, it keeps that buffer from returning to the pinned cache while a queued copy still reads it.
+class SyncOnUnwind {
+ public:
+  explicit SyncOnUnwind(cudaStream_t stream) : stream_(stream), pending_(std::uncaught_exceptions()) {}
+  ~SyncOnUnwind() {
+    if (std::uncaught_exceptions() > pending_) cudaStreamSynchronize(stream_);
+  }
+  SyncOnUnwind(const SyncOnUnwind&) = delete;
+  SyncOnUnwind& operator=(const SyncOnUnwind&) = delete;
+
+ private:
+  cudaStream_t stream_;
+  int pending_;
+};
 }  // namespace ramh
