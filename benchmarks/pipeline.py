@@ -88,6 +88,7 @@ class EagerPipeline:
 
         from ramh_rt import anatomy, geometry
         from ramh_train.models.bones import coord_channels
+        from ramh_train.train import global_input_pool
 
         torch = self.torch
         dev = self.device
@@ -170,7 +171,7 @@ class EagerPipeline:
         if self.glob is not None:
             with torch.no_grad():
                 g = torch.from_numpy(x)[None, None].to(dev)
-                pool = H // self.glob.input_hw[0]  # the whole-image model's input is the bone input pooled
+                pool = global_input_pool(self.glob, (H, W))  # its input is the bone input, pooled
                 self.glob(torch.nn.functional.avg_pool2d(g, pool) if pool > 1 else g)
             sync()
         t["global_model"] = time.perf_counter() - t0

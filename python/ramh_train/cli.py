@@ -128,12 +128,14 @@ def cmd_export(args) -> int:
             continue
         model, state = load_trained(run, from_config)
         if role == "global":
-            h = model.input_hw[0]
-            if spec.input_hw[0] % h or spec.input_hw[1] != model.input_hw[1] * (spec.input_hw[0] // h):
-                print(f"ramh-train export: the global model's input {model.input_hw} is not the bone input "
-                      f"{spec.input_hw} divided by an integer", file=sys.stderr)
+            from .train import global_input_pool
+
+            try:
+                pool = global_input_pool(model, spec.input_hw)
+            except ValueError as e:
+                print(f"ramh-train export: {e}", file=sys.stderr)
                 return 2
-            graphs[role] = GlobalGraph(model, pool=spec.input_hw[0] // h).eval()
+            graphs[role] = GlobalGraph(model, pool=pool).eval()
         else:
             graphs[role] = {"bones": BoneGraph, "joints": JointGraph}[role](model).eval()
         if role == "joints" and erosion_threshold is None:

@@ -354,16 +354,20 @@ def global_batch_maker(cache: Cache, augment: bool = True, pool: int = 2, densit
     return make
 
 
-def global_input_pool(model: GlobalNet, cache: Cache) -> int:
-    """The pool factor between the cache's bone-model input and the whole-image model's input."""
-    (H, W), (h, w) = cache.spec.input_hw, model.input_hw
+def global_input_pool(model: GlobalNet, input_hw: tuple[int, int]) -> int:
+    """The pool factor between the bone-model input ``input_hw`` (a cache's) and the whole-image model's input.
+
+    Raises:
+        ValueError: the model's input is not ``input_hw`` divided by one integer on both axes.
+    """
+    (H, W), (h, w) = tuple(input_hw), model.input_hw
     if H % h or W % w or H // h != W // w:
         raise ValueError(f"the global model's input {h}x{w} is not the cache's {H}x{W} divided by an integer")
     return H // h
 
 
 def evaluate_global(model: GlobalNet, cache: Cache, batch: int = 16) -> dict[str, Any]:
-    make = global_batch_maker(cache, augment=False, pool=global_input_pool(model, cache))
+    make = global_batch_maker(cache, augment=False, pool=global_input_pool(model, cache.spec.input_hw))
     preds, truth = [], []
     with torch.no_grad():
         for s in range(0, len(cache), batch):
