@@ -10,3 +10,11 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -Dpybind11_DIR="$pybi
   -DPython_EXECUTABLE="$(command -v $py)" "$@" >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cp -f "$build"/_core*.so python/ramh_rt/
+# An editable install (pip install -e .) redirects ramh_rt._core to its own build, ahead of PYTHONPATH: say so, or the
+# tests would silently run that older build.
+loaded=$(PYTHONPATH=python $py -c 'import ramh_rt._core as c; print(c.__file__)' 2>/dev/null || true)
+case "$loaded" in
+  "$PWD"/python/ramh_rt/*) ;;
+  *) echo "dev_build: warning: PYTHONPATH=python imports ramh_rt._core from ${loaded:-nowhere}, not this build;" \
+          "an editable install shadows it (pip uninstall ramh-rt, or pip install -e . again to rebuild that one)" >&2 ;;
+esac

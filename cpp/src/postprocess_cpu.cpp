@@ -101,7 +101,10 @@ inline float exp_poly(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  // A NaN passes the clamps and stays NaN through p; its float-to-int conversion would be undefined behaviour
+  // (UBSan caught it in the float16 table), so the exponent is taken from 0 instead. n + 127 lies in [1, 254].
+  const float n_finite = n == n ? n : 0.0f;
+  const uint32_t bits = static_cast<uint32_t>(static_cast<int32_t>(n_finite) + 127) << 23;
   return p * __builtin_bit_cast(float, bits);  // 2^n (GCC >= 11, Clang): a memcpy here would block vectorisation
 }
 
