@@ -128,9 +128,16 @@ def box_corners(box) -> np.ndarray:
 
 
 def _bone(mask: np.ndarray, stride: int) -> _Bone | None:
-    ys, xs = np.nonzero(mask[::stride, ::stride])
+    m = mask[::stride, ::stride]
+    # nonzero() over the bone's bounding rows and columns only: a bone covers ~1 % of the canvas, and the two any()
+    # reductions cost a tenth of a full nonzero(). Same points, same (raster) order.
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if len(rows) == 0:
+        return None
+    ys, xs = np.nonzero(m[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
     if len(xs) < 3:
         return None
+    xs, ys = xs + cols[0], ys + rows[0]
     pts = np.stack([xs * stride + 0.5 * stride, ys * stride + 0.5 * stride], axis=1).astype(np.float64)
     c = pts.mean(axis=0)
     cov = np.cov((pts - c).T)

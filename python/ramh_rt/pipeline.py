@@ -217,6 +217,7 @@ class Analyzer:
         thr = float(self.bones_cfg["postprocess"]["threshold"])
         records: list[BoneRecord] = []
         model_masks: dict[str, np.ndarray] = {}
+        near_canvas = np.zeros(masks.shape[1:], np.uint8)  # zero but for the instance being resampled
         for r in inst:
             c = int(r["channel"])
             name = self.classes[c]
@@ -230,18 +231,28 @@ class Analyzer:
                 continue
             # Full-resolution mask: the class logits resampled (bilinear) to the image grid, thresholded, and kept
             # where this instance's (one model pixel dilated) mask is.
-            inst_mask = masks[c] if not anatomy.bone(name).multi_instance else _instance_mask(masks[c], r)
+            # A multi-instance class's instance is its bbox's part of the plane; a single-instance plane holds only
+            # what postprocess kept, so its own bounds enclose it. Only that window is dilated (not the canvas).
+            win = (mx0, my0, mx1, my1) if anatomy.bone(name).multi_instance else _plane_bounds(masks[c])
+            if win is None:
+                continue
+            near_win, (wx0, wy0) = _dilated_window(masks[c], *win)
+            wy1, wx1 = wy0 + near_win.shape[0], wx0 + near_win.shape[1]
+            near_canvas[wy0:wy1, wx0:wx1] = near_win
             box = _model_box(x0, y0, x1, y1, tf)
             up = ops.crop_rois(np.ascontiguousarray(logits[c]), box, (y1 - y0, x1 - x0))[0] > thr
-            near = ops.crop_rois(_dilate(inst_mask).astype(np.uint8), box, (y1 - y0, x1 - x0),
-                                 interpolation="nearest")[0] > 0
+            near = ops.crop_rois(near_canvas, box, (y1 - y0, x1 - x0), interpolation="nearest")[0] > 0
+            near_canvas[wy0:wy1, wx0:wx1] = 0
             crop = up & near
-            if not crop.any():
+            area = int(np.count_nonzero(crop))
+            if area == 0:
                 continue
-            ys, xs = np.nonzero(crop)
+            # Centroid from row/column counts (exact integer sums, as the mean of nonzero()'s indices would be).
+            cx = int(crop.sum(axis=0, dtype=np.int64) @ np.arange(crop.shape[1])) / area
+            cy = int(crop.sum(axis=1, dtype=np.int64) @ np.arange(crop.shape[0])) / area
             records.append(BoneRecord(
-                name=name, instance=int(r["index"]), area_px=int(len(xs)),
-                bbox=(x0, y0, x1, y1), centroid=(float(xs.mean() + 0.5 + x0), float(ys.mean() + 0.5 + y0)),
+                name=name, instance=int(r["index"]), area_px=area,
+                bbox=(x0, y0, x1, y1), centroid=(float(cx + 0.5 + x0), float(cy + 0.5 + y0)),
                 orientation_deg=float(r["orientation"]), major_axis_px=float(r["major_axis_length"]) / sx,
                 minor_axis_px=float(r["minor_axis_length"]) / sx, score=float(r["mean_score"]),
                 image_shape=(h, w), mask_crop=crop))
@@ -468,12 +479,25 @@ def _dilate(m: np.ndarray) -> np.ndarray:
     return out
 
 
-def _instance_mask(plane: np.ndarray, r) -> np.ndarray:
-    """The pixels of one instance of a multi-instance class: its bbox's connected part of the kept mask."""
-    out = np.zeros(plane.shape, bool)
-    x0, y0, x1, y1 = (int(r["bbox"][i]) for i in range(4))
-    out[y0:y1, x0:x1] = plane[y0:y1, x0:x1] > 0
-    return out
+def _plane_bounds(plane: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) enclosing the nonzero pixels of a mask plane, or None when it is empty."""
+    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    if len(rows) == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _dilated_window(plane: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The one-pixel dilation of ``plane[y0:y1, x0:x1] > 0`` (taken as zero elsewhere), clipped to the plane.
+
+    Returns the dilated window, one pixel larger than the box on every side that the plane allows, and its top-left
+    corner (x, y) in the plane: the same pixels as dilating the whole masked plane, at the cost of the box alone.
+    """
+    h, w = plane.shape
+    d = _dilate(np.pad(plane[y0:y1, x0:x1] > 0, 1))
+    wx0, wy0 = max(0, x0 - 1), max(0, y0 - 1)
+    wx1, wy1 = min(w, x1 + 1), min(h, y1 + 1)
+    return d[wy0 - y0 + 1:wy1 - y0 + 1, wx0 - x0 + 1:wx1 - x0 + 1], (wx0, wy0)
 
 
 def _detect_side(bones: list[BoneRecord]) -> str | None:
