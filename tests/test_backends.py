@@ -257,6 +257,20 @@ def test_session_options(cpu, add_spec):
         cpu.create_session(add_spec, graph_optimization="max")
     with pytest.raises(ValueError, match="log_severity"):
         cpu.create_session(add_spec, log_severity=9)
+    with pytest.raises(ValueError, match="allow_spinning must be True or False, got 1"):
+        cpu.create_session(add_spec, allow_spinning=1)
+
+
+@pytest.mark.parametrize("spinning", [None, False, True])
+def test_spinning_reaches_onnxruntime(cpu, add_spec, spinning):
+    """Idle-thread spinning is off unless asked for (three sessions and the core's OpenMP kernels share the cores);
+    the setting must be the one ONNX Runtime's session really holds."""
+    s = cpu.create_session(add_spec, **({} if spinning is None else {"allow_spinning": spinning}))
+    held = s._session.get_session_options()
+    want = "1" if spinning else "0"
+    assert s.allow_spinning is bool(spinning)
+    assert held.get_session_config_entry("session.intra_op.allow_spinning") == want
+    assert held.get_session_config_entry("session.inter_op.allow_spinning") == want
     with pytest.raises(ValueError, match="device must be 'cpu' for a CPU backend, got 'cuda:0'"):
         cpu.create_session(add_spec, device="cuda:0")
 
