@@ -580,6 +580,53 @@ def test_truncated_and_corrupt_files(tmp_path, rng, fmt):
         assert img.shape == (64, 64)
 
 
+def _fuzz_seeds() -> dict[str, bytes]:
+    """One small valid file per decoder path: 8/16-bit PNG, zlib/raw 16-bit TIFF, JPEG, BMP, DICOM (MONOCHROME1
+    and 2, RLE)."""
+    rng = np.random.default_rng(7)
+    a8 = rng.integers(0, 256, (40, 48), dtype=np.uint8)
+    a16 = _image12(rng, (40, 48))
+    out = {"png8": _png_bytes(a8), "png16": _png_bytes(a16), "tiff-zlib": _tiff_bytes(a16, compression="zlib"),
+           "tiff-raw": _tiff_bytes(a16)}
+    for fmt in ("JPEG", "BMP"):
+        buf = io.BytesIO()
+        Image.fromarray(a8).save(buf, format=fmt)
+        out[fmt.lower()] = buf.getvalue()
+    if pydicom is not None:
+        out["dicom-m2"] = _write_dicom(_dicom_dataset(a16, bits=12))
+        out["dicom-m1"] = _write_dicom(_dicom_dataset(a16, photometric="MONOCHROME1", bits=12))
+        ds = _dicom_dataset(a16, bits=12)
+        ds.compress(RLELossless)
+        out["dicom-rle"] = _write_dicom(ds)
+    return out
+
+
+_FUZZ_SEEDS = _fuzz_seeds()
+
+
+@pytest.mark.filterwarnings(r"ignore::UserWarning:pydicom\..*")  # pydicom's own notes on the damaged files
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(sorted(_FUZZ_SEEDS)), cut=st.floats(0.0, 1.0),
+       edits=st.lists(st.tuples(st.floats(0.0, 1.0, exclude_max=True), st.integers(0, 255)), max_size=12))
+def test_property_mutated_files_decode_or_raise_image_load_error(kind, cut, edits):
+    """Random byte overwrites and truncations of valid files: the decoder either returns a well-formed image or raises
+    ImageLoadError naming the source, never another exception, whatever the header or pixel data now claims."""
+    data = bytearray(_FUZZ_SEEDS[kind])
+    for where, value in edits:
+        data[int(where * len(data))] = value
+    if cut < 0.5:  # half the examples are truncated too, anywhere from nothing left to all but the last byte
+        data = data[: int(2 * cut * (len(data) - 1))]
+    try:
+        img = load_image(bytes(data))
+    except ImageLoadError as e:
+        assert "<bytes>" in str(e)
+        return
+    assert img.pixels.ndim == 2 and MIN_SIDE <= min(img.pixels.shape)
+    assert img.pixels.dtype in (np.uint8, np.uint16, np.float32)
+    if img.pixels.dtype == np.float32:
+        assert np.isfinite(img.pixels).all()
+
+
 def test_the_file_is_never_modified(tmp_path, rng):
     paths = []
     a = _image12(rng)
