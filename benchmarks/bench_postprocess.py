@@ -149,12 +149,8 @@ def run(device: str = "cpu") -> list[dict]:
         alts = [("opencv", "cpu", harness.measure("opencv", lambda: alt_opencv(logits, keep, fill), warmup=1, runs=5)),
                 ("scipy+skimage", "cpu", harness.measure("scipy+skimage", lambda: alt_skimage(logits, keep, fill),
                                                          warmup=1, runs=3))]
-        best_alt = min(t.median_ms for _, _, t in alts)
-        for impl, dev_name, t in timings + alts:
-            records.append({"op": op, "impl": impl, "device": dev_name, "shape": shape,
-                            "median_ms": round(t.median_ms, 3), "min_ms": round(t.min_ms, 3),
-                            "max_ms": round(t.max_ms, 3), "ratio_vs_best_alternative": round(t.median_ms / best_alt, 4)})
-    return records
+        records += [harness.record(op, impl, dev_name, shape, t) for impl, dev_name, t in timings + alts]
+    return harness.with_ratios(records)
 
 
 def _has_cupy() -> bool:
@@ -170,12 +166,5 @@ def _sync_measure(name, fn, warmup=5, runs=50):
     return harness.measure(name, fn, warmup=warmup, runs=runs)
 
 
-def print_table(records: list[dict]) -> None:
-    print(f"{'op':<58} {'impl':<16} {'device':<6} {'median ms':>10} {'min ms':>8} {'ratio':>7}")
-    for r in records:
-        print(f"{r['op']:<58} {r['impl']:<16} {r['device']:<6} {r['median_ms']:>10.3f} {r['min_ms']:>8.3f} "
-              f"{r['ratio_vs_best_alternative']:>7.3f}")
-
-
 if __name__ == "__main__":
-    print_table(run(sys.argv[1] if len(sys.argv) > 1 else "cpu"))
+    harness.script_main(run)

@@ -20,15 +20,13 @@ OMP_NUM_THREADS set, OpenCV is given the same thread count (ramh_rt and torch fo
 from __future__ import annotations
 
 import math
-import os
-import sys
 
 import numpy as np
 
 try:
-    from .harness import measure
+    from .harness import measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import measure
+    from harness import measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import preprocess
@@ -126,22 +124,6 @@ def cpu_alternatives(img: np.ndarray, out_hw) -> dict:
     return alts
 
 
-def _record(op, impl, device, shape, t, note=""):
-    return {"op": op, "impl": impl, "device": device, "shape": shape, "median_ms": t.median_ms, "min_ms": t.min_ms,
-            "max_ms": t.max_ms, "runs": t.runs, "note": note}
-
-
-def _finish(records: list[dict]) -> list[dict]:
-    """Fill ratio_vs_best_alternative per shape from the alternatives measured in the same run."""
-    for shape in {r["shape"] for r in records}:
-        group = [r for r in records if r["shape"] == shape]
-        alts = [r["median_ms"] for r in group if not r["impl"].startswith("ramh_rt")]
-        best = min(alts) if alts else None
-        for r in group:
-            r["ratio_vs_best_alternative"] = (r["median_ms"] / best) if best else None
-    return records
-
-
 def run(device: str) -> list[dict]:
     """Time preprocess on `device` ("cpu" or "cuda") and its alternatives; see the module docstring."""
     img = synthetic_radiograph()
@@ -156,7 +138,7 @@ def run(device: str) -> list[dict]:
             }
             for name, (fn, note) in {**ours, **cpu_alternatives(img, out_hw)}.items():
                 runs = 3 if name == "skimage" else 15
-                records.append(_record("preprocess", name, "cpu", shape, measure(name, fn, runs=runs), note))
+                records.append(record("preprocess", name, "cpu", shape, measure(name, fn, runs=runs), note))
     elif device == "cuda":
         if not ramh_rt.cuda_available():
             raise RuntimeError("no CUDA device: run the cpu benchmark")
@@ -167,8 +149,8 @@ def run(device: str) -> list[dict]:
             for name, fn in {"ramh_rt": lambda o=out_hw: preprocess(dimg, o),
                              "ramh_rt float16": lambda o=out_hw: preprocess(dimg, o, dtype="float16"),
                              "ramh_rt fixed window": lambda o=out_hw: preprocess(dimg, o, window=(80, 2100))}.items():
-                records.append(_record("preprocess", name, "cuda", shape,
-                                       measure(name, fn, warmup=5, runs=50, sync=sync), "wall time per call"))
+                records.append(record("preprocess", name, "cuda", shape,
+                                      measure(name, fn, warmup=5, runs=50, sync=sync), "wall time per call"))
             try:
                 import torch
 
@@ -187,28 +169,15 @@ def run(device: str) -> list[dict]:
                         y0, x0 = (o[0] - nh) // 2, (o[1] - nw) // 2
                         return torch.nn.functional.pad(small, (x0, o[1] - nw - x0, y0, o[0] - nh - y0))
 
-                    records.append(_record("preprocess", "torch cuda (antialias)", "cuda", shape,
-                                           measure("torch", torch_cuda, warmup=5, runs=50,
-                                                   sync=torch.cuda.synchronize), "wall time per call"))
+                    records.append(record("preprocess", "torch cuda (antialias)", "cuda", shape,
+                                          measure("torch", torch_cuda, warmup=5, runs=50,
+                                                  sync=torch.cuda.synchronize), "wall time per call"))
             except ImportError:
                 pass
     else:
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    return _finish(records)
-
-
-def print_table(records: list[dict]) -> None:
-    print(f"{'op':<11} {'impl':<40} {'dev':<5} {'shape':<28} {'median':>9} {'min':>9} {'max':>9} {'ratio':>7}")
-    for r in records:
-        ratio = "" if r["ratio_vs_best_alternative"] is None else f"{r['ratio_vs_best_alternative']:.2f}"
-        print(f"{r['op']:<11} {r['impl']:<40} {r['device']:<5} {r['shape']:<28} {r['median_ms']:>8.2f}m "
-              f"{r['min_ms']:>8.2f}m {r['max_ms']:>8.2f}m {ratio:>7}")
+    return with_ratios(records)
 
 
 if __name__ == "__main__":
-    if os.environ.get("OMP_NUM_THREADS"):
-        # like-for-like thread counts: ramh_rt and torch follow OMP_NUM_THREADS, OpenCV is told explicitly
-        import cv2
-
-        cv2.setNumThreads(int(os.environ["OMP_NUM_THREADS"]))
-    print_table(run(sys.argv[1] if len(sys.argv) > 1 else "cpu"))
+    script_main(run)

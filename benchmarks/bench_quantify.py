@@ -95,18 +95,8 @@ def run(device: str = "cpu") -> list[dict]:
             warmup=5, runs=50)))
     alts = [("numpy+scipy", "cpu", harness.measure("numpy+scipy", lambda: alt_scipy(ero, bone, boxes, spacing))),
             ("opencv", "cpu", harness.measure("opencv", lambda: alt_opencv(ero, bone, boxes, spacing)))]
-    best_alt = min(t.median_ms for _, _, t in alts)
-    return [{"op": op, "impl": impl, "device": dev, "shape": [N, S, S], "median_ms": round(t.median_ms, 3),
-             "min_ms": round(t.min_ms, 3), "max_ms": round(t.max_ms, 3),
-             "ratio_vs_best_alternative": round(t.median_ms / best_alt, 4)} for impl, dev, t in timings + alts]
-
-
-def print_table(records: list[dict]) -> None:
-    print(f"{'op':<52} {'impl':<12} {'device':<6} {'median ms':>10} {'min ms':>8} {'ratio':>7}")
-    for r in records:
-        print(f"{r['op']:<52} {r['impl']:<12} {r['device']:<6} {r['median_ms']:>10.3f} {r['min_ms']:>8.3f} "
-              f"{r['ratio_vs_best_alternative']:>7.3f}")
+    return harness.with_ratios([harness.record(op, impl, dev, [N, S, S], t) for impl, dev, t in timings + alts])
 
 
 if __name__ == "__main__":
-    print_table(run(sys.argv[1] if len(sys.argv) > 1 else "cpu"))
+    harness.script_main(run)

@@ -21,15 +21,13 @@ OMP_NUM_THREADS set, OpenCV is given the same thread count (ramh_rt and torch fo
 """
 from __future__ import annotations
 
-import os
-import sys
 
 import numpy as np
 
 try:
-    from .harness import measure
+    from .harness import measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import measure
+    from harness import measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import crop_rois, paste_rois
@@ -145,21 +143,6 @@ def cpu_paste_alternatives(rois, boxes, reduce):
     return {"cv2.warpAffine per ROI + numpy": (cv_loop, "bounding-box windows, coverage by a warped mask")}
 
 
-def _record(op, impl, device, shape, t, note=""):
-    return {"op": op, "impl": impl, "device": device, "shape": shape, "median_ms": t.median_ms, "min_ms": t.min_ms,
-            "max_ms": t.max_ms, "runs": t.runs, "note": note}
-
-
-def _finish(records):
-    for key in {(r["op"], r["shape"]) for r in records}:
-        group = [r for r in records if (r["op"], r["shape"]) == key]
-        alts = [r["median_ms"] for r in group if not r["impl"].startswith("ramh_rt")]
-        best = min(alts) if alts else None
-        for r in group:
-            r["ratio_vs_best_alternative"] = (r["median_ms"] / best) if best else None
-    return records
-
-
 def run(device: str) -> list[dict]:
     """Time crop/paste on `device` ("cpu" or "cuda") and the alternatives; see the module docstring."""
     img, labels = images()
@@ -181,10 +164,10 @@ def run(device: str) -> list[dict]:
             else:
                 ours = lambda d=data, m=mode: paste_rois(d, boxes, IN_HW, m)  # noqa: E731
                 alts = cpu_paste_alternatives(data, boxes, mode)
-            records.append(_record(op, "ramh_rt", "cpu", shape, measure("ramh_rt", ours, runs=15)))
+            records.append(record(op, "ramh_rt", "cpu", shape, measure("ramh_rt", ours, runs=15)))
             for name, (fn, note) in alts.items():
                 runs = 3 if name.startswith("skimage") else 15
-                records.append(_record(op, name, "cpu", shape, measure(name, fn, runs=runs), note))
+                records.append(record(op, name, "cpu", shape, measure(name, fn, runs=runs), note))
     elif device == "cuda":
         if not ramh_rt.cuda_available():
             raise RuntimeError("no CUDA device: run the cpu benchmark")
@@ -195,8 +178,8 @@ def run(device: str) -> list[dict]:
                 fn = lambda d=d, m=mode: crop_rois(d, boxes, (ROI, ROI), m)  # noqa: E731
             else:
                 fn = lambda d=d, m=mode: paste_rois(d, boxes, IN_HW, m)  # noqa: E731
-            records.append(_record(op, "ramh_rt", "cuda", shape, measure("ramh_rt", fn, warmup=5, runs=100,
-                                                                             sync=sync), "wall time per call"))
+            records.append(record(op, "ramh_rt", "cuda", shape, measure("ramh_rt", fn, warmup=5, runs=100,
+                                                                            sync=sync), "wall time per call"))
             if op == "crop_rois" and mode == "bilinear":
                 try:
                     import torch
@@ -218,28 +201,15 @@ def run(device: str) -> list[dict]:
                             return torch.nn.functional.grid_sample(timg, grid.reshape(1, N_ROIS * ROI, ROI, 2),
                                                                    align_corners=False)
 
-                        records.append(_record(op, "torch grid_sample cuda", "cuda", shape,
-                                               measure("torch", torch_cuda, warmup=5, runs=100,
-                                                       sync=torch.cuda.synchronize), "wall time per call"))
+                        records.append(record(op, "torch grid_sample cuda", "cuda", shape,
+                                              measure("torch", torch_cuda, warmup=5, runs=100,
+                                                      sync=torch.cuda.synchronize), "wall time per call"))
                 except ImportError:
                     pass
     else:
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    return _finish(records)
-
-
-def print_table(records: list[dict]) -> None:
-    print(f"{'op':<11} {'impl':<32} {'dev':<5} {'shape':<40} {'median':>9} {'min':>9} {'max':>9} {'ratio':>7}")
-    for r in records:
-        ratio = "" if r["ratio_vs_best_alternative"] is None else f"{r['ratio_vs_best_alternative']:.2f}"
-        print(f"{r['op']:<11} {r['impl']:<32} {r['device']:<5} {r['shape']:<40} {r['median_ms']:>8.2f}m "
-              f"{r['min_ms']:>8.2f}m {r['max_ms']:>8.2f}m {ratio:>7}")
+    return with_ratios(records)
 
 
 if __name__ == "__main__":
-    if os.environ.get("OMP_NUM_THREADS"):
-        # like-for-like thread counts: ramh_rt and torch follow OMP_NUM_THREADS, OpenCV is told explicitly
-        import cv2
-
-        cv2.setNumThreads(int(os.environ["OMP_NUM_THREADS"]))
-    print_table(run(sys.argv[1] if len(sys.argv) > 1 else "cpu"))
+    script_main(run)

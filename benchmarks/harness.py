@@ -101,6 +101,49 @@ def git_revision() -> str:
         return "unknown"
 
 
+def record(op: str, impl: str, device: str, shape, t: Timing, note: str = "") -> dict:
+    """One result row: what was timed (op, impl, device, input shape) and its timing."""
+    return {"op": op, "impl": impl, "device": device, "shape": shape, "median_ms": t.median_ms, "min_ms": t.min_ms,
+            "max_ms": t.max_ms, "runs": t.runs, "note": note}
+
+
+def with_ratios(records: list[dict]) -> list[dict]:
+    """Set each row's ``ratio_vs_best_alternative``: its median over the fastest non-ramh_rt row's median for the same
+    op and shape, measured in the same run (< 1: ramh_rt is faster); None where nothing else was timed."""
+    for key in {(r["op"], str(r["shape"])) for r in records}:
+        group = [r for r in records if (r["op"], str(r["shape"])) == key]
+        alts = [r["median_ms"] for r in group if not r["impl"].startswith("ramh_rt")]
+        best = min(alts) if alts else None
+        for r in group:
+            r["ratio_vs_best_alternative"] = (r["median_ms"] / best) if best else None
+    return records
+
+
+def print_table(records: list[dict]) -> None:
+    """The rows as an aligned text table."""
+    cols = ("op", "impl", "device", "shape", "median_ms", "min_ms", "max_ms", "ratio_vs_best_alternative")
+    rows = [[f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols] for r in records]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def script_main(run: Callable[[str], list[dict]]) -> None:
+    """``python benchmarks/bench_X.py [cpu|cuda]``: run one family and print its table.
+
+    With OMP_NUM_THREADS set, OpenCV is given the same thread count (ramh_rt and torch follow it anyway), so that
+    the comparison is like for like.
+    """
+    import sys
+
+    if os.environ.get("OMP_NUM_THREADS"):
+        import cv2
+
+        cv2.setNumThreads(int(os.environ["OMP_NUM_THREADS"]))
+    print_table(run(sys.argv[1] if len(sys.argv) > 1 else "cpu"))
+
+
 def write_results(name: str, records: list[dict], out_dir: Path | None = None) -> Path:
     """Write ``records`` with the machine description to ``results/<name>.json`` (atomically) and return the path."""
     out_dir = Path(out_dir or RESULTS_DIR)

@@ -14,18 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import RESULTS_DIR, machine, write_results  # noqa: E402
+from harness import RESULTS_DIR, machine, print_table, write_results  # noqa: E402
 
 FAMILIES = ("preprocess", "postprocess", "roi", "quantify")
 
-
-def print_table(records: list[dict]) -> None:
-    cols = ("op", "impl", "device", "shape", "median_ms", "min_ms", "max_ms", "ratio_vs_best_alternative")
-    rows = [[str(r.get(c, "")) if not isinstance(r.get(c), float) else f"{r[c]:.3f}" for c in cols] for r in records]
-    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
-    for row in rows:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
 def main(argv=None) -> int:

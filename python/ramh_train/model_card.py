@@ -61,7 +61,7 @@ def render(manifest: dict, sizes: dict[str, int]) -> str:
                      if isinstance(params, int) else
                      f"| {role} | {entry.get('task', '')} | `{entry.get('file')}` | ? | {size / 1e6:.2f} MB | "
                      f"{entry.get('precision', 'fp32')} | {ins} -> {outs} |")
-    lines += [f"", f"Total size of the bundle: {sum(sizes.values()) / 1e6:.1f} MB. Anatomy version "
+    lines += ["", f"Total size of the bundle: {sum(sizes.values()) / 1e6:.1f} MB. Anatomy version "
               f"{manifest.get('anatomy_version')}; created {manifest.get('created')}.", ""]
     lines += ["## Training data", "", f"Kind: **{td.get('kind', 'unknown')}** — {td.get('description', '')}", ""]
     if td.get("commands"):

@@ -420,7 +420,6 @@ def choose_erosion_threshold(model: JointNet, cache: Cache, thresholds=EROSION_T
     the shipped 2000-step model's best is 0.6). The threshold is chosen on validation crops, never on the test set.
     Returns ``{"threshold", "dsc", "table": {threshold: {"dsc", "precision", "recall"}}}``.
     """
-    from tqdm import tqdm
 
     if not thresholds:
         raise ValueError("thresholds must not be empty")
