@@ -1,0 +1,31 @@
+"""benchmarks/harness.py: the ratio every benchmark row reports is computed against the right group."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import harness  # noqa: E402
+
+
+def _t(ms: float) -> harness.Timing:
+    return harness.Timing(name="x", median_ms=ms, min_ms=ms, max_ms=ms, runs=1)
+
+
+def test_ratio_is_against_the_fastest_alternative_of_the_same_op_and_shape():
+    rows = [harness.record("crop", "ramh_rt", "cpu", [32, 224, 224], _t(2.0)),
+            harness.record("crop", "opencv", "cpu", [32, 224, 224], _t(5.0)),
+            harness.record("crop", "skimage", "cpu", [32, 224, 224], _t(4.0)),
+            harness.record("crop", "ramh_rt", "cpu", [8, 224, 224], _t(1.0)),  # other shape: no alternative timed
+            harness.record("paste", "ramh_rt float16", "cpu", [32, 224, 224], _t(3.0)),
+            harness.record("paste", "opencv", "cpu", [32, 224, 224], _t(6.0))]
+    out = harness.with_ratios(rows)
+    assert [r["ratio_vs_best_alternative"] for r in out] == [0.5, 1.25, 1.0, None, 0.5, 1.0]
+    assert out[0]["median_ms"] == 2.0 and out[0]["runs"] == 1 and out[0]["note"] == ""
+
+
+def test_table_prints_every_row(capsys):
+    harness.print_table(harness.with_ratios([harness.record("op", "ramh_rt", "cpu", "4x4", _t(1.5)),
+                                             harness.record("op", "numpy", "cpu", "4x4", _t(3.0))]))
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0].split()[0] == "op" and "0.500" in lines[1] and "1.500" in lines[1]
