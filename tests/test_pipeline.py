@@ -256,6 +256,61 @@ def test_batch_keeps_order_and_isolates_failures(analyzer, cases, tmp_path):
     assert out[0].scores == cases[0][1].scores and out[2].scores == cases[1][1].scores
 
 
+def _bad_images(log: list, n: int, fail_after: int | None = None):
+    """A generator of ``n`` NaN images (each fails fast, in decoding) that logs how many were taken."""
+    for i in range(n):
+        if fail_after is not None and i == fail_after:
+            raise RuntimeError("the caller's source broke")
+        log.append(i)
+        yield np.full((64, 64), np.nan, np.float32)
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_iter_batch_streams_a_generator_in_bounded_memory(analyzer, prefetch):
+    taken: list[int] = []
+    seen = 0
+    for r in analyzer.iter_batch(_bad_images(taken, 8), prefetch=prefetch):
+        seen += 1
+        assert isinstance(r, AnalysisError) and "NaN" in r.error
+        # the image being analysed, plus up to prefetch + 1 queued behind it (decoding while it is analysed)
+        assert len(taken) <= seen + prefetch + 1, "the generator was read further ahead than prefetch allows"
+    assert seen == 8 and len(taken) == 8
+
+
+def test_iter_batch_unsized_input_with_per_image_values_of_another_length(analyzer):
+    """The images that had their values keep their results; the mismatch is raised after them."""
+    got = []
+    with pytest.raises(ValueError, match="spacing_mm has 2 values but there are more images"):
+        for r in analyzer.iter_batch(_bad_images([], 3), spacing_mm=[0.1, 0.1]):
+            got.append(r)
+    assert len(got) == 2
+    got = []
+    with pytest.raises(ValueError, match=r"side has more values than there are images \(3\)"):
+        for r in analyzer.iter_batch(_bad_images([], 3), side=["L", "R", "L", "R"]):
+            got.append(r)
+    assert len(got) == 3
+    with pytest.raises(ValueError, match=r"spacing_mm must be one value or one per image \(3\), got 2"):
+        analyzer.analyze_batch([np.zeros((64, 64))] * 3, spacing_mm=[0.1, 0.1])
+
+
+def test_iter_batch_finishes_what_it_took_before_the_source_failed(analyzer):
+    got = []
+    with pytest.raises(RuntimeError, match="the caller's source broke"):
+        for r in analyzer.iter_batch(_bad_images([], 5, fail_after=3)):
+            got.append(r)
+    assert len(got) == 3 and all(isinstance(r, AnalysisError) for r in got)
+
+
+def test_batch_arguments_are_checked(analyzer, tmp_path):
+    with pytest.raises(ValueError, match="prefetch must be an integer >= 0, got -1"):
+        analyzer.analyze_batch([], prefetch=-1)
+    with pytest.raises(TypeError, match="one image: use analyze"):
+        analyzer.analyze_batch(str(tmp_path / "hand.png"))
+    with pytest.raises(TypeError, match="one image: use analyze"):
+        analyzer.analyze_batch(np.zeros((64, 64)))
+    assert analyzer.analyze_batch([]) == []
+
+
 def test_analyzer_is_thread_safe(analyzer, cases):
     s, ref = cases[2]
     results = [None] * 3

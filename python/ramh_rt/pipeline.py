@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -365,24 +366,41 @@ class Analyzer:
 
         Decoding runs on a background thread ``prefetch`` images ahead of the inference, so file reading and
         decompression overlap with the models. ``spacing_mm`` / ``side`` may be one value for all or one per image.
+
+        Raises:
+            ValueError: ``prefetch`` < 0, or a per-image ``spacing_mm`` / ``side`` whose length is not the number of
+                images (checked before any image is analysed when ``images`` has a length).
+            TypeError: ``images`` is one image (a path, bytes, a 2-D array) instead of an iterable of them.
         """
         return list(self.iter_batch(images, spacing_mm=spacing_mm, side=side, prefetch=prefetch, progress=progress))
 
     def iter_batch(self, images: Iterable[ImageLike], *, spacing_mm=None, side=None, prefetch: int = 2,
                    progress: bool = False) -> Iterator[Analysis | AnalysisError]:
-        """Generator form of :meth:`analyze_batch` (results as they are ready, in input order)."""
-        items = list(images)
-        n = len(items)
-        sp = _per_image(spacing_mm, n, "spacing_mm")
-        sd = _per_image(side, n, "side")
+        """Generator form of :meth:`analyze_batch`: results as they are ready, in input order.
 
-        def decode(i):
+        ``images`` is consumed lazily, at most ``prefetch + 1`` items ahead of the result being produced, so a
+        generator of large arrays streams through in bounded memory. With an unsized ``images`` and per-image
+        ``spacing_mm`` / ``side`` sequences, a length mismatch is found when one of them runs out: ValueError then,
+        after the results of the images that had both. An exception from ``images`` itself is likewise raised once
+        the images taken before it have their results.
+        """
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+        if isinstance(images, (str, bytes, os.PathLike, io.LoadedImage)) or (
+                isinstance(images, np.ndarray) and images.ndim < 3):
+            raise TypeError(f"images must be an iterable of images (one image: use analyze()), got "
+                            f"{type(images).__name__}")
+        n = len(images) if hasattr(images, "__len__") else None
+        sp = _PerImage(spacing_mm, n, "spacing_mm")
+        sd = _PerImage(side, n, "side")
+        source = iter(images)
+
+        def decode(item, spacing, side_):
             t = _Timer()
             try:
-                item = items[i]
                 if isinstance(item, io.LoadedImage):
                     return item, t
-                return io.load_image(item, spacing_mm=sp[i], side=sd[i]), t
+                return io.load_image(item, spacing_mm=spacing, side=side_), t
             except BaseException as e:  # noqa: BLE001 - reported per image
                 return e, t
 
@@ -391,26 +409,58 @@ class Analyzer:
             from tqdm import tqdm
 
             bar = tqdm(total=n, desc="analyze", unit="image", dynamic_ncols=True)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ramh-decode") as pool:
-            futures = [pool.submit(decode, i) for i in range(min(n, prefetch + 1))]
-            for i in range(n):
-                loaded, timer = futures[i].result()
-                if i + prefetch + 1 < n:
-                    futures.append(pool.submit(decode, i + prefetch + 1))
-                futures[i] = None  # release the decoded image once consumed
-                src = _source_name(items[i])
-                if isinstance(loaded, BaseException):
-                    yield AnalysisError(src, f"{type(loaded).__name__}: {loaded}", loaded)
-                else:
-                    try:
-                        timer.lap("decode")
-                        yield self._analyze_loaded(loaded, timer)
-                    except Exception as e:  # noqa: BLE001 - reported per image, the batch goes on
-                        yield AnalysisError(src, f"{type(e).__name__}: {e}", e)
-                if bar:
-                    bar.update(1)
-        if bar:
-            bar.close()
+        pending: deque = deque()  # (source name, decode future), oldest first
+        taken = 0  # images taken from `images`
+        # Raised once the images taken so far have their results: a per-image argument that does not match the
+        # images (ValueError), or the exception of the caller's own iterator.
+        deferred: BaseException | None = None
+        exhausted = False
+
+        def refill(pool) -> None:
+            nonlocal taken, deferred, exhausted
+            while not exhausted and len(pending) <= prefetch:
+                try:
+                    item = next(source)
+                except StopIteration:
+                    exhausted = True
+                    extra = [name for name, per in (("spacing_mm", sp), ("side", sd)) if per.left_over(taken)]
+                    if extra:
+                        deferred = ValueError(f"{extra[0]} has more values than there are images ({taken})")
+                    return
+                except Exception as e:  # noqa: BLE001 - the caller's iterator failed: finish what was taken
+                    exhausted, deferred = True, e
+                    return
+                missing = [name for name, per in (("spacing_mm", sp), ("side", sd)) if not per.has_value(taken)]
+                if missing:
+                    exhausted = True
+                    deferred = ValueError(f"{missing[0]} has {taken} values but there are more images")
+                    return
+                pending.append((_source_name(item), pool.submit(decode, item, sp[taken], sd[taken])))
+                taken += 1
+
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ramh-decode") as pool:
+                refill(pool)
+                while pending:
+                    src, future = pending.popleft()
+                    loaded, timer = future.result()
+                    refill(pool)  # keep the decoder busy while this image is analysed
+                    if isinstance(loaded, BaseException):
+                        yield AnalysisError(src, f"{type(loaded).__name__}: {loaded}", loaded)
+                    else:
+                        try:
+                            timer.lap("decode")
+                            yield self._analyze_loaded(loaded, timer)
+                        except Exception as e:  # noqa: BLE001 - reported per image, the batch goes on
+                            yield AnalysisError(src, f"{type(e).__name__}: {e}", e)
+                    del loaded  # release the decoded image once analysed
+                    if bar:
+                        bar.update(1)
+        finally:
+            if bar:
+                bar.close()
+        if deferred is not None:
+            raise deferred
 
     def describe(self) -> dict:
         """Bundle, backend, device and session details (for ``ramh info``)."""
@@ -509,13 +559,24 @@ def _detect_side(bones: list[BoneRecord]) -> str | None:
     return None
 
 
-def _per_image(value, n: int, name: str) -> list:
-    if value is None or isinstance(value, (str, int, float)):
-        return [value] * n
-    value = list(value)
-    if len(value) != n:
-        raise ValueError(f"{name} must be one value or one per image ({n}), got {len(value)}")
-    return value
+class _PerImage:
+    """A batch argument given once for all images or once per image: ``per[i]`` is image i's value."""
+
+    def __init__(self, value, n: int | None, name: str) -> None:
+        self.shared = value is None or isinstance(value, (str, int, float))
+        self.value = value if self.shared else list(value)
+        if not self.shared and n is not None and len(self.value) != n:
+            raise ValueError(f"{name} must be one value or one per image ({n}), got {len(self.value)}")
+
+    def has_value(self, i: int) -> bool:
+        return self.shared or i < len(self.value)
+
+    def left_over(self, count: int) -> bool:
+        """Whether per-image values remain once ``count`` images were taken."""
+        return not self.shared and count < len(self.value)
+
+    def __getitem__(self, i: int):
+        return self.value if self.shared else self.value[i]
 
 
 def _source_name(item) -> str:
