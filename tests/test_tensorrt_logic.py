@@ -66,7 +66,7 @@ def test_plan_build_matrix(requested, model, version, cc, calib, expected):
 @pytest.mark.parametrize("requested,model,version,calib,message", [
     ("fp16", "fp32", "11.0.0", False, "TensorRT 11.0.0 builds strongly typed networks only.*export the model as an "
                                       "FP16 ONNX"),
-    ("int8", "fp32", "11.0.0", True, "strongly typed networks only.*INT8 Q/DQ"),
+    ("int8", "fp32", "11.0.0", True, r"strongly typed networks only.*INT8 Q/DQ ONNX \(ramh-train quantize\)"),
     ("fp32", "fp16", "10.3.0", False, "the ONNX file is fp16"),
     ("int8", "fp16", "10.3.0", True, "the ONNX file is fp16.*INT8 Q/DQ"),
     ("int8", "fp32", "10.3.0", False, "INT8 from an FP32 ONNX needs calibration data"),

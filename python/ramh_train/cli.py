@@ -7,6 +7,7 @@
     ramh-train global   --cache CACHE [--val CACHE] --run RUN ...
     ramh-train export   --bones RUN --joints RUN [--global RUN] --cache CACHE --bundle OUT [--fp16]
     ramh-train evaluate --bundle OUT --data DIR [--split test] [--out FILE]
+    ramh-train quantize --bundle OUT --images PATH... --out OUT_INT8   (INT8 Q/DQ copy for TensorRT's INT8 path)
     ramh-train card     --bundle OUT   (MODEL_CARD.md from the manifest; export writes it too)
 
 Training resumes from RUN/last.pt when it exists; ``torchrun --nproc_per_node=K -m ramh_train.cli bones ...`` trains
@@ -189,6 +190,28 @@ def cmd_card(args) -> int:
     return 0
 
 
+def cmd_quantize(args) -> int:
+    from .quantize import image_paths, quantize_bundle
+
+    paths = image_paths(args.images)
+    if args.limit:
+        paths = paths[: args.limit]
+    if not paths:
+        raise ValueError(f"no radiographs found in {', '.join(args.images)}")
+    report = quantize_bundle(args.bundle, paths, args.out, roles=args.models.split(","), method=args.method,
+                             op_types=args.op_types.split(","), bundle_id=args.bundle_id, overwrite=args.overwrite)
+    if args.report:
+        from ramh_rt.io import write_atomic
+
+        write_atomic(Path(args.report), json.dumps(report, indent=2, default=str))
+    from .model_card import write_model_card
+
+    card = write_model_card(report["bundle"])
+    print(f"INT8 bundle written to {report['bundle']} (model card {card.name}); evaluate it with "
+          f"ramh-train evaluate --bundle {args.out}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_bundle
 
@@ -296,6 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="onnxruntime-cpu")
     p.add_argument("--out", help="write the full report as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("quantize", help="write an INT8 Q/DQ copy of a bundle (TensorRT's strongly typed INT8 path), "
+                                        "calibrated on radiographs")
+    p.add_argument("--bundle", required=True, help="the fp32 bundle")
+    p.add_argument("--images", required=True, nargs="+", help="calibration radiographs: files and/or directories")
+    p.add_argument("--out", required=True, help="the INT8 bundle directory to write")
+    p.add_argument("--limit", type=int, help="use at most this many calibration images")
+    p.add_argument("--models", default="bones,joints,global", help="comma-separated roles to quantize")
+    p.add_argument("--method", default="percentile", choices=["percentile", "minmax", "entropy"])
+    p.add_argument("--op-types", default="Conv", help="comma-separated ONNX op types to quantize (default Conv)")
+    p.add_argument("--bundle-id", help="the new bundle's id (default <id>-int8)")
+    p.add_argument("--report", help="write the quantization report (agreement with fp32) as JSON")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_quantize)
     return ap
 
 

@@ -143,7 +143,8 @@ def plan_build(requested: str, model_precision: str, trt_version: str, compute_c
                    f"the ONNX file is {model_precision}")
             raise ValueError(f"cannot build {requested} from this model: {why}, so the precision comes from the ONNX "
                              f"file ({model_precision}); export the model as "
-                             f"{'an INT8 Q/DQ' if requested == 'int8' else 'an ' + requested.upper()} ONNX instead")
+                             f"{'an INT8 Q/DQ ONNX (ramh-train quantize)' if requested == 'int8' else 'an ' + requested.upper() + ' ONNX (ramh-train export --fp16)'} "
+                             "instead")
         if has_calibration:
             notes.append("calibration data ignored: the precision comes from the ONNX file"
                          + (" (TensorRT >= 11 has no calibrators)" if major >= 11 else ""))
@@ -160,7 +161,7 @@ def plan_build(requested: str, model_precision: str, trt_version: str, compute_c
         return BuildPlan("fp16", strongly_typed=False, builder_flags=("FP16",), notes=tuple(notes))
     if not has_calibration:
         raise ValueError("INT8 from an FP32 ONNX needs calibration data (calibration=...: representative inputs) with "
-                         "TensorRT 10, or export an INT8 Q/DQ ONNX")
+                         "TensorRT 10, or use an INT8 Q/DQ bundle (ramh-train quantize)")
     if not gpu_has_fast_int8(compute_capability):
         notes.append(f"GPU sm_{compute_capability[0]}{compute_capability[1]} has no fast INT8")
     return BuildPlan("int8", strongly_typed=False, builder_flags=("INT8", "FP16"), needs_calibrator=True,
