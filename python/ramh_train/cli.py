@@ -199,7 +199,8 @@ def cmd_quantize(args) -> int:
     if not paths:
         raise ValueError(f"no radiographs found in {', '.join(args.images)}")
     report = quantize_bundle(args.bundle, paths, args.out, roles=args.models.split(","), method=args.method,
-                             op_types=args.op_types.split(","), bundle_id=args.bundle_id, overwrite=args.overwrite)
+                             op_types=args.op_types.split(","), bundle_id=args.bundle_id, overwrite=args.overwrite,
+                             progress=True)
     if args.report:
         from ramh_rt.io import write_atomic
 

@@ -56,11 +56,13 @@ def image_paths(sources: Iterable[str | os.PathLike]) -> list[Path]:
     return out
 
 
-def collect_feeds(bundle: Bundle | str | os.PathLike, images: Sequence[Any], *,
-                  progress: Callable[[int, int], None] | None = None) -> dict[str, list[dict[str, np.ndarray]]]:
+def collect_feeds(bundle: Bundle | str | os.PathLike, images: Sequence[Any], *, progress: bool = False
+                  ) -> tuple[dict[str, list[dict[str, np.ndarray]]], list[str]]:
     """Run the fp32 bundle on ``images`` (paths or arrays) and record every model's input feeds, per role.
 
-    Images that fail to load or analyse are skipped (their feeds up to the failure are kept: they are valid inputs).
+    Returns:
+        (role -> recorded feeds, one message per image that failed). A failing image is skipped, not fatal; the
+        feeds it produced before failing are kept (they are valid model inputs).
     """
     analyzer = Analyzer(bundle, backend="onnxruntime-cpu")
     feeds: dict[str, list[dict[str, np.ndarray]]] = {role: [] for role in analyzer.sessions}
@@ -72,20 +74,30 @@ def collect_feeds(bundle: Bundle | str | os.PathLike, images: Sequence[Any], *,
             return _run(inputs, **kw)
 
         session.run = recording_run
-    for i, image in enumerate(images):
+    failed: list[str] = []
+    items = images
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(images, desc="calibration images", unit="image", dynamic_ncols=True)
+    for image in items:
         try:
             analyzer.analyze(image)
-        except Exception:  # noqa: BLE001 - a bad calibration image is skipped, not fatal
-            pass
-        if progress:
-            progress(i + 1, len(images))
-    return feeds
+        except Exception as e:  # noqa: BLE001 - a bad calibration image is skipped, not fatal
+            failed.append(f"{image if isinstance(image, (str, os.PathLike)) else '<array>'}: {e}")
+    return feeds, failed
 
 
 def quantize_model(src: str | os.PathLike, dst: str | os.PathLike, calibration: Sequence[Mapping[str, np.ndarray]],
                    *, method: str = "percentile", op_types: Sequence[str] = ("Conv",),
                    exclude_nodes: Sequence[str] = ()) -> None:
-    """Write the Q/DQ INT8 version of the ONNX model ``src`` to ``dst``, calibrated on ``calibration`` feeds."""
+    """Write the Q/DQ INT8 version of the ONNX model ``src`` to ``dst``, calibrated on ``calibration`` feeds.
+
+    Args:
+        calibration: input feeds (name -> array), e.g. from :func:`collect_feeds`.
+        method: ``"percentile"``, ``"minmax"`` or ``"entropy"`` activation range calibration.
+        op_types: the ONNX op types to quantize; ``exclude_nodes``: node names to keep in float.
+    """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, \
         quantize_static
 
@@ -168,7 +180,7 @@ def _agreement(role: str, ref: list[np.ndarray], out: list[np.ndarray], names: l
 def quantize_bundle(bundle: str | os.PathLike, images: Sequence[Any], out: str | os.PathLike, *,
                     roles: Sequence[str] = ("bones", "joints", "global"), method: str = "percentile",
                     op_types: Sequence[str] = ("Conv",), holdout: float = 0.25, bundle_id: str | None = None,
-                    overwrite: bool = False, log: Callable[[str], None] = print) -> dict:
+                    overwrite: bool = False, progress: bool = False, log: Callable[[str], None] = print) -> dict:
     """Write an INT8 Q/DQ copy of ``bundle`` to ``out``, calibrated on ``images``.
 
     Args:
@@ -181,6 +193,8 @@ def quantize_bundle(bundle: str | os.PathLike, images: Sequence[Any], out: str |
         op_types: ONNX op types to quantize (default convolutions only; see the module docstring).
         holdout: share of the recorded inputs kept out of calibration to measure the agreement with fp32.
         bundle_id: the new bundle's id (default ``<id>-int8``).
+        overwrite: replace an existing ``out``; progress: a progress bar over the calibration images; log: where
+            the steps are reported.
 
     Returns:
         ``{"bundle": path, "models": {role: {"calibration_inputs", "holdout_inputs", "ops", "agreement"}}}``.
@@ -203,8 +217,10 @@ def quantize_bundle(bundle: str | os.PathLike, images: Sequence[Any], out: str |
     if not len(images):
         raise QuantizationError("no calibration images")
     log(f"recording model inputs on {len(images)} calibration image(s)")
-    feeds = collect_feeds(src, images)
-    report: dict[str, Any] = {"models": {}}
+    feeds, failed = collect_feeds(src, images, progress=progress)
+    for msg in failed:  # (a model that got no inputs at all is refused below, naming the model)
+        log(f"calibration image incomplete: {msg}")
+    report: dict[str, Any] = {"models": {}, "calibration_images": len(images), "skipped_images": failed}
     manifest = src.manifest
     entries: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
