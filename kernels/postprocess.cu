@@ -135,13 +135,13 @@ __global__ void largest_kernel(Geometry g, Nodes fg, const uint8_t* keep_all, in
   });
 }
 
-__global__ void select_kernel(Geometry g, Nodes fg, const uint8_t* keep_all, int channels, int min_area,
+__global__ void select_kernel(Geometry g, Nodes fg, const uint8_t* keep_all, int channels, long long min_area,
                               const unsigned long long* best, int* inst_of_node, int* row_count, unsigned* row_bits,
                               int words_per_row) {
   ccl::for_each_node<8>(g, fg, [&](int plane, int node) {
     if (fg.parent[node] != node) return;
     const int area = fg.area[node], first = fg.first[node];
-    const bool kept = area >= min_area &&
+    const bool kept = static_cast<long long>(area) >= min_area &&
                       (keep_all[plane % channels] || largest_key(area, first) == best[plane]);
     inst_of_node[node] = kept ? kPending : kNotKept;
     if (!kept) return;
@@ -372,13 +372,13 @@ std::vector<InstanceRecord> run(const PostprocessPlan& p, const T* logits, uint8
   void* s = stream;
   const int C = static_cast<int>(p.c);
   const int planes = g.planes;
-  const int words_per_row = (g.width + 31) / 32;
+  const int words_per_row = static_cast<int>((g.width + 31LL) / 32);  // (width + 31 overflows int near 2^31)
   const long long rows = static_cast<long long>(planes) * g.height;
   const unsigned tiles = static_cast<unsigned>(g.total_tiles());
 
   // Capacity of the instance table: 1 per "largest" plane, at most one per 2 x 2 cell (8-connected components
   // cannot be denser) and per min_area pixels for an "all" plane.
-  long long per_all = ((g.height + 1) / 2) * static_cast<long long>((g.width + 1) / 2);
+  long long per_all = ((g.height + 1LL) / 2) * ((g.width + 1LL) / 2);
   per_all = std::min<long long>(per_all, g.plane_pixels() / p.min_area);
   long long capacity = 0;
   for (int c = 0; c < C; ++c) capacity += p.keep_all[c] ? per_all : 1;
@@ -431,7 +431,7 @@ std::vector<InstanceRecord> run(const PostprocessPlan& p, const T* logits, uint8
   memset_async(row_count.data(), 0, row_count.size(), s);
   memset_async(row_bits.data(), 0, row_bits.size(), s);
   auto* inst = static_cast<int*>(inst_of_node.data());
-  const int min_area = static_cast<int>(std::min<int64_t>(p.min_area, INT_MAX));
+  const long long min_area = p.min_area;  // not clamped to int: a component of INT_MAX pixels must still compare
 
   largest_kernel<<<tiles, 64, 0, stream>>>(g, fg, keep_all, C, static_cast<unsigned long long*>(best.data()));
   RAMH_CUDA_CHECK_LAUNCH();

@@ -138,6 +138,18 @@ def assert_matches_reference(logits, **kw):
     return masks, inst
 
 
+def test_moments_of_a_very_wide_row_are_exact():
+    """A run ending past x = 1.66e6: the closed form x^2 sum's intermediate product passes 2^63 there (UBSan caught
+    it; the result was garbage) while the sum fits in 64 bits."""
+    w = 1_700_000
+    _, inst = postprocess_masks(np.ones((1, 1, 1, w), np.float32))
+    (r,) = inst
+    assert r["area"] == w and r["bbox"].tolist() == [0, 0, w, 1]
+    # a 1 x w segment: variance of the column centres (w^2 - 1) / 12, major axis 4 sqrt(var), as scikit-image has it
+    assert r["major_axis_length"] == pytest.approx(4 * math.sqrt((w * w - 1) / 12), rel=1e-12)
+    assert r["minor_axis_length"] == 0 and r["orientation"] == 0
+
+
 # ---- fixed cases -----------------------------------------------------------------------------------------------
 def test_instance_dtype_is_documented_layout():
     assert INSTANCE_DTYPE.itemsize == 80

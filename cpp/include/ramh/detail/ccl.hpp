@@ -70,9 +70,10 @@ void find_holes(const std::vector<Run>& set, RunLabeler& work, std::vector<Run>&
 // Closed forms for the moment sums of a run, exact in 64-bit integers.
 inline int64_t run_sum_x(int64_t x0, int64_t x1) { return (x0 + x1 - 1) * (x1 - x0) / 2; }
 inline int64_t run_sum_xx(int64_t x0, int64_t x1) {
-  // sum_{x=x0}^{x1-1} x^2 = S(x1-1) - S(x0-1) with S(k) = k(k+1)(2k+1)/6
-  auto s = [](int64_t k) { return k * (k + 1) * (2 * k + 1) / 6; };
-  return s(x1 - 1) - s(x0 - 1);
+  // sum_{x=x0}^{x1-1} x^2 = S(x1-1) - S(x0-1) with S(k) = k(k+1)(2k+1)/6. The product k(k+1)(2k+1) passes 2^63 for
+  // k > ~1.66e6 (a row that wide is legal), while the sum itself fits far longer: take the product in 128 bits.
+  auto s = [](int64_t k) { return static_cast<__int128>(k) * (k + 1) * (2 * k + 1) / 6; };
+  return static_cast<int64_t>(s(x1 - 1) - s(x0 - 1));
 }
 
 }  // namespace ramh::detail
