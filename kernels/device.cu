@@ -167,6 +167,17 @@ void memset_async(void* dst, int value, std::size_t nbytes, void* stream) {
 
 void stream_synchronize(void* stream) { RAMH_CUDA_CHECK(cudaStreamSynchronize(static_cast<cudaStream_t>(stream))); }
 
+void stream_wait(void* waiter, void* producer, int device_id) {
+  if (waiter == producer) return;  // one stream is ordered already
+  DeviceGuard g(device_id);
+  cudaEvent_t e;
+  RAMH_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  cudaError_t err = cudaEventRecord(e, static_cast<cudaStream_t>(producer));
+  if (err == cudaSuccess) err = cudaStreamWaitEvent(static_cast<cudaStream_t>(waiter), e, 0);
+  cudaEventDestroy(e);  // legal once the wait is enqueued: the event is released when it completes
+  RAMH_CUDA_CHECK(err);
+}
+
 int device_of_pointer(const void* ptr) {
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, ptr) != cudaSuccess) {

@@ -16,6 +16,7 @@
 
 #include <cub/block/block_scan.cuh>
 
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -344,7 +345,9 @@ template <class T>
 void run(const Tensor& image, const Tensor* window, const PreprocessParams& p, Tensor& out, float* window_out,
          cudaStream_t s) {
   const int dev = image.device_id;
-  const int n_img = static_cast<int>(image.ndim() == 3 ? image.dim(0) : 1);
+  const int64_t batch = image.ndim() == 3 ? image.dim(0) : 1;
+  if (batch > INT_MAX) fail("preprocess: at most ", INT_MAX, " images per call on CUDA, got ", batch);
+  const int n_img = static_cast<int>(batch);
   const int64_t h = image.dim(-2), w = image.dim(-1), npx = h * w;
   const T* img = image.ptr<T>();
   constexpr bool kFloat = std::is_same_v<T, float>;

@@ -24,3 +24,13 @@ def test_cuda_available_is_consistent_with_build():
 def test_device_array_without_device_raises_clearly():
     with pytest.raises(RuntimeError, match="CUDA"):
         ramh_rt.DeviceArray.empty((4, 4), "float32")
+
+
+@pytest.mark.parametrize("shape,dtype", [([2**62], "float32"), ([2**32, 2**32], "uint8"), ([2**61, 4], "uint8")])
+def test_device_array_shape_that_cannot_be_allocated_is_refused_before_any_device(shape, dtype):
+    """A wrapped byte count would hand out a tiny block under a huge exported shape; refused with the shape, on
+    machines with or without a GPU alike."""
+    with pytest.raises(ValueError, match="is too large for one array"):
+        ramh_rt.DeviceArray.empty(shape, dtype)
+    with pytest.raises(ValueError, match="negative"):
+        ramh_rt.DeviceArray.empty([-1], dtype)

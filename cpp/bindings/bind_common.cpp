@@ -1,5 +1,6 @@
 #include "bind_common.hpp"
 
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -31,15 +32,23 @@ DType dtype_from_arg(const py::handle& obj, const char* what, DType default_dtyp
   return dtype_from_numpy(dt, what);
 }
 
-std::shared_ptr<DeviceArray> DeviceArray::empty(const std::vector<int64_t>& shape, DType dtype, int device_id,
-                                                void* stream) {
-  auto a = std::make_shared<DeviceArray>();
+std::size_t array_nbytes(const std::vector<int64_t>& shape, DType dtype) {
+  // Element and byte counts must fit: a wrapped product would allocate a small block under a huge exported shape.
+  const int64_t item = static_cast<int64_t>(dtype_size(dtype));
   int64_t n = 1;
   for (auto s : shape) {
     if (s < 0) fail("negative size in shape");
+    if (s != 0 && n > std::numeric_limits<int64_t>::max() / item / s)
+      fail("shape ", Tensor(nullptr, dtype, shape).shape_str(), " is too large for one array");
     n *= s;
   }
-  a->buffer = std::make_shared<DeviceBuffer>(static_cast<std::size_t>(n) * dtype_size(dtype), device_id, stream);
+  return static_cast<std::size_t>(n * item);
+}
+
+std::shared_ptr<DeviceArray> DeviceArray::empty(const std::vector<int64_t>& shape, DType dtype, int device_id,
+                                                void* stream) {
+  auto a = std::make_shared<DeviceArray>();
+  a->buffer = std::make_shared<DeviceBuffer>(array_nbytes(shape, dtype), device_id, stream);
   a->view = Tensor(a->buffer->data(), dtype, shape, Device::CUDA, device_id);
   a->stream = stream;
   return a;

@@ -36,6 +36,9 @@ struct DeviceArray {
                                             void* stream);
 };
 
+// Bytes of a dense array of `shape` and `dtype`; ValueError for negative sizes or a count that does not fit.
+std::size_t array_nbytes(const std::vector<int64_t>& shape, DType dtype);
+
 // An argument resolved to a Tensor; `keep` holds whatever object owns the memory for the duration of the call.
 struct ArrayArg {
   Tensor tensor;

@@ -36,12 +36,50 @@ struct DLPackContext {
   std::shared_ptr<DeviceArray> array;
   std::vector<int64_t> shape;
   DLManagedTensor managed{};
+  bool ordered = false;      // the consumer named its stream (DLPack's `stream` argument)
+  void* consumer = nullptr;  // that stream (nullptr: the legacy default stream)
 };
 
-void dl_deleter(DLManagedTensor* self) { delete static_cast<DLPackContext*>(self->manager_ctx); }
+void dl_deleter(DLManagedTensor* self) {
+  auto* ctx = static_cast<DLPackContext*>(self->manager_ctx);
+  // The consumer lets go when its last *host* reference does, while its kernels may still read the memory: the
+  // block goes back to the pool on the core stream, so make that stream wait for the consumer's queued work first,
+  // or the next op could be handed the same block and overwrite it. (No Python objects are touched here: a
+  // consumer such as PyTorch may call this from a thread that does not hold the GIL.)
+  if (ctx->ordered) {
+    try {
+      stream_wait(ctx->array->stream, ctx->consumer, ctx->array->view.device_id);
+    } catch (...) {  // a CUDA context torn down at exit: nothing left to order
+    }
+  }
+  delete ctx;
+}
 
-py::capsule to_dlpack(const std::shared_ptr<DeviceArray>& a) {
+// DLPack's stream argument for CUDA: None or 1 the legacy default stream, 2 the per-thread default stream, -1 "do
+// not synchronise", any other value a cudaStream_t; 0 is disallowed as ambiguous.
+bool consumer_stream(const py::object& stream, void** out) {
+  if (stream.is_none()) {
+    *out = nullptr;
+    return true;
+  }
+  const auto s = stream.cast<int64_t>();
+  if (s == -1) return false;
+  if (s == 0) fail("DeviceArray.__dlpack__: stream=0 is ambiguous; pass 1 (legacy default stream), 2 (per-thread) "
+                   "or a stream handle");
+  if (s < -1) fail("DeviceArray.__dlpack__: stream must be -1, 1, 2 or a CUDA stream handle, got ", s);
+  *out = s == 1 ? nullptr : reinterpret_cast<void*>(static_cast<uintptr_t>(s));  // 2 is cudaStreamPerThread
+  return true;
+}
+
+py::capsule to_dlpack(const std::shared_ptr<DeviceArray>& a, const py::object& stream) {
+  void* consumer = nullptr;
+  const bool ordered = consumer_stream(stream, &consumer);
+  // Work still queued on the core stream for this array (e.g. an engine enqueued on stream_handle()) comes before
+  // anything the consumer then queues on its own stream.
+  if (ordered) stream_wait(consumer, a->stream, a->view.device_id);
   auto* ctx = new DLPackContext();
+  ctx->ordered = ordered;
+  ctx->consumer = consumer;
   ctx->array = a;
   ctx->shape = a->view.shape;
   DLTensor& t = ctx->managed.dl_tensor;
@@ -82,13 +120,19 @@ A dense CUDA array owned by the ramh_rt core (pooled device memory).
 
 Produced by the ops when given device input; readable by CuPy (``cupy.asarray``), PyTorch (``torch.from_dlpack``),
 ONNX Runtime IO binding and TensorRT by pointer through ``__cuda_array_interface__`` (v3) and ``__dlpack__``.
-The memory returns to the core's pool when the last reference (including DLPack consumers) is gone.
+The memory returns to the core's pool when the last reference (including DLPack consumers) is gone. DLPack
+consumers that pass their stream (``torch.from_dlpack`` and CuPy do) are ordered both ways: their work starts after
+the core's and the block is reused only after theirs. Through ``__cuda_array_interface__`` the consumer is told the
+core's stream to wait on, but that interface has no release protocol: finish (synchronise) the work reading the array
+before dropping the last reference to it.
 )doc")
       .def_static(
           "empty",
           [](py::sequence shape, py::object dtype, int device) {
             auto s = shape_from(shape);
-            return DeviceArray::empty(s, dtype_from_arg(dtype, "dtype", DType::F32), device, core_stream(device));
+            const DType dt = dtype_from_arg(dtype, "dtype", DType::F32);
+            array_nbytes(s, dt);  // a bad shape is the caller's error, before any device is touched
+            return DeviceArray::empty(s, dt, device, core_stream(device));
           },
           py::arg("shape"), py::arg("dtype") = py::none(), py::arg("device") = 0,
           "Uninitialised device array of the given shape and dtype (uint8, uint16, int32, int64, float16, float32).")
@@ -133,16 +177,19 @@ The memory returns to the core's pool when the last reference (including DLPack 
                                d["data"] = py::make_tuple(reinterpret_cast<uintptr_t>(a.view.data), false);
                                d["strides"] = py::none();
                                d["version"] = 3;
-                               // The ops synchronise their stream before returning, so consumers need not wait.
-                               d["stream"] = py::none();
+                               // The core stream: a consumer orders its work after whatever is still queued there
+                               // (the ops synchronise before returning, but engines may enqueue on stream_handle()).
+                               // The interface has no release protocol: a consumer must be done with the memory
+                               // (its stream synchronised) before it drops its last reference.
+                               d["stream"] = a.stream ? reinterpret_cast<uintptr_t>(a.stream) : uintptr_t{1};
                                return d;
                              })
       .def(
           "__dlpack__",
-          [](std::shared_ptr<DeviceArray> a, py::object /*stream*/, py::object /*max_version*/,
+          [](std::shared_ptr<DeviceArray> a, py::object stream, py::object /*max_version*/,
              py::object /*dl_device*/, py::object copy) {
             if (!copy.is_none() && copy.cast<bool>()) fail("DeviceArray.__dlpack__ does not copy (copy=True)");
-            return to_dlpack(a);
+            return to_dlpack(a, stream);
           },
           py::arg("stream") = py::none(), py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(),
           py::arg("copy") = py::none())

@@ -28,6 +28,7 @@ PinnedBuffer::~PinnedBuffer() = default;
 void copy_async(void*, const void*, std::size_t, void*) { no_cuda(); }
 void memset_async(void*, int, std::size_t, void*) { no_cuda(); }
 void stream_synchronize(void*) { no_cuda(); }
+void stream_wait(void*, void*, int) { no_cuda(); }
 int device_of_pointer(const void*) { return -1; }
 PoolStats pool_stats(int) { return {}; }
 void trim_pool(int) {}

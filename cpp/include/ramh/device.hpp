@@ -88,6 +88,9 @@ class PinnedBuffer {
 void copy_async(void* dst, const void* src, std::size_t nbytes, void* stream);
 void memset_async(void* dst, int value, std::size_t nbytes, void* stream);
 void stream_synchronize(void* stream);
+// Makes stream `waiter` wait, on the device and without blocking the host, for the work queued on stream `producer`
+// so far (an event recorded there). nullptr is the legacy default stream. Both streams belong to `device_id`.
+void stream_wait(void* waiter, void* producer, int device_id);
 // The CUDA device holding `ptr`, or -1 for host memory (or a build without CUDA).
 int device_of_pointer(const void* ptr);
 
