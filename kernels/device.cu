@@ -52,18 +52,34 @@ struct DeviceGuard {
   ~DeviceGuard() { cudaSetDevice(previous); }
 };
 
-std::once_flag g_pool_once[64];
-void configure_pool(int device_id) {
-  if (device_id < 0 || device_id >= 64) return;
+// The core's own stream-ordered pool per device. Private, not the device's default pool: the release threshold set
+// here (keep every freed block, since per-image buffers are the same sizes call after call) would otherwise also stop
+// CuPy's MemoryAsyncPool or PyTorch's cudaMallocAsync backend, which share the default pool, from ever returning
+// memory, and pool_stats/trim_pool would count and trim their blocks too.
+constexpr int kMaxDevices = 64;
+std::once_flag g_pool_once[kMaxDevices];
+cudaMemPool_t g_pools[kMaxDevices] = {};
+
+cudaMemPool_t core_pool(int device_id) {
+  if (device_id < 0 || device_id >= kMaxDevices)
+    fail<ArgumentError>("device ", device_id, " is out of range (0..", kMaxDevices - 1, ")");
   std::call_once(g_pool_once[device_id], [device_id] {
-    cudaMemPool_t pool;
-    if (cudaDeviceGetDefaultMemPool(&pool, device_id) == cudaSuccess) {
-      // Keep freed blocks in the pool: per-image buffers are the same sizes call after call.
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.handleTypes = cudaMemHandleTypeNone;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = device_id;
+    cudaMemPool_t pool = nullptr;
+    if (cudaMemPoolCreate(&pool, &props) == cudaSuccess) {
       uint64_t threshold = UINT64_MAX;
       cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold);
-    }
+    } else if (cudaDeviceGetDefaultMemPool(&pool, device_id) != cudaSuccess) {
+      pool = nullptr;  // no such device: DeviceBuffer reports it
+    }  // else a driver that cannot create pools: share the default one, with its threshold left as it is
     cudaGetLastError();
+    g_pools[device_id] = pool;
   });
+  return g_pools[device_id];
 }
 }  // namespace
 
@@ -93,9 +109,10 @@ Stream& default_stream(int device_id) {
 DeviceBuffer::DeviceBuffer(std::size_t nbytes, int device_id, void* stream)
     : nbytes_(nbytes), device_id_(device_id), stream_(stream) {
   DeviceGuard g(device_id);
-  configure_pool(device_id);
+  cudaMemPool_t pool = core_pool(device_id);
   if (nbytes == 0) return;
-  RAMH_CUDA_CHECK(cudaMallocAsync(&data_, nbytes, static_cast<cudaStream_t>(stream)));
+  if (pool == nullptr) fail<DeviceError>("no CUDA memory pool for device ", device_id);
+  RAMH_CUDA_CHECK(cudaMallocFromPoolAsync(&data_, nbytes, pool, static_cast<cudaStream_t>(stream)));
 }
 
 DeviceBuffer::~DeviceBuffer() {
@@ -189,8 +206,7 @@ int device_of_pointer(const void* ptr) {
 
 PoolStats pool_stats(int device_id) {
   PoolStats st;
-  cudaMemPool_t pool;
-  if (cudaDeviceGetDefaultMemPool(&pool, device_id) == cudaSuccess) {
+  if (cudaMemPool_t pool = core_pool(device_id)) {
     uint64_t v = 0;
     if (cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &v) == cudaSuccess) st.reserved_bytes = v;
     if (cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &v) == cudaSuccess) st.used_bytes = v;
@@ -203,8 +219,7 @@ PoolStats pool_stats(int device_id) {
 }
 
 void trim_pool(int device_id) {
-  cudaMemPool_t pool;
-  if (cudaDeviceGetDefaultMemPool(&pool, device_id) == cudaSuccess) {
+  if (cudaMemPool_t pool = core_pool(device_id)) {
     // cudaDeviceSynchronize waits for the *current* device: make it device_id, or the frees queued on that device's
     // streams may still be pending and the trim keeps their blocks (multi-GPU).
     DeviceGuard g(device_id);

@@ -47,3 +47,17 @@ def test_block_is_not_reused_while_a_dlpack_consumer_still_reads_it():
     side.synchronize()
     np.testing.assert_array_equal(y.cpu().numpy(), a)
     assert z.to_host()[0] == -1.0
+
+
+def test_core_pool_counts_its_own_blocks_and_trims():
+    _core.trim_pool(0)
+    base = _core.pool_stats(0)["reserved_bytes"]
+    x = ramh_rt.DeviceArray.empty([1 << 24], "uint8")
+    st = _core.pool_stats(0)
+    assert st["used_bytes"] >= x.nbytes and st["reserved_bytes"] >= base + x.nbytes
+    # memory torch takes from its own allocator is not counted as the core's
+    t = torch.empty(1 << 24, dtype=torch.uint8, device="cuda")
+    assert _core.pool_stats(0)["reserved_bytes"] == st["reserved_bytes"]
+    del x, t
+    _core.trim_pool(0)
+    assert _core.pool_stats(0)["used_bytes"] == 0 and _core.pool_stats(0)["reserved_bytes"] <= base
