@@ -84,18 +84,19 @@ ArrayArg cuda_array_interface_arg(const py::handle& obj, const char* what) {
   auto ptr = reinterpret_cast<void*>(data[0].cast<uintptr_t>());
   int dev = ptr ? device_of_pointer(ptr) : 0;
   if (ptr && dev < 0) fail(what, " claims __cuda_array_interface__ but its pointer is not device memory");
-  // Work the producer has queued on its own stream must finish before the core reads the memory.
+  // Work the producer has queued on its own stream must finish before the core reads the memory: the core stream
+  // waits for it on the device (an event), so the host is not blocked here, with the GIL held.
   if (ptr == nullptr) {
     // nothing to read (a zero-size array)
   } else if (!cai.contains("stream")) {
     // No stream key (interface version 2, e.g. PyTorch): the producer may still be writing on the legacy default
-    // stream, which the core's non-blocking streams do not wait for. Synchronise it (cheap when nothing is queued).
-    stream_synchronize(nullptr);
+    // stream, which the core's non-blocking streams do not wait for by themselves.
+    stream_wait(core_stream(dev), nullptr, dev);
   } else if (!cai["stream"].is_none()) {  // None: the producer says no synchronisation is needed
     auto s = cai["stream"].cast<uintptr_t>();
     // Legacy (1) and per-thread (2) default streams are passed as their CUDA handles.
     void* handle = s == 1 ? nullptr : s == 2 ? reinterpret_cast<void*>(uintptr_t{2}) : reinterpret_cast<void*>(s);
-    stream_synchronize(handle);
+    stream_wait(core_stream(dev), handle, dev);
   }
   out.tensor = Tensor(ptr, dt, shape, Device::CUDA, dev < 0 ? 0 : dev);
   return out;
