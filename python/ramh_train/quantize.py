@@ -203,6 +203,7 @@ def quantize_bundle(bundle: str | os.PathLike, images: Sequence[Any], out: str |
         ValueError: bad arguments, or a model in ``roles`` that is not fp32.
         QuantizationError: no usable calibration data, or a graph TensorRT would not accept.
     """
+    import onnx
     import onnxruntime as ort
 
     src = Bundle.load(bundle)
@@ -235,8 +236,6 @@ def quantize_bundle(bundle: str | os.PathLike, images: Sequence[Any], out: str |
                 log(f"{role}: calibrating on {len(calib)} input batch(es) ({method}), {len(held)} held out")
                 quantize_model(entry["onnx"], dst, calib, method=method, op_types=op_types)
                 ops = check_tensorrt_qdq(dst)
-                import onnx
-
                 opset = max(o.version for o in onnx.load(str(dst), load_external_data=False).opset_import
                             if o.domain in ("", "ai.onnx"))
                 agreement: dict[str, float] = {}
