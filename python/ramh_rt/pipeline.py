@@ -234,7 +234,7 @@ class Analyzer:
             # where this instance's (one model pixel dilated) mask is.
             # A multi-instance class's instance is its bbox's part of the plane; a single-instance plane holds only
             # what postprocess kept, so its own bounds enclose it. Only that window is dilated (not the canvas).
-            win = (mx0, my0, mx1, my1) if anatomy.bone(name).multi_instance else _plane_bounds(masks[c])
+            win = (mx0, my0, mx1, my1) if anatomy.bone(name).multi_instance else geometry.mask_bounds(masks[c])
             if win is None:
                 continue
             near_win, (wx0, wy0) = _dilated_window(masks[c], *win)
@@ -527,14 +527,6 @@ def _dilate(m: np.ndarray) -> np.ndarray:
     out[:, 1:] |= m[:, :-1]
     out[:, :-1] |= m[:, 1:]
     return out
-
-
-def _plane_bounds(plane: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) enclosing the nonzero pixels of a mask plane, or None when it is empty."""
-    rows, cols = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
-    if len(rows) == 0:
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _dilated_window(plane: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, tuple[int, int]]:
