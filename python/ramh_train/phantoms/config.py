@@ -7,6 +7,14 @@ from typing import Mapping
 from ramh_rt import anatomy
 
 
+#: Hand-shape models (:attr:`PhantomConfig.shape`). ``"ramh-phantom-1"``: the hand-tuned proportions the default
+#: bundle was trained on. ``"ra2-fitted"``: proportions and their spread fitted to the joint landmarks of 827 real
+#: adult RA hands (RA2-DREAM) with ``benchmarks/shape_fit.py`` (parameters: ``skeleton.RA2_FITTED``): shorter
+#: proximal phalanges, a more curved MCP arc, a less abducted thumb, and about twice the variation in finger spread,
+#: metacarpal angles and phalanx lengths.
+SHAPE_MODELS = ("ramh-phantom-1", "ra2-fitted")
+
+
 def _check_range(name: str, r, *, low: float | None = None, high: float | None = None) -> None:
     try:
         lo, hi = (float(r[0]), float(r[1]))
@@ -144,6 +152,9 @@ class PhantomConfig:
         side: ``"L"``, ``"R"`` or None (random, P(left) = ``p_left``). A left hand is the exact mirror image of the
             right hand drawn with the same parameters.
         hand_scale: range of the overall hand size factor (1 = an average adult).
+        shape: the hand-shape model (:data:`SHAPE_MODELS`): ``"ramh-phantom-1"`` (the
+            default; what the shipped bundle was trained on) or ``"ra2-fitted"`` (proportions and variation fitted to
+            827 real adult RA hands; see benchmarks/shape_fit.py and docs/phantom_shape_fit.md).
         dtype: ``"uint8"`` (as RAM-H1200 ships) or ``"uint16"`` (full 16-bit range).
 
     Patient population and disease:
@@ -173,6 +184,7 @@ class PhantomConfig:
     side: str | None = None
     p_left: float = 0.5
     hand_scale: tuple[float, float] = (0.86, 1.14)
+    shape: str = "ramh-phantom-1"
     dtype: str = "uint8"
     ra_fraction: float = 0.72
     severity_shape: float = 0.9
@@ -205,6 +217,8 @@ class PhantomConfig:
             v = getattr(self, name)
             if not (0.0 <= float(v) <= 1.0):
                 raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
+        if self.shape not in SHAPE_MODELS:
+            raise ValueError(f"shape must be one of {SHAPE_MODELS}, got {self.shape!r}")
         if self.dtype not in ("uint8", "uint16"):
             raise ValueError(f"dtype must be 'uint8' or 'uint16', got {self.dtype!r}")
         if not (self.severity_shape > 0 and self.severity_scale > 0):
