@@ -77,13 +77,14 @@ def real_films(ref: Path) -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
-def phantom_films(n: int, seed: int) -> list[tuple[str, np.ndarray, str]]:
-    """(name, image, group) of ``n`` phantoms of consecutive seeds from ``seed`` (default generator settings)."""
+def phantom_films(n: int, seed: int, config=None) -> list[tuple[str, np.ndarray, str]]:
+    """(name, image, group) of ``n`` phantoms of consecutive seeds from ``seed`` (``config``: a PhantomConfig, or
+    None for the default settings)."""
     from ramh_train.phantoms import generate
 
     out = []
     for k in range(n):
-        s = generate(seed + k)
+        s = generate(seed + k, config)
         out.append((f"phantom_{seed + k}", s.image.astype(np.float32), f"phantom:{seed + k}"))
     return out
 
@@ -197,13 +198,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantoms", type=int, default=54, help="number of phantoms (default: as many as real films)")
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="first phantom seed")
     ap.add_argument("--name", help="results file name under benchmarks/results/ (default: realism_<generator version>)")
-    ap.add_argument("--note", default="", help="what generator version/settings this run measured")
+    ap.add_argument("--shape", default="ramh-phantom-1", help="hand-shape model (PhantomConfig.shape)")
+    ap.add_argument("--profiles", default="default", choices=["default", "calibrated"],
+                    help="scanner profiles: SCANNER_PROFILES (default) or CALIBRATED_PROFILES")
+    ap.add_argument("--note", default="", help="what this run measured, in words")
     args = ap.parse_args(argv)
 
-    from ramh_train.phantoms import GENERATOR_VERSION
+    from ramh_train.phantoms import CALIBRATED_PROFILES, GENERATOR_VERSION, SCANNER_PROFILES, PhantomConfig
 
+    config = PhantomConfig(shape=args.shape,
+                           profiles=CALIBRATED_PROFILES if args.profiles == "calibrated" else SCANNER_PROFILES)
     real = real_films(reference_dir(args.reference))
-    fake = phantom_films(args.phantoms, args.seed)
+    fake = phantom_films(args.phantoms, args.seed, config)
     films = real + fake
     feats = [features(img) for _, img, _ in films]
     y = np.array([0] * len(real) + [1] * len(fake))
@@ -221,8 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     record = {"real_films": len(real), "phantom_films": len(fake), "phantom_seeds": [args.seed, args.seed + len(fake)],
               "auc": auc, "auc_std": sd, "classifier": "StandardScaler + LogisticRegression(C=0.1), "
               "StratifiedGroupKFold 5 folds x 5 repeats", "per_feature_group": per_group, "note": args.note}
-    record["generator_version"] = GENERATOR_VERSION
-    path = write_results(args.name or f"realism_{GENERATOR_VERSION}", [record])
+    record.update(generator_version=GENERATOR_VERSION, shape=args.shape, profiles=args.profiles)
+    path = write_results(args.name or f"realism_{args.shape}_{args.profiles}", [record])
     print(f"two-sample AUC (phantom vs real): {auc:.3f} +- {sd:.3f}  ({len(real)} real, {len(fake)} phantoms)")
     for k, v in per_group.items():
         print(f"  {k:20s} AUC {v['auc']:.3f}  best single feature {v['best_single_feature_auc']:.3f}")

@@ -55,3 +55,21 @@ def test_fitted_shape_matches_real_hand_landmarks_better_than_the_default(refere
         assert fitted <= default + 0.1, (name, fitted, default)
     thumb = "thumb axis vs MCP-line normal (deg)"
     assert abs(got["ramh-phantom-1"][thumb].mean() - real[thumb].mean()) > real[thumb].std()
+
+
+def test_calibrated_profiles_render_the_hand_in_mid_greys_like_real_films():
+    """CALIBRATED_PROFILES lower the display levels: windowed to its 1st-99.5th percentiles, the median pixel of the
+    hand's silhouette drops from near-white bone levels (default) towards the real films' 0.52."""
+    from ramh_train.phantoms import CALIBRATED_PROFILES
+
+    def silhouette_median(img):
+        x = img.astype(np.float64)
+        lo, hi = np.percentile(x, [1.0, 99.5])
+        x = np.clip((x - lo) / (hi - lo), 0, 1)
+        return float(np.median(x[x > 0.15]))
+
+    seeds = (770_001, 770_002, 770_003)
+    default = np.median([silhouette_median(generate(s).image) for s in seeds])
+    calibrated = np.median([silhouette_median(generate(s, PhantomConfig(profiles=CALIBRATED_PROFILES)).image)
+                            for s in seeds])
+    assert default > 0.72 and 0.45 < calibrated < 0.65, (default, calibrated)
