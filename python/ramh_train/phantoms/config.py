@@ -1,10 +1,18 @@
 """Configuration of the phantom generator: image geometry, patient population, acquisition and test overrides."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from ramh_rt import anatomy
+
+
+#: Hand-shape models (:attr:`PhantomConfig.shape`). ``"ramh-phantom-1"``: the hand-tuned proportions the default
+#: bundle was trained on. ``"ra2-fitted"``: proportions and their spread fitted to the joint landmarks of 827 real
+#: adult RA hands (RA2-DREAM) with ``benchmarks/shape_fit.py`` (parameters: ``skeleton.RA2_FITTED``): shorter
+#: proximal phalanges, a more curved MCP arc, a less abducted thumb, and about twice the variation in finger spread,
+#: metacarpal angles and phalanx lengths.
+SHAPE_MODELS = ("ramh-phantom-1", "ra2-fitted")
 
 
 def _check_range(name: str, r, *, low: float | None = None, high: float | None = None) -> None:
@@ -130,6 +138,17 @@ SCANNER_PROFILES: tuple[ScannerProfile, ...] = (
                    trabecular_contrast=(0.7, 1)),
 )
 
+#: The six centres with their display levels, scatter and heel calibrated against real films (the 48 bone-age films,
+#: 2 atlas hands and 4 RAM-W600 wrists of the reference set): windowed to their 1st-99.5th percentiles, the hand's
+#: pixels of real films have deciles 0.36 / 0.52 / 0.83 (10th / 50th / 90th percentile) where the default profiles give
+#: 0.48 / 0.80 / 0.94 (bones near white, little mid-grey); these levels give 0.34 / 0.56 / 0.79. Noise, blur and edge
+#: enhancement stay each centre's. Opt in with ``PhantomConfig(profiles=CALIBRATED_PROFILES)``; the shipped bundle
+#: was trained on :data:`SCANNER_PROFILES`. Measured with ``benchmarks/realism.py``.
+CALIBRATED_PROFILES: tuple[ScannerProfile, ...] = tuple(
+    replace(p, soft_level=(0.13, 0.25), bone_level=(0.3, 0.46), white=(0.78, 0.92), background=(0.01, 0.06),
+            scatter=(0.15, 0.35), heel=(0.05, 0.15))
+    for p in SCANNER_PROFILES)
+
 
 @dataclass(frozen=True)
 class PhantomConfig:
@@ -144,6 +163,9 @@ class PhantomConfig:
         side: ``"L"``, ``"R"`` or None (random, P(left) = ``p_left``). A left hand is the exact mirror image of the
             right hand drawn with the same parameters.
         hand_scale: range of the overall hand size factor (1 = an average adult).
+        shape: the hand-shape model (:data:`SHAPE_MODELS`): ``"ramh-phantom-1"`` (the
+            default; what the shipped bundle was trained on) or ``"ra2-fitted"`` (proportions and variation fitted to
+            827 real adult RA hands; see benchmarks/shape_fit.py and docs/phantom_shape_fit.md).
         dtype: ``"uint8"`` (as RAM-H1200 ships) or ``"uint16"`` (full 16-bit range).
 
     Patient population and disease:
@@ -173,6 +195,7 @@ class PhantomConfig:
     side: str | None = None
     p_left: float = 0.5
     hand_scale: tuple[float, float] = (0.86, 1.14)
+    shape: str = "ramh-phantom-1"
     dtype: str = "uint8"
     ra_fraction: float = 0.72
     severity_shape: float = 0.9
@@ -205,6 +228,8 @@ class PhantomConfig:
             v = getattr(self, name)
             if not (0.0 <= float(v) <= 1.0):
                 raise ValueError(f"{name} must be a probability in [0, 1], got {v!r}")
+        if self.shape not in SHAPE_MODELS:
+            raise ValueError(f"shape must be one of {SHAPE_MODELS}, got {self.shape!r}")
         if self.dtype not in ("uint8", "uint16"):
             raise ValueError(f"dtype must be 'uint8' or 'uint16', got {self.dtype!r}")
         if not (self.severity_shape > 0 and self.severity_scale > 0):

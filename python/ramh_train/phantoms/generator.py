@@ -85,7 +85,8 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     patient = disease.sample_patient(_rng(seed, "patient"), cfg)
     be, jsn = disease.sample_scores(_rng(seed, "scores"), patient, cfg)
     anat = skeleton.sample_anatomy(_rng(seed, "anatomy"), cfg.hand_scale, ulnar_drift=patient.ulnar_drift,
-                                   sesamoid_probability=cfg.sesamoid_probability, density=patient.bmd)
+                                   sesamoid_probability=cfg.sesamoid_probability, density=patient.bmd,
+                                   shape=cfg.shape)
     gaps = disease.joint_gaps(seed, anat.normal_gap, jsn)
     sk = skeleton.build(anat, gaps)
     lesions = disease.plan_lesions(sk, be, patient, cfg, seed)

@@ -25,6 +25,7 @@ import numpy as np
 from ramh_rt import anatomy
 
 from . import shapes
+from .config import SHAPE_MODELS
 from .shapes import LongBoneShape, Part
 
 # Standard long-bone dimensions of an average adult hand (mm): length, base / shaft / head half-widths, base
@@ -157,8 +158,21 @@ class Anatomy:
         return out
 
 
+
+#: The ``"ra2-fitted"`` hand-shape model's parameters (:data:`~ramh_train.phantoms.config.SHAPE_MODELS`): length factors of the proximal phalanges (PP1-5) and of the
+#: metacarpals, per-hand (shared) and per-bone length spread (metacarpals apart), thumb metacarpal angle mean/SD (deg), finger spread
+#: factor mean/SD and its clip, metacarpal angle SD (deg), MCP deviation SD (deg), mean adduction of the thumb's
+#: proximal phalanx at its MCP joint (deg; the metacarpal stays abducted, the phalanx turns back towards the hand).
+RA2_FITTED = {
+    "pp_length": 0.925, "mc_length": {"MC1": 1.0, "MC2": 1.0, "MC3": 1.05, "MC4": 1.03, "MC5": 1.0},
+    "hand_length_sd": 0.02, "bone_length_sd": 0.025, "mc_length_sd": 0.015,
+    "mc1_angle": (-34.0, 4.0), "spread": (0.85, 0.75), "spread_clip": (-0.3, 2.6), "mc_angle_sd": 2.5,
+    "mcp_dev_sd": 5.5, "mcp1_adduction": 14.0,
+}
+
+
 def sample_anatomy(rng: np.random.Generator, hand_scale: tuple[float, float], *, ulnar_drift: float = 0.0,
-                   sesamoid_probability: float = 0.3, density: float = 1.0) -> Anatomy:
+                   sesamoid_probability: float = 0.3, density: float = 1.0, shape: str = "ramh-phantom-1") -> Anatomy:
     """Draw the anatomy of one hand.
 
     Args:
@@ -167,7 +181,16 @@ def sample_anatomy(rng: np.random.Generator, hand_scale: tuple[float, float], *,
         ulnar_drift: MCP ulnar deviation of fingers 2-5 (deg), decided by the disease model.
         sesamoid_probability: chance of each optional sesamoid.
         density: bone mineral density factor (periarticular osteopenia lowers it), decided by the disease model.
+        shape: the hand-shape model, one of :data:`SHAPE_MODELS`. ``"ramh-phantom-1"`` draws exactly what it always
+            drew (phantoms of that generator version stay bit-identical).
+
+    Raises:
+        ValueError: an unknown ``shape``.
     """
+    if shape == "ra2-fitted":
+        return _sample_fitted(rng, hand_scale, ulnar_drift, sesamoid_probability, density)
+    if shape != "ramh-phantom-1":
+        raise ValueError(f"shape must be one of {SHAPE_MODELS}, got {shape!r}")
     lo, hi = hand_scale
     scale = float(np.clip(rng.normal(0.5 * (lo + hi), (hi - lo) / 5.0), lo, hi))
     names = list(_LONG) + list(shapes.CARPAL_TEMPLATES) + ["Radius", "Ulna"]
@@ -201,6 +224,60 @@ def sample_anatomy(rng: np.random.Generator, hand_scale: tuple[float, float], *,
         mc1_angle=float(-rng.uniform(28.0, 46.0)),
         mc_angle_jitter={d: float(np.clip(rng.normal(0.0, 0.8), -1.6, 1.6)) for d in range(2, 6)},
         spread=float(rng.uniform(0.3, 1.4)), finger_dev=finger_dev, ulnar_drift=float(ulnar_drift),
+        flexion=flexion, wrist_dev=float(np.clip(rng.normal(0.0, 5.0), -12.0, 12.0)),
+        ulnar_variance=float(np.clip(rng.normal(0.0, 1.0), -2.0, 2.0)), normal_gap=normal_gap,
+        lip_depth=lip_depth, carpal_noise=carpal_noise, sesamoids=sesamoids,
+        soft_margin=float(scale * rng.uniform(2.8, 4.4)), density=float(density))
+
+
+def _sample_fitted(rng: np.random.Generator, hand_scale: tuple[float, float], ulnar_drift: float,
+                   sesamoid_probability: float, density: float) -> Anatomy:
+    """The ``"ra2-fitted"`` shape model (:data:`RA2_FITTED`); the other parameters are drawn as in the default."""
+    f = RA2_FITTED
+    lo, hi = hand_scale
+    scale = float(np.clip(rng.normal(0.5 * (lo + hi), (hi - lo) / 5.0), lo, hi))
+    names = list(_LONG) + list(shapes.CARPAL_TEMPLATES) + ["Radius", "Ulna"]
+    # Phalanx lengths vary together within a hand (a long-fingered hand) and a little per bone.
+    finger_factor = float(np.clip(rng.normal(1.0, f["hand_length_sd"]), 0.85, 1.15))
+    length_jitter = {}
+    for n in names:
+        sd = f["mc_length_sd"] if n.startswith("MC") else f["bone_length_sd"]
+        j = float(np.clip(rng.normal(1.0, sd), 1.0 - 3.0 * sd, 1.0 + 3.0 * sd))
+        if n.startswith(("PP", "MP", "DP")):
+            j *= finger_factor * (f["pp_length"] if n.startswith("PP") else 1.0)
+        j *= f["mc_length"].get(n, 1.0)
+        length_jitter[n] = j
+    width_jitter = {n: float(np.clip(rng.normal(1.0, 0.035), 0.92, 1.08)) for n in names}
+    finger_dev = {}
+    for d in range(1, 6):
+        s = anatomy.FINGER_SUFFIX[d]
+        finger_dev[f"MCP-{s}"] = float(rng.normal(f["mcp1_adduction"] if d == 1 else 0.0, f["mcp_dev_sd"]))
+        if d == 1:
+            finger_dev["IP"] = float(rng.normal(0.0, 4.0))
+        else:
+            finger_dev[f"PIP-{s}"] = float(rng.normal(0.0, 2.0))
+            finger_dev[f"DIP-{s}"] = float(rng.normal(0.0, 2.5))
+    flexion = {}
+    for d in range(1, 6):
+        flexion[f"PP{d}"] = float(np.cos(np.deg2rad(rng.uniform(0.0, 18.0))))
+        if d > 1:
+            flexion[f"MP{d}"] = float(np.cos(np.deg2rad(rng.uniform(0.0, 22.0))))
+        flexion[f"DP{d}"] = float(np.cos(np.deg2rad(rng.uniform(0.0, 20.0))))
+    normal_gap = {k: float(v * scale * rng.uniform(0.9, 1.1)) for k, v in NORMAL_GAP_MM.items()}
+    lip_depth = {k: float(scale * rng.uniform(1.0, 2.2) * (0.6 if k == 'mc2mc3' else 1.0)) for k in _LIP_SPECS}
+    carpal_noise = {n: int(rng.integers(0, 2**31 - 1)) for n in shapes.CARPAL_TEMPLATES}
+    optional = [n for n in ("MCP-I", "MCP-S", "IP") if rng.random() < sesamoid_probability]
+    mcp1 = rng.random() < max(sesamoid_probability, 0.95)
+    sesamoids = tuple((["MCP-T"] if mcp1 else []) + optional)
+    m1, s1 = f["mc1_angle"]
+    sp, ssd = f["spread"]
+    sc_lo, sc_hi = f["spread_clip"]
+    mc_sd = f["mc_angle_sd"]
+    return Anatomy(
+        scale=scale, length_jitter=length_jitter, width_jitter=width_jitter,
+        mc1_angle=float(np.clip(rng.normal(m1, s1), m1 - 2.5 * s1, m1 + 2.5 * s1)),
+        mc_angle_jitter={d: float(np.clip(rng.normal(0.0, mc_sd), -2.5 * mc_sd, 2.5 * mc_sd)) for d in range(2, 6)},
+        spread=float(np.clip(rng.normal(sp, ssd), sc_lo, sc_hi)), finger_dev=finger_dev, ulnar_drift=float(ulnar_drift),
         flexion=flexion, wrist_dev=float(np.clip(rng.normal(0.0, 5.0), -12.0, 12.0)),
         ulnar_variance=float(np.clip(rng.normal(0.0, 1.0), -2.0, 2.0)), normal_gap=normal_gap,
         lip_depth=lip_depth, carpal_noise=carpal_noise, sesamoids=sesamoids,
