@@ -1,6 +1,7 @@
 """``ramh``: the command line of ramh_rt.
 
     ramh analyze PATH... [--out DIR] [--json] [--overlay] [--csv] [--sample]   analyse radiographs
+    ramh analyze PATH... --out DIR --ray [ADDRESS]                            the same on a Ray cluster (Parquet)
     ramh bench [--backend NAME|all] [--runs N]                                latency and throughput per stage
     ramh build-engine [--precision fp16|fp32|int8]                            prebuild TensorRT engines
     ramh info                                                                 build, devices, backends, bundle
@@ -63,6 +64,20 @@ def cmd_analyze(args) -> int:
     if out is None and (args.overlay or args.csv or len(paths) > 1):
         print("ramh analyze: --out DIR is needed for overlays, CSV or several inputs", file=sys.stderr)
         return 2
+    if args.ray is not None:  # a Ray cluster scores the images: Parquet rows + JSON per image (ramh-rt[ray])
+        from .distributed import score
+
+        if out is None:
+            print("ramh analyze: --ray needs --out DIR", file=sys.stderr)
+            return 2
+        if Path(args.ray).exists():  # `--ray IMAGES` took the input folder for the cluster address
+            print(f"ramh analyze: --ray got {args.ray!r}, a file or folder; write --ray=ADDRESS or put --ray after "
+                  f"the inputs", file=sys.stderr)
+            return 2
+        rep = score([str(p) for p in paths], out, bundle=args.bundle, backend=args.backend, device=args.device,
+                    address=None if args.ray == "local" else args.ray, spacing_mm=args.spacing_mm, side=args.side,
+                    progress=not args.quiet)
+        return 1 if rep.failed else 0
     if out:
         out.mkdir(parents=True, exist_ok=True)
     analyzer = Analyzer(args.bundle, backend=args.backend, device=args.device)
@@ -226,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="score on a Ray cluster (ADDRESS e.g. auto or ray://host:10001; none: a local one); writes "
+                        "scores.parquet and json/ under --out, resumable")
     _common(p)
     p.set_defaults(func=cmd_analyze)
 
