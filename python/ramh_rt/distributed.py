@@ -24,6 +24,7 @@ import os
 import socket
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -187,7 +188,15 @@ def read_scores(out: str | os.PathLike, *, merged_only: bool = True):
     files = sorted((out / "rows").rglob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"no rows under {out / 'rows'}")
-    table = pa.concat_tables([pq.read_table(f, schema=_schema()) for f in files])
+    tables = []
+    for f in files:
+        try:
+            tables.append(pq.read_table(f, schema=_schema()))
+        except (OSError, pa.ArrowInvalid) as e:  # a file an interrupted run left half written: its images rerun
+            warnings.warn(f"ramh_rt.distributed: skipping unreadable {f}: {e}", RuntimeWarning, stacklevel=2)
+    if not tables:
+        raise FileNotFoundError(f"no readable rows under {out / 'rows'}")
+    table = pa.concat_tables(tables)
     # Latest row per image wins (a retried failure replaces its error row).
     table = table.sort_by([("path", "ascending"), ("finished_at", "descending")])
     paths = table.column("path").to_pylist()
@@ -250,17 +259,16 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
     if not num_cpus_per_worker > 0 or (num_gpus_per_worker is not None and num_gpus_per_worker < 0):
         raise ValueError(f"num_cpus_per_worker must be > 0 and num_gpus_per_worker >= 0, got "
                          f"{num_cpus_per_worker!r}, {num_gpus_per_worker!r}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    json_dir = out / "json"
-    if write_json:
-        json_dir.mkdir(exist_ok=True)
-
     is_dataset = isinstance(inputs, ray.data.Dataset)
     if not is_dataset:
         paths = _paths(inputs)
         if not paths:
             raise DistributedError(f"no image files in {inputs!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_dir = out / "json"
+    if write_json:
+        json_dir.mkdir(exist_ok=True)
     started = False
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -297,7 +305,8 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         if ds is not None:
             done_ref = ray.put(sorted(done)) if is_dataset and done else None
             result = ds.map_batches(
-                _Scorer, batch_size=batch_size, concurrency=num_workers, num_cpus=num_cpus_per_worker,
+                _Scorer, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=num_workers),
+                num_cpus=num_cpus_per_worker,
                 num_gpus=gpus or None, batch_format="numpy", udf_modifying_row_count=is_dataset,
                 fn_constructor_kwargs=dict(bundle=None if bundle is None else str(bundle), backend=run_backend,
                                            device=device, session_options=opts,
@@ -322,7 +331,7 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
             os.replace(tmp, out / "scores.parquet")
         wall = time.perf_counter() - t0
         report = ScoreReport(out=out, scores_path=out / "scores.parquet", inputs=n_inputs,
-                             skipped=(n_inputs - len(todo)) if todo is not None else len(done), scored=scored,
+                             skipped=n_inputs - (len(todo) if todo is not None else scored), scored=scored,
                              failed=failed, workers=num_workers, backend=run_backend, num_gpus_per_worker=gpus,
                              wall_s=wall, images_per_s=scored / wall if wall > 0 else 0.0)
         if progress:
