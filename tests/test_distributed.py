@@ -127,3 +127,18 @@ def test_argument_errors(tmp_path):
         distributed.score(tmp_path, tmp_path / "o", progress=False)
     assert distributed.json_name("/a/b/x_R.png") != distributed.json_name("/a/c/x_R.png")
     assert np.all([distributed.json_name("/a/b/x_R.png").startswith("x_R.")])
+
+
+def test_cli_analyze_ray(first_run, images, capsys):
+    """``ramh analyze DIR --out OUT --ray`` goes through distributed.score on the running cluster (a rerun here:
+    everything done but the broken file, which fails again: exit code 1)."""
+    from ramh_rt.cli import main
+
+    out, _ = first_run
+    d, paths, _ = images
+    rows_before = distributed.read_scores(out).num_rows
+    assert main(["analyze", str(d), "--out", str(out), "--ray", "--backend", "onnxruntime-cpu", "--quiet"]) == 1
+    assert distributed.read_scores(out).num_rows == rows_before
+    # `--ray FOLDER` would take the folder for the cluster address: refused with a usage error
+    assert main(["analyze", str(paths[0]), "--ray", str(d), "--out", str(out)]) == 2
+    assert "--ray=ADDRESS" in capsys.readouterr().err

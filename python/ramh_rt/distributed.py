@@ -286,7 +286,6 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         else:
             n_inputs = len(paths)
             todo = [p for p in paths if p not in done]
-            ds = ray.data.from_items([{"path": p} for p in todo]) if todo else None
         resources = ray.cluster_resources()
         cpu_backend = backend in ("onnxruntime-cpu",)
         gpus = float(num_gpus_per_worker) if num_gpus_per_worker is not None else (
@@ -294,6 +293,11 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         if num_workers is None:
             num_workers = max(1, int(resources.get("GPU", 0) // gpus) if gpus else
                               int(resources.get("CPU", 1) // num_cpus_per_worker))
+        if todo is not None:
+            num_workers = max(1, min(num_workers, len(todo)))  # an idle actor would only load models
+            # Blocks of about one batch (capped), so that every worker gets some from the start.
+            blocks = max(1, min(-(-len(todo) // batch_size), 16 * num_workers))
+            ds = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks) if todo else None
         opts = dict(session_options or {})
         run_backend = backend
         if gpus == 0:
