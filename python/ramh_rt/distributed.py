@@ -229,7 +229,8 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         num_workers: actors (one Analyzer each). Default: the cluster's GPU count when GPU workers are used, else
             the cluster's CPUs divided by ``num_cpus_per_worker``.
         bundle / backend / device: as for :class:`~ramh_rt.pipeline.Analyzer` (the bundle path must be readable on
-            every node). With ``backend="auto"`` on CPU workers the backend is ONNX Runtime CPU.
+            every node). With ``backend="auto"`` on CPU workers the backend is ONNX Runtime CPU. Leave ``device``
+            None on GPU workers: Ray makes each worker's own GPU its device 0.
         address: Ray cluster to connect to when Ray is not initialised yet (``"auto"``, ``"ray://host:10001"``);
             None starts a local cluster. A cluster this call starts is shut down at its end.
         num_cpus_per_worker: CPUs reserved per actor (and ONNX Runtime's intra-op threads on CPU workers).
