@@ -275,9 +275,10 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING")
         started = True
+    ctx = ray.data.DataContext.get_current()
+    bars = ctx.enable_progress_bars  # the caller's setting, restored below
     try:
         t0 = time.perf_counter()
-        ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = bool(progress)
         done = set(_done(out))
         if is_dataset:
@@ -347,6 +348,7 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
                   file=sys.stderr)
         return report
     finally:
+        ctx.enable_progress_bars = bars
         if started:
             ray.shutdown()
 
