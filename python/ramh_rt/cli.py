@@ -1,9 +1,11 @@
 """``ramh``: the command line of ramh_rt.
 
     ramh analyze PATH... [--out DIR] [--json] [--overlay] [--csv] [--sample]   analyse radiographs
+    ramh analyze PATH... --out DIR --ray [ADDRESS]                            the same on a Ray cluster (Parquet)
     ramh bench [--backend NAME|all] [--runs N]                                latency and throughput per stage
     ramh build-engine [--precision fp16|fp32|int8]                            prebuild TensorRT engines
     ramh info                                                                 build, devices, backends, bundle
+    ramh compare BASELINE FOLLOWUP --out DIR [--sdc UNITS]                    progression between two visits
 
 Outputs are written atomically (temporary file + rename); a file that cannot be analysed is reported and skipped
 and the exit code is 1 when any failed. Exit code 2 is a usage error.
@@ -62,6 +64,20 @@ def cmd_analyze(args) -> int:
     if out is None and (args.overlay or args.csv or len(paths) > 1):
         print("ramh analyze: --out DIR is needed for overlays, CSV or several inputs", file=sys.stderr)
         return 2
+    if args.ray is not None:  # a Ray cluster scores the images: Parquet rows + JSON per image (ramh-rt[ray])
+        from .distributed import score
+
+        if out is None:
+            print("ramh analyze: --ray needs --out DIR", file=sys.stderr)
+            return 2
+        if Path(args.ray).exists():  # `--ray IMAGES` took the input folder for the cluster address
+            print(f"ramh analyze: --ray got {args.ray!r}, a file or folder; write --ray=ADDRESS or put --ray after "
+                  f"the inputs", file=sys.stderr)
+            return 2
+        rep = score([str(p) for p in paths], out, bundle=args.bundle, backend=args.backend, device=args.device,
+                    address=None if args.ray == "local" else args.ray, spacing_mm=args.spacing_mm, side=args.side,
+                    progress=not args.quiet)
+        return 1 if rep.failed else 0
     if out:
         out.mkdir(parents=True, exist_ok=True)
     analyzer = Analyzer(args.bundle, backend=args.backend, device=args.device)
@@ -105,6 +121,28 @@ def cmd_analyze(args) -> int:
     if failed:
         print(f"ramh analyze: {failed} of {len(paths)} input(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_compare(args) -> int:
+    from .io import write_atomic
+    from .pipeline import Analyzer
+    from .progression import DEFAULT_SDC, compare
+
+    analyzer = Analyzer(args.bundle, backend=args.backend, device=args.device)
+    a, b = (analyzer.analyze(p, spacing_mm=args.spacing_mm, side=args.side) for p in (args.baseline, args.followup))
+    prog = compare(a, b, sdc=DEFAULT_SDC if args.sdc is None else args.sdc)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "progression.json", prog.to_json())
+    prog.overlay(out / "progression_overlay.png")
+    t = prog.total
+    print(f"SvdH change {t.svdh_delta:+d} (erosion {t.erosion_delta:+d}, JSN {t.jsn_delta:+d}), "
+          f"{round(100 * t.level)}% interval [{t.interval[0]:+d}, {t.interval[1]:+d}], SDC {t.sdc:g}: "
+          f"{'PROGRESSED' if t.progressed else 'no progression beyond the SDC'}; worse: "
+          f"{', '.join(prog.worsened) or 'none'}", file=sys.stderr)
+    for w in prog.warnings:
+        print(f"ramh compare: {w}", file=sys.stderr)
+    return 0
 
 
 def cmd_info(args) -> int:
@@ -203,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="score on a Ray cluster (ADDRESS e.g. auto or ray://host:10001; none: a local one); writes "
+                        "scores.parquet and json/ under --out, resumable")
     _common(p)
     p.set_defaults(func=cmd_analyze)
 
@@ -219,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=32)
     _common(p)
     p.set_defaults(func=cmd_build_engine)
+
+    p = sub.add_parser("compare", help="progression between a baseline and a follow-up film of the same hand")
+    p.add_argument("baseline", help="the earlier radiograph (image or DICOM file)")
+    p.add_argument("followup", help="the later radiograph of the same hand")
+    p.add_argument("--out", required=True, help="output folder (progression.json, progression_overlay.png)")
+    p.add_argument("--sdc", type=float, help="smallest detectable change of the SvdH hand total (default 5.0)")
+    p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
+    p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
+    _common(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("info", help="build, devices, backends and bundle")
     _common(p)

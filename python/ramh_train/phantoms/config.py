@@ -186,6 +186,11 @@ class PhantomConfig:
             dorsum of the hand (bright, in no mask).
         sesamoid_probability: chance of each optional sesamoid (MCP2, MCP5, IP1); the two at MCP1 appear with
             probability ``max(sesamoid_probability, 0.95)``.
+
+    Visits:
+        pose_seed: seed of the pose and exposure draws (layout, acquisition, noise, distractors); None: the image's
+            seed. A second radiograph of the same hand (same seed, so same anatomy and patient) at a later visit
+            uses another pose_seed (:mod:`ramh_train.phantoms.visits`).
     """
 
     spacing_mm: tuple[float, float] = (0.10, 0.14)
@@ -209,6 +214,7 @@ class PhantomConfig:
     ring_probability: float = 0.08
     cannula_probability: float = 0.04
     sesamoid_probability: float = 0.3
+    pose_seed: int | None = None
 
     def __post_init__(self) -> None:
         _check_range("spacing_mm", self.spacing_mm, low=0.02, high=2.0)
@@ -235,6 +241,9 @@ class PhantomConfig:
         if not (self.severity_shape > 0 and self.severity_scale > 0):
             raise ValueError(f"severity_shape and severity_scale must be > 0, got {self.severity_shape!r}, "
                              f"{self.severity_scale!r}")
+        if self.pose_seed is not None and (isinstance(self.pose_seed, bool) or not isinstance(self.pose_seed, int)
+                                           or not 0 <= self.pose_seed < 2**63):
+            raise ValueError(f"pose_seed must be None or an int in [0, 2**63), got {self.pose_seed!r}")
         if not self.non_svdh_rate >= 0:
             raise ValueError(f"non_svdh_rate must be >= 0, got {self.non_svdh_rate!r}")
         if not self.profiles or not all(isinstance(p, ScannerProfile) for p in self.profiles):

@@ -91,9 +91,10 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     sk = skeleton.build(anat, gaps)
     lesions = disease.plan_lesions(sk, be, patient, cfg, seed)
 
-    # Layout and acquisition.
-    canvas, layout = _layout(sk, cfg, _rng(seed, "layout"))
-    arng = _rng(seed, "acquisition")
+    # Layout and acquisition (another pose_seed: the same hand radiographed again).
+    pose = seed if cfg.pose_seed is None else cfg.pose_seed
+    canvas, layout = _layout(sk, cfg, _rng(pose, "layout"))
+    arng = _rng(pose, "acquisition")
     profile = cfg.profiles[int(arng.integers(len(cfg.profiles)))]
     acq = render.sample_acquisition(arng, profile)
     field_rect = _collimation(canvas, sk, arng, cfg.collimation_probability)
@@ -136,12 +137,12 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
 
     # Soft tissue and distractors.
     st_mask = render.add_soft_tissue(L, canvas, sk.soft_tissue, 8.0 * anat.scale)
-    distractors = _distractors(L, canvas, sk, cfg, _rng(seed, "distractor"))
+    distractors = _distractors(L, canvas, sk, cfg, _rng(pose, "distractor"))
     bones = np.zeros((H, W), bool)
     for name, m in masks.items():
         x0, y0, x1, y1 = boxes[name]
         bones[y0:y1, x0:x1] |= m[y0:y1, x0:x1]
-    image = render.expose(L, canvas, acq, _rng(seed, "noise"), cfg.noise, field_rect, cfg.dtype, st_mask, bones)
+    image = render.expose(L, canvas, acq, _rng(pose, "noise"), cfg.noise, field_rect, cfg.dtype, st_mask, bones)
     del L
     masks["SoftTissue"] = st_mask | bones
     del bones
