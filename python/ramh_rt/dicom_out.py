@@ -263,6 +263,22 @@ def _set_orientation(sc: "Dataset", src: "Dataset | None") -> None:
     sc.PatientOrientation = list(value) if value is not None and len(list(value)) == 2 else ""
 
 
+def _seg_source(src: "Dataset") -> "Dataset":
+    """The source as highdicom's Segmentation constructor should see it.
+
+    For a projection image (no Frame of Reference: CR, DX) highdicom 0.28 writes a Pixel Measures item with Pixel
+    Spacing but no Slice Thickness, which its own reader (``Segmentation.from_dataset``) then rejects. The SEG of a
+    projection image lies on the referenced source's pixel grid, whose spacing the source carries, so the spacing is
+    left out of the SEG rather than written in a form that readers refuse.
+    """
+    ds = _completed(src)
+    if "FrameOfReferenceUID" not in ds:
+        for kw in ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"):
+            if kw in ds:
+                delattr(ds, kw)
+    return ds
+
+
 def _series_description(kind: str, not_clinical: bool) -> str:
     text = {"source": "ramh_rt analysed image", "sr": "ramh_rt SvdH scores", "seg": "ramh_rt bones and erosions",
             "sc": "ramh_rt overlay"}[kind]
@@ -552,7 +568,7 @@ def build_seg(source: "Dataset", analysis: "Analysis", not_clinical: bool = True
     if pixels.shape[1:3] != (h, w):
         raise DicomExportError(f"masks are {pixels.shape[1:3]} but the image is {(h, w)}")
     seg = hd.seg.Segmentation(
-        source_images=[_completed(source)], pixel_array=pixels, segmentation_type="BINARY", segment_descriptions=descriptions,
+        source_images=[_seg_source(source)], pixel_array=pixels, segmentation_type="BINARY", segment_descriptions=descriptions,
         series_instance_uid=generate_uid(), series_number=SERIES_NUMBER["seg"], sop_instance_uid=generate_uid(),
         instance_number=1, manufacturer=MANUFACTURER, manufacturer_model_name=analysis.meta.bundle_id[:64],
         software_versions=f"ramh_rt {__version__}", device_serial_number="0", omit_empty_frames=True)
