@@ -48,25 +48,53 @@ def objects(analysis, analyzer, source):
     return {dicom_out.kind_of(o): pydicom.dcmread(io.BytesIO(dicom_out.dataset_bytes(o))) for o in objs}
 
 
-def _groups(sr_ds):
+class _Group:
+    """One TID 1501 group found by highdicom, its items indexed by concept code value (read once: highdicom's
+    per-name lookups walk the whole tree each time)."""
+
+    def __init__(self, group):
+        self.group = group
+        self.finding_sites = group.finding_sites
+        self.num: dict[str, list[float]] = {}
+        self.code: dict[str, list[str]] = {}
+        for item in group[0].ContentSequence:
+            name = item.ConceptNameCodeSequence[0]
+            key = name.get("CodeValue") or name.get("LongCodeValue")
+            if item.ValueType == "NUM":
+                self.num.setdefault(key, []).append(float(item.MeasuredValueSequence[0].NumericValue))
+            elif item.ValueType == "CODE":
+                c = item.ConceptCodeSequence[0]
+                self.code.setdefault(key, []).append(c.get("CodeValue") or c.get("LongCodeValue"))
+
+
+def _groups(sr_ds) -> dict[str, _Group]:
     sr = hd.sr.ComprehensiveSR.from_dataset(sr_ds)
-    return {g.tracking_identifier: g for g in sr.content.get_image_measurement_groups()}
+    return {g.tracking_identifier: _Group(g) for g in sr.content.get_image_measurement_groups()}
 
 
-def _value(group, value: str) -> float | None:
-    ms = group.get_measurements(name=code(value, "x"))
+def _value(group: _Group, value: str) -> float | None:
+    ms = group.num.get(value, [])
     assert len(ms) <= 1
-    return None if not ms else float(ms[0].value)
+    return ms[0] if ms else None
 
 
-def _evaluation(group, value: str) -> list[str]:
-    return [e.value.value for e in group.get_qualitative_evaluations(name=code(value, "x"))]
+def _evaluation(group: _Group, value: str) -> list[str]:
+    return group.code.get(value, [])
+
+
+@pytest.fixture(scope="module")
+def png_objects(analyzer):
+    """The objects of a non-DICOM input (an array), with identity given as arguments."""
+    pix, side = phantom_pixels(SEED)
+    a = analyzer.analyze(pix, spacing_mm=SPACING_MM, side=side)
+    return pix, a, a.to_dicom(None, identity={"PatientID": "P-42", "PatientName": "Doe^Jane", "AccessionNumber": "A7"})
 
 
 def _texts(group, dcm_name: str) -> list[str]:
     from pydicom.sr.codedict import codes
 
-    return [item.TextValue for item in hd.sr.utils.find_content_items(group[0], name=getattr(codes.DCM, dcm_name))]
+    return [item.TextValue for item in hd.sr.utils.find_content_items(group.group[0],
+                                                                       name=getattr(codes.DCM, dcm_name))]
 
 
 def test_objects_copy_identity_and_reference_the_source(objects, source):
@@ -153,11 +181,8 @@ def test_sr_carries_qc_and_uncertainty_when_the_analysis_has_them(analysis, anal
         assert _value(groups[j.stem], "UNCERTAINTY") == pytest.approx(0.1 * k)
 
 
-def test_non_dicom_source_gives_valid_objects_with_given_identity(analyzer, tmp_path):
-    pix, side = phantom_pixels(SEED)
-    a = analyzer.analyze(pix, spacing_mm=SPACING_MM, side=side)
-    ident = {"PatientID": "P-42", "PatientName": "Doe^Jane", "AccessionNumber": "A7"}
-    objs = a.to_dicom(None, identity=ident)
+def test_non_dicom_source_gives_valid_objects_with_given_identity(png_objects, tmp_path):
+    pix, a, objs = png_objects
     assert [dicom_out.kind_of(o) for o in objs] == ["source", "sr", "seg", "sc"]
     src = objs[0]
     np.testing.assert_array_equal(src.pixel_array, pix)
@@ -218,10 +243,9 @@ def test_cli_writes_dicom_outputs(source, tmp_path):
 
 @pytest.mark.skipif(bool(binaries_missing("dciodvfy")),
                     reason="dciodvfy (Debian package dicom3tools) is not installed; tools/install_system_deps.sh")
-def test_dciodvfy_reports_no_error(objects, analysis, source, tmp_path):
+def test_dciodvfy_reports_no_error(objects, png_objects, source, tmp_path):
     objs = dict(objects)
-    png_objs = analysis.to_dicom(None, identity={"PatientID": "P-1"})
-    objs.update({f"png_{dicom_out.kind_of(o)}": o for o in png_objs})
+    objs.update({f"png_{dicom_out.kind_of(o)}": o for o in png_objects[2]})
     objs["reject"] = dicom_out.reject_sr(source, "NotAHandError", "no hand in this image")
     objs["reject_bare"] = dicom_out.reject_sr(None, "ImageLoadError", "unreadable")
     for name, ds in objs.items():
