@@ -4,6 +4,8 @@
     ramh bench [--backend NAME|all] [--runs N]                                latency and throughput per stage
     ramh build-engine [--precision fp16|fp32|int8]                            prebuild TensorRT engines
     ramh info                                                                 build, devices, backends, bundle
+    ramh serve [--ae-title RAMH] [--port 11112] [--forward AE@HOST:PORT] [--store DIR]   DICOM node
+    ramh watch DIR --out DIR                                                  analyse files exported to a folder
 
 Outputs are written atomically (temporary file + rename); a file that cannot be analysed is reported and skipped
 and the exit code is 1 when any failed. Exit code 2 is a usage error.
@@ -232,6 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="build, devices, backends and bundle")
     _common(p)
     p.set_defaults(func=cmd_info)
+
+    from .node import add_parsers  # serve, watch
+
+    add_parsers(sub, _common)
     return ap
 
 
