@@ -7,6 +7,7 @@
 #   (tools/sanitize_cpu.sh, about 4 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tools/install_system_deps.sh  # Orthanc and dciodvfy for the DICOM tests (when missing and root/sudo allows)
 venv=${VENV:-.venv-test}
 python3 -m venv "$venv"
 . "$venv/bin/activate"
