@@ -163,13 +163,16 @@ def test_sr_carries_qc_and_uncertainty_when_the_analysis_has_them(analysis, anal
     a = analysis
     located = [j for j in a.joints if j.located]
     try:
-        a.qc = SimpleNamespace(status="review", reasons=[("side_conflict", "header says L, anatomy says R", "review"),
-                                                         ("orientation_applied", "turned by 90 degrees", "info")])
+        a.qc = SimpleNamespace(status="review", field_of_view="hand",
+                               reasons=[("side_conflict", "header says L, anatomy says R", "review"),
+                                        ("orientation_applied", "turned by 90 degrees", "info")])
+        a.totals.svdh_interval = (a.totals.svdh - 3, a.totals.svdh + 4)
         for k, j in enumerate(located):
             j.uncertainty = 0.1 * k
         sr = a.to_dicom(source, kinds=("sr",), bundle=analyzer.bundle)[0]
     finally:
         del a.qc
+        del a.totals.svdh_interval
         for j in located:
             del j.uncertainty
     groups = _groups(pydicom.dcmread(io.BytesIO(dicom_out.dataset_bytes(sr))))
@@ -177,6 +180,8 @@ def test_sr_carries_qc_and_uncertainty_when_the_analysis_has_them(analysis, anal
     assert _evaluation(hand, "QC-STATUS") == ["QC-REVIEW"]
     assert _evaluation(hand, "QC-REVIEW-REASON") == ["side_conflict"]
     assert _evaluation(hand, "QC-INFO") == ["orientation_applied"]
+    assert _evaluation(hand, "FIELD-OF-VIEW") == ["FOV-HAND"]
+    assert (_value(hand, "SVDH-LOW"), _value(hand, "SVDH-HIGH")) == (a.totals.svdh - 3, a.totals.svdh + 4)
     for k, j in enumerate(located):
         assert _value(groups[j.stem], "UNCERTAINTY") == pytest.approx(0.1 * k)
 

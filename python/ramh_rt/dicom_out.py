@@ -47,11 +47,14 @@ code value           meaning
 ``TOTAL-BE``         hand erosion total (0..80)
 ``TOTAL-JSN``        hand JSN total (0..60)
 ``TOTAL-SVDH``       hand SvdH total (0..140)
+``PARTIAL-SVDH``     the sum of the areas in view (when the analysis has ``totals.partial_svdh``)
+``SVDH-LOW`` / ``SVDH-HIGH``  bounds of ``totals.svdh_interval`` (when the analysis has it)
 ``EXPECTED-SVDH``    the SvdH total from the score probabilities
 ``GLOBAL-SVDH``      the whole-image model's estimate of the total
 ``COMPLETE``         whether all 31 scores were produced (Yes/No)
 ``SEVERITY``         severity class; values ``SEV-<class>`` (:data:`ramh_rt.anatomy.SEVERITY_NAMES`)
 ``QC-STATUS``        quality-control status; values ``QC-OK``, ``QC-REVIEW``, ``QC-REJECT``
+``FIELD-OF-VIEW``    ``qc.field_of_view`` when present; values ``FOV-HAND``, ``FOV-WRIST``, ``FOV-FINGERS``...
 ``QC-INFO`` / ``QC-REVIEW-REASON`` / ``QC-REJECT-REASON``  a quality-control reason of that severity; the value's
                      code is the reason's code, its meaning the reason's message (cut to 64 characters)
 ``CLINICAL-USE``     the bundle's clinical-use statement; value ``NOT-CLINICAL`` "Not for clinical use"
@@ -485,9 +488,13 @@ def build_sr(source: "Dataset", *, analysis: "Analysis | None" = None, bundle_id
     if analysis is not None:
         groups += [_joint_group(hd, j, algorithm, source_ref) for j in analysis.joints]
         t = analysis.totals
+        interval = getattr(t, "svdh_interval", None) or (None, None)
         for value, c, meaning in ((t.erosion, "TOTAL-BE", "SvdH erosion total"),
                                   (t.jsn, "TOTAL-JSN", "SvdH joint space narrowing total"),
                                   (t.svdh, "TOTAL-SVDH", "SvdH total"),
+                                  (getattr(t, "partial_svdh", None), "PARTIAL-SVDH", "SvdH sum of the areas in view"),
+                                  (interval[0], "SVDH-LOW", "SvdH total interval, lower bound"),
+                                  (interval[-1], "SVDH-HIGH", "SvdH total interval, upper bound"),
                                   (t.expected_svdh, "EXPECTED-SVDH", "Expected SvdH total from probabilities"),
                                   (t.global_svdh, "GLOBAL-SVDH", "Whole-image SvdH estimate")):
             if value is not None and np.isfinite(value):
@@ -498,6 +505,10 @@ def build_sr(source: "Dataset", *, analysis: "Analysis | None" = None, bundle_id
         qc = getattr(analysis, "qc", None)
         if qc is not None:
             qc_status, qc_reasons = getattr(qc, "status", None), list(getattr(qc, "reasons", []) or [])
+            fov = getattr(qc, "field_of_view", None)
+            if fov:
+                hand_evals.append(hd.sr.QualitativeEvaluation(code("FIELD-OF-VIEW", "Field of view"),
+                                                              code(f"FOV-{str(fov).upper()}", f"Field of view {fov}")))
     hand_evals += _qc_evaluations(hd, qc_status, qc_reasons)
     not_clinical = not_for_clinical_use(clinical_use)
     if not_clinical:

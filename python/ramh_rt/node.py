@@ -388,6 +388,7 @@ class DicomNode:
         t0 = time.time()
         try:
             analyses = analyses_of(self.analyzer, dataset_bytes(ds))
+            t1 = time.time()
             objs = []
             for a in analyses:
                 objs.append(a.to_dicom(ds, kinds=tuple(self.config.kinds), bundle=self.analyzer.bundle))
@@ -396,9 +397,9 @@ class DicomNode:
             for a in analyses:
                 t = a.totals
                 qc = getattr(a, "qc", None)
-                log.info("analysed %s: side %s, SvdH %s, severity %s, qc %s, %.1f s (queued %.1f s)", uid,
-                         a.meta.side or "?", t.svdh, t.severity, getattr(qc, "status", "-"), time.time() - t0,
-                         t0 - (received or t0))
+                log.info("analysed %s: side %s, SvdH %s, severity %s, qc %s; %.1f s analysis + %.1f s DICOM "
+                         "(queued %.1f s)", uid, a.meta.side or "?", t.svdh, t.severity, getattr(qc, "status", "-"),
+                         t1 - t0, time.time() - t1, t0 - (received or t0))
         except Exception as e:  # noqa: BLE001 - any failure of one image is answered, never fatal
             reason = type(e).__name__
             if isinstance(e, RamhError):
