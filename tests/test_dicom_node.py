@@ -367,3 +367,39 @@ def test_node_config_is_validated(tmp_path):
     from ramh_rt.cli import main
 
     assert main(["serve", "--config", str(cfg)]) == 2
+
+
+def test_node_survives_a_pacs_that_is_down_and_bad_images(tmp_path):
+    """In process, no network peer: results are stored, the failed forward is counted, a broken image gets a reject
+    SR, and the node's status says all of it."""
+    from ramh_rt import Analyzer
+    from ramh_rt.node import DicomNode, NodeConfig
+
+    node = DicomNode(NodeConfig(forward=f"NOBODY@127.0.0.1:{free_port()}", store=str(tmp_path / "store"),
+                                host="127.0.0.1", port=free_port()), Analyzer(backend="onnxruntime-cpu"))
+    pix, side = phantom_pixels(3)
+    good = dx_dataset(pix, laterality=side)
+    broken = dx_dataset(pix)
+    broken.PixelData = broken.PixelData[:10]
+    objs = node.process(good)
+    assert [dicom_out.kind_of(o) for o in objs] == ["sr", "seg", "sc"]
+    rejected = node.process(broken)
+    assert [dicom_out.kind_of(o) for o in rejected] == ["sr"]
+    st = node.status()
+    assert (st["analysed"], st["rejected"], st["objects_stored"], st["delivery_failures"]) == (1, 1, 4, 2), st
+    assert "ImageLoadError" in st["last_error"] or "association" in st["last_error"]
+    stored = sorted(p.relative_to(tmp_path / "store").as_posix() for p in (tmp_path / "store").rglob("*.dcm"))
+    assert stored == sorted([f"{good.SOPInstanceUID}/{good.SOPInstanceUID}_{k}.dcm" for k in ("sr", "seg", "sc")]
+                            + [f"{broken.SOPInstanceUID}/{broken.SOPInstanceUID}_sr.dcm"])
+
+
+def test_watch_output_names_never_collide(tmp_path):
+    from ramh_rt.node import _output_base
+
+    (tmp_path / "d").mkdir()
+    for name in ("a.png", "a.dcm", "b.png", "c"):
+        (tmp_path / "d" / name).write_bytes(b"x")
+    assert _output_base("d/a.png", tmp_path / "d" / "a.png") == "d__a.png"
+    assert _output_base("d/a.dcm", tmp_path / "d" / "a.dcm") == "d__a.dcm"
+    assert _output_base("d/b.png", tmp_path / "d" / "b.png") == "d__b"
+    assert _output_base("d/c", tmp_path / "d" / "c") == "d__c"

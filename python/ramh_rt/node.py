@@ -27,7 +27,7 @@ Configuration: flags, or one JSON file (``--config FILE``) whose keys are the lo
 ``ramh watch DIR --out OUT``: for stations that export files to a folder. Polls ``DIR`` (recursively), and processes
 each new image file once, when it is complete (its size and modification time unchanged over ``--settle`` seconds;
 names starting with ``.`` or ending in ``.part``/``.tmp`` are skipped). Per input ``<rel>`` (its path relative to
-``DIR``, ``/`` replaced by ``__``): ``OUT/<rel>.json`` and the DICOM objects ``OUT/<rel>_<kind>.dcm`` (per hand
+``DIR``, ``/`` replaced by ``__``, without the extension unless a sibling image shares the stem): ``OUT/<rel>.json`` and the DICOM objects ``OUT/<rel>_<kind>.dcm`` (per hand
 ``<rel>_<side>...`` for two-hand films), or ``OUT/<rel>.error.json`` plus, for a DICOM input, a reject SR. All written
 atomically; inputs are opened read-only and never moved or changed. What was processed is remembered in
 ``OUT/.ramh_watch_state.json`` (path, size, mtime), so a restart does not redo it and a replaced file is redone.
@@ -449,7 +449,11 @@ class DicomNode:
         ok = True
         try:
             for d in datasets:
-                status = assoc.send_c_store(d)
+                try:
+                    status = assoc.send_c_store(d)
+                except (ValueError, RuntimeError) as e:  # no accepted context for this SOP class, association lost
+                    log.error("C-STORE %s to %s failed: %s", d.SOPInstanceUID, dest, e)
+                    status = None
                 code = int(status.Status) if status is not None and "Status" in status else None
                 if code is None or code not in (0x0000, 0xB000, 0xB007, 0xB006):
                     ok = False
@@ -478,6 +482,21 @@ class DicomNode:
             self._count("delivery_failures")
             self.last_error = f"{uid}: cannot store under {folder}: {e}"
             log.error("results of %s not stored under %s: %s", uid, folder, e)
+
+
+def _output_base(rel: str, path: Path) -> str:
+    """Output base name of the input ``rel``: its relative path with ``/`` as ``__``, without the extension, unless a
+    sibling image has the same stem (``a.png`` and ``a.dcm``): then with it, so their outputs never collide."""
+    import glob
+
+    from .cli import IMAGE_SUFFIXES
+
+    flat = rel.replace("/", "__")
+    if not path.suffix:
+        return flat
+    twins = [q for q in path.parent.glob(f"{glob.escape(path.stem)}.*")
+             if q.name != path.name and q.suffix.lower() in IMAGE_SUFFIXES]
+    return flat if twins else flat[: -len(path.suffix)]
 
 
 def _safe(name: str) -> str:
@@ -609,8 +628,7 @@ class FolderWatcher:
         from .dicom_out import read_source, reject_sr, write_dicom_outputs
         from .io import write_atomic
 
-        base = rel.replace("/", "__")
-        base = base[: -len(Path(base).suffix)] if Path(base).suffix else base
+        base = _output_base(rel, path)
         ok = True
         try:
             analyses = analyses_of(self.analyzer, str(path))
