@@ -98,6 +98,7 @@ def _texts(group, dcm_name: str) -> list[str]:
 
 
 def test_objects_copy_identity_and_reference_the_source(objects, source):
+    assert "NumberOfFrames" not in source and "PixelSpacing" in source  # the source was not modified
     assert set(objects) == {"sr", "seg", "sc"}
     for kind, ds in objects.items():
         assert ds.StudyInstanceUID == source.StudyInstanceUID, kind
@@ -208,6 +209,19 @@ def test_bad_requests_are_named_errors(analysis, source):
     small = dx_dataset(np.zeros((64, 64), np.uint8))
     with pytest.raises(DicomExportError, match="not the image that was analysed"):
         analysis.to_dicom(small)
+    multi = dx_dataset(np.zeros(analysis.meta.image_shape, np.uint8))
+    multi.NumberOfFrames = 2
+    with pytest.raises(DicomExportError, match="2 frames"):
+        analysis.to_dicom(multi)
+    kept = analysis.image
+    try:
+        analysis.image = None
+        with pytest.raises(DicomExportError, match="keep_image=True"):
+            analysis.to_dicom(source, kinds=("sc",))
+        with pytest.raises(DicomExportError, match="keep_image=True"):
+            analysis.to_dicom(None, kinds=("sr",))
+    finally:
+        analysis.image = kept
 
 
 def test_clinical_use_statement():

@@ -249,7 +249,13 @@ def _reference_stub(src: "Dataset | None", identity: Mapping[str, Any] | None = 
 def _completed(src: "Dataset") -> "Dataset":
     """A shallow copy of ``src`` (the caller's dataset is never modified) with the identity attributes it lacks set
     empty: highdicom copies each of them and fails on an absent one."""
-    ds = src.copy()
+    from pydicom import Dataset
+
+    # A new element dict sharing the (never modified) elements: pydicom's Dataset.copy() shares the dict itself, so
+    # adding to it would change the caller's dataset. Pixel data is left out: nothing here needs it.
+    ds = Dataset({tag: elem for tag, elem in src.items() if tag != 0x7FE00010})
+    if hasattr(src, "file_meta"):
+        ds.file_meta = src.file_meta
     for kw in IDENTITY_KEYWORDS:
         if kw not in ds:
             setattr(ds, kw, "")
@@ -353,8 +359,9 @@ def analysis_to_dicom(analysis: "Analysis", source: Any = None, kinds: Sequence[
         ready for ``dcmwrite`` or C-STORE.
 
     Raises:
-        DicomExportError: an unknown kind; the source's Rows x Columns differ from ``analysis.meta.image_shape``; the
-            analysed image is needed (non-DICOM source, or ``"sc"``) but was not kept.
+        DicomExportError: an unknown kind; the source's Rows x Columns differ from ``analysis.meta.image_shape``; a
+            multi-frame source; the analysed image is needed (non-DICOM source, or ``"sc"``) but was not kept;
+            highdicom cannot build an object from this source (the message names the object and the reason).
     """
     bad = [k for k in kinds if k not in KINDS[1:]]
     if bad:
@@ -371,16 +378,27 @@ def analysis_to_dicom(analysis: "Analysis", source: Any = None, kinds: Sequence[
         if shape != tuple(analysis.meta.image_shape):
             raise DicomExportError(f"source {src.get('SOPInstanceUID', '?')} is {shape} (rows, cols) but the analysed "
                                    f"image is {tuple(analysis.meta.image_shape)}: not the image that was analysed")
+        if int(src.get("NumberOfFrames", 1) or 1) > 1:
+            raise DicomExportError(f"source {src.get('SOPInstanceUID', '?')} has {src.NumberOfFrames} frames; results "
+                                   "are made for single-frame radiographs (the analysis used the first frame only)")
     for kind in KINDS[1:]:
         if kind not in kinds:
             continue
-        if kind == "sr":
-            out.append(build_sr(src, analysis=analysis, bundle_id=analysis.meta.bundle_id,
-                                bundle_version=analysis.meta.bundle_version, clinical_use=clinical_use))
-        elif kind == "seg":
-            out.append(build_seg(src, analysis, not_clinical))
-        else:
-            out.append(build_overlay_sc(src, analysis, not_clinical, overlay_max_side))
+        try:
+            if kind == "sr":
+                out.append(build_sr(src, analysis=analysis, bundle_id=analysis.meta.bundle_id,
+                                    bundle_version=analysis.meta.bundle_version, clinical_use=clinical_use))
+            elif kind == "seg":
+                out.append(build_seg(src, analysis, not_clinical))
+            else:
+                out.append(build_overlay_sc(src, analysis, not_clinical, overlay_max_side))
+        except (ValueError, TypeError, AttributeError, KeyError) as e:
+            if isinstance(e, RamhError):
+                raise
+            # highdicom refuses what the source does not allow (a missing attribute it needs, an odd value): say
+            # which object and why instead of a bare library error.
+            raise DicomExportError(f"cannot make the {kind.upper()} for source {src.get('SOPInstanceUID', '?')}: "
+                                   f"{type(e).__name__}: {e}") from e
     return out
 
 
