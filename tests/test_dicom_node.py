@@ -403,3 +403,30 @@ def test_watch_output_names_never_collide(tmp_path):
     assert _output_base("d/a.dcm", tmp_path / "d" / "a.dcm") == "d__a.dcm"
     assert _output_base("d/b.png", tmp_path / "d" / "b.png") == "d__b"
     assert _output_base("d/c", tmp_path / "d" / "c") == "d__c"
+
+
+def test_node_answers_a_qc_rejected_result_with_its_sr_only(tmp_path):
+    """A result whose own quality control says reject (when the runtime has Analysis.qc) gets no SEG or overlay."""
+    from types import SimpleNamespace
+
+    from ramh_rt import Analyzer
+    from ramh_rt.node import DicomNode, NodeConfig
+
+    class QcRejecting:
+        """The real Analyzer, with the verdict a QC-aware runtime would give for this image."""
+
+        def __init__(self, analyzer):
+            self.bundle = analyzer.bundle
+            self._analyzer = analyzer
+
+        def analyze(self, image):
+            a = self._analyzer.analyze(image)
+            a.qc = SimpleNamespace(status="reject", reasons=[("not_a_hand", "no hand found", "reject")])
+            return a
+
+    node = DicomNode(NodeConfig(store=str(tmp_path / "store"), host="127.0.0.1", port=free_port()),
+                     QcRejecting(Analyzer(backend="onnxruntime-cpu")))
+    pix, side = phantom_pixels(3)
+    objs = node.process(dx_dataset(pix, laterality=side))
+    assert [dicom_out.kind_of(o) for o in objs] == ["sr"]
+    assert node.status()["rejected"] == 1

@@ -13,7 +13,8 @@
   fails and ``--store`` is set the objects are kept there.
 * An image that cannot be analysed (any :class:`~ramh_rt.errors.RamhError`: unreadable pixels, not a hand...) is
   logged with its SOP Instance UID and answered with a quality-control SR whose status is *reject*; an unexpected
-  exception is logged with its traceback and answered the same way. The node never stops for one image.
+  exception is logged with its traceback and answered the same way. A result whose own ``qc.status`` is ``reject``
+  is answered with its SR only. The node never stops for one image.
 * Health: C-ECHO; a JSON status file rewritten atomically on every change (``--status-file``, default
   ``<store>/ramh_node_status.json`` when storing); and, with ``--http-port``, ``GET http://127.0.0.1:PORT/health``
   (200 and the same JSON while running, 503 while stopping). Counters: received, analysed, rejected, objects sent and
@@ -391,7 +392,15 @@ class DicomNode:
             t1 = time.time()
             objs = []
             for a in analyses:
-                objs.append(a.to_dicom(ds, kinds=tuple(self.config.kinds), bundle=self.analyzer.bundle))
+                # A result its own quality control rejects is answered with its SR only (which says so and why):
+                # no segmentation or overlay for a PACS to show as if it were usable.
+                rejected = getattr(getattr(a, "qc", None), "status", None) == "reject"
+                kinds = ("sr",) if rejected else tuple(self.config.kinds)
+                objs.append(a.to_dicom(ds, kinds=kinds, bundle=self.analyzer.bundle))
+                if rejected:
+                    self._count("rejected")
+                    log.warning("rejected %s by quality control: %s", uid, "; ".join(
+                        str(r) for r in getattr(a.qc, "reasons", []) or []))
             self._count("analysed")
             self._count("hands", len(analyses))
             for a in analyses:
