@@ -203,6 +203,7 @@ def qc_status_of(orthanc: Orthanc, sr_tags: dict) -> list[str]:
 
 
 @needs_orthanc
+@pytest.mark.slow
 def test_node_forwards_results_to_orthanc(orthanc, tmp_path):
     """A modality sends 5 radiographs (+1 broken one); Orthanc ends up with, per input, an SR referencing it, and
     a SEG and an overlay SC for each hand; the broken image gets a reject SR and the node keeps running."""
@@ -266,10 +267,11 @@ def test_node_forwards_results_to_orthanc(orthanc, tmp_path):
 
 
 @needs_orthanc
+@pytest.mark.slow
 def test_acknowledgements_do_not_wait_for_analysis(orthanc, tmp_path):
     """C-STORE responses come back while the images are still being analysed (the handler only queues), and the
     node's throughput is measured: images per minute from the first send to the last result in Orthanc."""
-    n = 6
+    n = 4
     pix, side = phantom_pixels(3)
     datasets = [dx_dataset(pix, laterality=side) for _ in range(n)]
     before = len(http_json(orthanc.url("/instances")))
