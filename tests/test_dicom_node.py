@@ -328,12 +328,15 @@ def test_watch_processes_each_complete_file_once(tmp_path):
     sr = pydicom.dcmread(out / "sub__hand_sr.dcm")
     assert sr.PatientID == "RAMH-TEST-1"
     assert {p: p.read_bytes() for p in inbox.rglob("*") if p.is_file()} == before  # inputs untouched
-    # A second watcher over the same folders (a restart) does nothing again.
+    # A restart (`ramh watch --once` over the same folders) does nothing again.
+    from ramh_rt.cli import main
+
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    again = FolderWatcher(inbox, out, watcher.analyzer, settle_s=0.0)
-    assert again.ready_files() == []
-    assert again.run(once=True, poll_s=0.05) == 0
+    assert FolderWatcher(inbox, out, watcher.analyzer, settle_s=0.0).ready_files() == []
+    assert main(["watch", str(inbox), "--out", str(out), "--once", "--settle", "0", "--poll", "0.05",
+                 "--backend", "onnxruntime-cpu"]) == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    assert main(["watch", str(inbox), "--out", str(inbox / "results")]) == 2  # outputs inside the input folder
 
 
 def test_watch_waits_for_a_file_to_settle(tmp_path):

@@ -735,13 +735,18 @@ def _config_from_args(args) -> NodeConfig:
     return NodeConfig(**values)
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _stop_on_signals(stop: threading.Event) -> dict:
+    """SIGINT and SIGTERM set ``stop``; returns the previous handlers (for :func:`_restore_signals`)."""
     def handler(signum, _frame):
         log.info("signal %s: shutting down", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_signals(previous: dict) -> None:
+    for sig, h in previous.items():
+        signal.signal(sig, h)
 
 
 def cmd_serve(args) -> int:
@@ -755,11 +760,14 @@ def cmd_serve(args) -> int:
     _setup_logging(config.log_file)
     node = DicomNode(config)
     stop = threading.Event()
-    _stop_on_signals(stop)
-    node.start()
-    while not stop.wait(1.0):
-        pass
-    node.shutdown()
+    previous = _stop_on_signals(stop)
+    try:
+        node.start()
+        while not stop.wait(1.0):
+            pass
+        node.shutdown()
+    finally:
+        _restore_signals(previous)
     return 0
 
 
@@ -775,8 +783,11 @@ def cmd_watch(args) -> int:
         print(f"ramh watch: {e}", file=sys.stderr)
         return EXIT_CONFIG
     stop = threading.Event()
-    _stop_on_signals(stop)
-    failed = watcher.run(once=args.once, poll_s=args.poll, stop=stop)
+    previous = _stop_on_signals(stop)
+    try:
+        failed = watcher.run(once=args.once, poll_s=args.poll, stop=stop)
+    finally:
+        _restore_signals(previous)
     log.info("watcher stopped: %s", json.dumps(watcher.counters))
     return 1 if failed else 0
 
