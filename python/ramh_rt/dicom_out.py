@@ -418,9 +418,11 @@ def _yes_no(flag: bool):
 
 
 def _reason_parts(reason: Any) -> tuple[str, str, str]:
-    """(code, message, severity) of a qc reason given as a tuple or as an object with those attributes."""
+    """(code, message, severity) of a qc reason given as a tuple, a mapping or an object with those attributes."""
     if isinstance(reason, (tuple, list)):
         c, m, s = (list(reason) + ["", "", "review"])[:3]
+    elif isinstance(reason, Mapping):
+        c, m, s = reason.get("code", ""), reason.get("message", ""), reason.get("severity", "review")
     else:
         c, m, s = (getattr(reason, "code", ""), getattr(reason, "message", ""), getattr(reason, "severity", "review"))
     return str(c), str(m), str(s)
