@@ -223,7 +223,7 @@ def test_node_forwards_results_to_orthanc(orthanc, tmp_path):
     }
     broken = dx_dataset(p3, study_uid=study)
     broken.PixelData = broken.PixelData[:1000]  # truncated pixel data: an ImageLoadError
-    proc, port, http, status, log = start_node(tmp_path, orthanc)
+    proc, port, http, status, log = start_node(tmp_path, orthanc, "--workers", "2")
     try:
         acks = send(port, [*inputs.values(), broken])
         assert [a[1] for a in acks] == [0] * 6, acks
