@@ -71,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             assoc.release()
             acked = time.perf_counter() - t0
             analysed_when_acked = node.status()["analysed"]
-            while node.status()["analysed"] + node.status()["rejected"] < args.images \
-                    or node.status()["in_progress"]:
+            while node.status()["processed"] < args.images:
                 time.sleep(0.2)
             elapsed = time.perf_counter() - t0
         finally:

@@ -228,12 +228,10 @@ def test_node_forwards_results_to_orthanc(orthanc, tmp_path):
         acks = send(port, [*inputs.values(), broken])
         assert [a[1] for a in acks] == [0] * 6, acks
         n_expected = 6
-        wait_until(lambda: http_json(f"http://127.0.0.1:{http}/health")["analysed"]
-                   + http_json(f"http://127.0.0.1:{http}/health")["rejected"] >= n_expected
-                   and http_json(f"http://127.0.0.1:{http}/health")["in_progress"] == 0, 600,
-                   "the node to analyse every input", proc, log)
+        wait_until(lambda: http_json(f"http://127.0.0.1:{http}/health")["processed"] >= n_expected, 600,
+                   "the node to analyse every input and deliver its results", proc, log)
         health = http_json(f"http://127.0.0.1:{http}/health")
-        assert health["received"] == 6 and health["delivery_failures"] == 0, health
+        assert health["received"] == health["processed"] == 6 and health["delivery_failures"] == 0, health
         assert json.loads(status.read_text())["received"] == 6
         instances = orthanc.instances()
         for name, ds in inputs.items():

@@ -17,8 +17,8 @@
   is answered with its SR only. The node never stops for one image.
 * Health: C-ECHO; a JSON status file rewritten atomically on every change (``--status-file``, default
   ``<store>/ramh_node_status.json`` when storing); and, with ``--http-port``, ``GET http://127.0.0.1:PORT/health``
-  (200 and the same JSON while running, 503 while stopping). Counters: received, analysed, rejected, objects sent and
-  stored, delivery failures, queue depth, the last error.
+  (200 and the same JSON while running, 503 while stopping). Counters: received, processed (results delivered),
+  analysed, rejected, objects sent and stored, delivery failures, queue depth, in progress, the last error.
 * SIGINT / SIGTERM: stop accepting associations, finish the queued images, deliver their results, exit 0.
 
 Configuration: flags, or one JSON file (``--config FILE``) whose keys are the long flag names with ``_`` for ``-``
@@ -251,8 +251,11 @@ class DicomNode:
         self._server = None
         self._http = None
         self._stopped = threading.Event()
-        self.counters = {"received": 0, "refused_queue_full": 0, "analysed": 0, "hands": 0, "rejected": 0,
-                         "objects_sent": 0, "objects_stored": 0, "delivery_failures": 0, "in_progress": 0}
+        # processed: inputs whose results were delivered (analysed or rejected); an input that is both analysed and
+        # rejected by its own quality control counts once here.
+        self.counters = {"received": 0, "refused_queue_full": 0, "processed": 0, "analysed": 0, "hands": 0,
+                         "rejected": 0, "objects_sent": 0, "objects_stored": 0, "delivery_failures": 0,
+                         "in_progress": 0}
         self.state = "starting"
         self.last_error: str | None = None
         self.started = time.time()
@@ -375,7 +378,9 @@ class DicomNode:
             except Exception:  # noqa: BLE001 - the last line of defence: a worker never dies
                 log.error("internal error:\n%s", traceback.format_exc())
             finally:
-                self._count("in_progress", -1)
+                with self._lock:
+                    self.counters["processed"] += 1
+                    self.counters["in_progress"] -= 1
                 self._write_status()
 
     def process(self, ds, calling_ae: str = "", received: float | None = None) -> list:
