@@ -7,13 +7,14 @@
 #   (tools/sanitize_cpu.sh, about 4 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tools/install_system_deps.sh  # Orthanc and dciodvfy for the DICOM tests (when missing and root/sudo allows)
 venv=${VENV:-.venv-test}
 python3 -m venv "$venv"
 . "$venv/bin/activate"
 python -m pip install -q --upgrade pip
 # torch first, pinned: the CPU build lies on this machine's disk; an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install -q torch==2.13.0
-python -m pip install -q ".[train,dicom,test,bench]"
+python -m pip install -q ".[train,dicom,test,bench,ray]"
 python - <<'PY'
 import ramh_rt
 print("ramh_rt", ramh_rt.__version__, ramh_rt.build_info())

@@ -6,6 +6,8 @@
     ramh build-engine [--precision fp16|fp32|int8]                            prebuild TensorRT engines
     ramh info                                                                 build, devices, backends, bundle
     ramh compare BASELINE FOLLOWUP --out DIR [--sdc UNITS]                    progression between two visits
+    ramh serve [--ae-title RAMH] [--port 11112] [--forward AE@HOST:PORT] [--store DIR]   DICOM node
+    ramh watch DIR --out DIR                                                  analyse files exported to a folder
 
 Outputs are written atomically (temporary file + rename); a file that cannot be analysed is reported and skipped
 and the exit code is 1 when any failed. Exit code 2 is a usage error.
@@ -103,6 +105,14 @@ def cmd_analyze(args) -> int:
                 print(text)
         if args.overlay:
             res.overlay(out / f"{base}_overlay.png")
+        if args.dicom_out:
+            from .dicom_out import DicomExportError, write_dicom_outputs
+
+            try:
+                write_dicom_outputs(res.to_dicom(path, bundle=analyzer.bundle), args.dicom_out, base)
+            except DicomExportError as e:
+                failed += 1
+                print(f"ramh analyze: {path}: no DICOM output: {e}", file=sys.stderr)
         if args.csv:
             if res.meta.side in anatomy.SIDES:
                 rows.append(res.to_ra2_csv_row(patient_id=base))
@@ -238,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", action="store_true", help="include bone and erosion masks (COCO RLE) in the JSON")
     p.add_argument("--overlay", action="store_true", help="write <name>_overlay.png")
     p.add_argument("--csv", action="store_true", help="write ra2_scores.csv (RA2-DREAM columns, one row per hand)")
+    p.add_argument("--dicom-out", metavar="DIR", help="also write DICOM SR, SEG and overlay SC: DIR/<name>_<kind>.dcm")
     p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
@@ -274,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="build, devices, backends and bundle")
     _common(p)
     p.set_defaults(func=cmd_info)
+
+    from .node import add_parsers  # serve, watch
+
+    add_parsers(sub, _common)
     return ap
 
 

@@ -284,6 +284,14 @@ class Analysis:
 
         return render_analysis(self, path, max_side=max_side)
 
+    def to_dicom(self, source=None, kinds: tuple[str, ...] = ("sr", "seg", "sc"), **kwargs) -> list:
+        """The analysis as DICOM objects (``pydicom.Dataset``): SR (TID 1500 scores), SEG (bones and erosions), SC
+        (the overlay); see :func:`ramh_rt.dicom_out.analysis_to_dicom` for ``source``, the keyword arguments
+        (``bundle``, ``identity``...), the codes and the errors (:class:`~ramh_rt.dicom_out.DicomExportError`)."""
+        from .dicom_out import analysis_to_dicom
+
+        return analysis_to_dicom(self, source, kinds, **kwargs)
+
 
 def ra2_csv_header(side: str) -> list[str]:
     """Header matching :meth:`Analysis.to_ra2_csv_row` for one side."""
