@@ -101,7 +101,7 @@ def test_readme_quick_start_from_a_fresh_venv(tmp_path):
     package = Path(facts["package"]).parent
     assert ".venv" in package.parts and "site-packages" in package.parts, f"ran {package}, not the installed wheel"
     for shipped in ("data/sample_hand_R.png", "schemas/analysis.schema.json", "schemas/bundle_manifest.schema.json",
-                    "models/ramh-default/manifest.json"):
+                    "models/ramh-default/manifest.json", "py.typed", "_core.pyi"):
         assert (package / shipped).is_file(), f"the wheel lacks ramh_rt/{shipped}"
 
     out = work / "out"
