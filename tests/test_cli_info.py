@@ -101,3 +101,18 @@ def test_summary_of_a_cuda_build_lists_devices():
     info["cuda_available"] = False
     info["devices"] = []
     assert "no usable CUDA device now" in cli.format_info(info)
+
+
+def test_a_bundle_with_values_that_cannot_work_is_shown_broken(capsys, model_dir, tmp_path):
+    """Issue 14 item 10: such a bundle used to load and then fail every image; ramh info now says why it is broken."""
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    manifest = json.loads((bad / "manifest.json").read_text())
+    manifest["models"]["bones"]["preprocess"]["input_hw"] = [20000, 20000]
+    manifest["models"]["joints"]["erosion_threshold"] = 1e300
+    (bad / "manifest.json").write_text(json.dumps(manifest))
+    code, out, _ = _run(capsys, "--bundle", str(bad))
+    assert code == 1 and "Bundle:   BROKEN: " in out
+    lines = out.splitlines()
+    assert "  models.bones.preprocess.input_hw[0]: must be an integer in [16, 4096], got 20000" in lines
+    assert "  models.joints.erosion_threshold: must be a number in (0, 1], got 1e+300" in lines
