@@ -133,7 +133,7 @@ def _check_overlay(path: Path, source: Path) -> None:
         assert im.mode in ("RGB", "RGBA"), f"overlay is {im.mode}, expected a colour picture"
         rgb = im.convert("RGB")
     w, h = rgb.size
-    colours = len(set(rgb.resize((128, 128)).getdata()))
+    colours = len(np.unique(np.asarray(rgb.resize((128, 128))).reshape(-1, 3), axis=0))
     assert colours > 16, "the overlay has almost no colours: nothing was drawn"
     # The film, scaled to the overlay's height, fills its left part (the legend panel is beside it); under the
     # drawings it is still the sample radiograph: its grey levels correlate with the source's.
