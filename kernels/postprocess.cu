@@ -349,7 +349,7 @@ __global__ void __launch_bounds__(kTile* ccl::kBlockRows)
 template <class T>
 std::vector<InstanceRecord> run(const PostprocessPlan& p, const T* logits, uint8_t* masks, int device,
                                 cudaStream_t stream) {
-  ccl::ScopedDevice scoped(device);
+  DeviceGuard scoped(device);
   const Geometry g = ccl::make_geometry(p.planes(), p.h, p.w);
   ccl::check_node_space(g, p.fill_holes ? kBgSlots : kFgSlots, "logits");
   void* s = stream;
