@@ -104,6 +104,18 @@ def test_readme_quick_start_from_a_fresh_venv(tmp_path):
                     "models/ramh-default/manifest.json", "py.typed", "_core.pyi"):
         assert (package / shipped).is_file(), f"the wheel lacks ramh_rt/{shipped}"
 
+    # `ramh bench` times the same bundled sample by default: it must find it in the installed package too.
+    bench = subprocess.run([str(work / ".venv" / "bin" / "ramh"), "bench", "--backend", "onnxruntime-cpu", "--runs", "1",
+                            "--warmup", "0", "--out", str(tmp_path / "bench.json")], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    from PIL import Image
+
+    with Image.open(package / "data" / "sample_hand_R.png") as sample:
+        sample_shape = [sample.height, sample.width]
+    (record,) = json.loads((tmp_path / "bench.json").read_text(encoding="utf-8"))
+    assert record["backend"] == "onnxruntime-cpu" and record["image_shape"][:2] == sample_shape
+
     out = work / "out"
     _check_json(out / "sample_hand_R.json", package / "schemas" / "analysis.schema.json")
     _check_overlay(out / "sample_hand_R_overlay.png", package / "data" / "sample_hand_R.png")
