@@ -110,21 +110,6 @@ inline void check_node_space(const Geometry& g, int slots_per_tile, const char* 
          "): split the batch");
 }
 
-// Makes `device` current for the launches of one op and restores the caller's device afterwards.
-class ScopedDevice {
- public:
-  explicit ScopedDevice(int device) {
-    RAMH_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (previous_ != device) RAMH_CUDA_CHECK(cudaSetDevice(device));
-  }
-  ~ScopedDevice() { cudaSetDevice(previous_); }
-  ScopedDevice(const ScopedDevice&) = delete;
-  ScopedDevice& operator=(const ScopedDevice&) = delete;
-
- private:
-  int previous_ = 0;
-};
-
 // ---- union-find ------------------------------------------------------------------------------------------------
 // Parents only ever decrease (atomicMin), so any value read, even a stale one, is an ancestor: find always
 // terminates at a node that was a root when read, and unite retries until its atomicMin hits a root.

@@ -16,6 +16,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cub/block/block_scan.cuh>
+
 #include <algorithm>
 #include <climits>
 #include <cstring>
@@ -153,29 +155,20 @@ __global__ void select_kernel(Geometry g, Nodes fg, const uint8_t* keep_all, int
 }
 
 // Exclusive prefix sum of the per-row counts of one plane (one block per plane), in place; the plane's total goes
-// to plane_total. Each thread sums a contiguous chunk; thread 0 scans the chunk sums.
+// to plane_total. Each thread sums a contiguous chunk, a block scan (CUB) gives each chunk its offset.
 constexpr int kScanThreads = 256;
+using ChunkScan = cub::BlockScan<int, kScanThreads>;
 
 __global__ void __launch_bounds__(kScanThreads) scan_rows_kernel(int height, int* row_count, int* plane_total) {
-  __shared__ int part[kScanThreads];
+  __shared__ typename ChunkScan::TempStorage scan_tmp;
   int* rc = row_count + static_cast<long long>(blockIdx.x) * height;
   const int chunk = (height + kScanThreads - 1) / kScanThreads;
   const int begin = min(height, static_cast<int>(threadIdx.x) * chunk), end = min(height, begin + chunk);
   int sum = 0;
   for (int r = begin; r < end; ++r) sum += rc[r];
-  part[threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int run = 0;
-    for (int k = 0; k < kScanThreads; ++k) {
-      const int v = part[k];
-      part[k] = run;
-      run += v;
-    }
-    plane_total[blockIdx.x] = run;
-  }
-  __syncthreads();
-  int run = part[threadIdx.x];
+  int run = 0, total = 0;
+  ChunkScan(scan_tmp).ExclusiveSum(sum, run, total);
+  if (threadIdx.x == 0) plane_total[blockIdx.x] = total;
   for (int r = begin; r < end; ++r) {
     const int v = rc[r];
     rc[r] = run;
@@ -186,24 +179,14 @@ __global__ void __launch_bounds__(kScanThreads) scan_rows_kernel(int height, int
 // Exclusive prefix sum over the planes' totals (one block); the grand total is the instance count.
 __global__ void __launch_bounds__(kScanThreads) scan_planes_kernel(int planes, const int* plane_total,
                                                                    int* plane_offset, Header* header) {
-  __shared__ int part[kScanThreads];
+  __shared__ typename ChunkScan::TempStorage scan_tmp;
   const int chunk = (planes + kScanThreads - 1) / kScanThreads;
   const int begin = min(planes, static_cast<int>(threadIdx.x) * chunk), end = min(planes, begin + chunk);
   int sum = 0;
   for (int p = begin; p < end; ++p) sum += plane_total[p];
-  part[threadIdx.x] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int run = 0;
-    for (int k = 0; k < kScanThreads; ++k) {
-      const int v = part[k];
-      part[k] = run;
-      run += v;
-    }
-    header->count = run;
-  }
-  __syncthreads();
-  int run = part[threadIdx.x];
+  int run = 0, total = 0;
+  ChunkScan(scan_tmp).ExclusiveSum(sum, run, total);
+  if (threadIdx.x == 0) header->count = total;
   for (int p = begin; p < end; ++p) {
     plane_offset[p] = run;
     run += plane_total[p];
@@ -366,7 +349,7 @@ __global__ void __launch_bounds__(kTile* ccl::kBlockRows)
 template <class T>
 std::vector<InstanceRecord> run(const PostprocessPlan& p, const T* logits, uint8_t* masks, int device,
                                 cudaStream_t stream) {
-  ccl::ScopedDevice scoped(device);
+  DeviceGuard scoped(device);
   const Geometry g = ccl::make_geometry(p.planes(), p.h, p.w);
   ccl::check_node_space(g, p.fill_holes ? kBgSlots : kFgSlots, "logits");
   void* s = stream;

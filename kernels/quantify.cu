@@ -102,7 +102,7 @@ struct Header {
 std::vector<ErosionRecord> run(const QuantifyPlan& p, const Tensor& erosion, const Tensor& bone_masks,
                                cudaStream_t stream) {
   const int device = erosion.device_id;
-  ccl::ScopedDevice scoped(device);
+  DeviceGuard scoped(device);
   const Geometry g = ccl::make_geometry(p.n, p.h, p.w);
   ccl::check_node_space(g, ccl::SlotsPerTile<8>::value, "erosion");
   void* s = stream;

@@ -127,6 +127,18 @@ def test_tensorrt_reports_missing_package(monkeypatch):
     monkeypatch.setattr(tensorrt_backend, "_import_trt", no_trt)
     ok, reason = backends.TensorRTBackend().available()
     assert not ok and reason.startswith("tensorrt is not installed")
+    assert backends.TensorRTBackend().describe()["versions"] == {}
+
+
+def test_versions_name_the_engine_package_and_its_version(monkeypatch):
+    import onnxruntime
+
+    from ramh_rt.backends import tensorrt_backend
+
+    assert backends.get_backend("onnxruntime-cpu").versions() == {"onnxruntime": onnxruntime.__version__}
+    fake = type("FakeTensorRT", (), {"__version__": "10.9.0"})
+    monkeypatch.setattr(tensorrt_backend, "_import_trt", lambda: fake)
+    assert backends.TensorRTBackend().versions() == {"tensorrt": "10.9.0"}
 
 
 def test_describe_backends_lists_all():

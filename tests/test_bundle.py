@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import shutil
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 import onnx_factory
 from ramh_rt import anatomy
 from ramh_rt import bundle as bundle_mod
-from ramh_rt.bundle import (Bundle, ModelSpec, TensorSpec, check_anatomy, default_cache_dir, read_manifest,
+from ramh_rt.bundle import (Bundle, ModelSpec, TensorSpec, check_anatomy, check_values, default_cache_dir, read_manifest,
                             validate_manifest)
 from ramh_rt.errors import BundleError, RamhError
 
@@ -206,26 +208,47 @@ INVALID_CASES = [
     ("models.bones.opset", True, "models.bones.opset: must be an integer"),
     ("models.bones.parameters", -1, "models.bones.parameters: must be >= 0"),
     ("models.bones.inputs", [], r"models.bones.inputs: must have at least 1 items"),
-    ("models.bones.inputs.0.shape.0", "B", r"models.bones.inputs\[0\].shape\[0\]: must be a positive integer or \"N\""),
+    ("models.bones.inputs.0.shape.0", "B", r"models.bones.inputs\[0\].shape\[0\]: must be an integer in \[1, 65536\] or \"N\""),
     ("models.bones.inputs.0.shape.1", 0, r"models.bones.inputs\[0\].shape\[1\]"),
     ("models.bones.outputs.0.dtype", "float64", r"models.bones.outputs\[0\].dtype: must be one of"),
     ("models.bones.outputs.0.name", _DELETE, r"models.bones.outputs\[0\].name: required field is missing"),
     ("models.bones.classes", [], "models.bones.classes: must have at least 1 items"),
     ("models.bones.preprocess.input_hw", [64], r"models.bones.preprocess.input_hw: must have exactly 2 items"),
-    ("models.bones.preprocess.input_hw", [64, 8], r"models.bones.preprocess.input_hw\[1\]: must be an integer >= 16"),
-    ("models.bones.preprocess.window.std", 0, "models.bones.preprocess.window.std: must be > 0"),
+    ("models.bones.preprocess.input_hw", [64, 8], r"models.bones.preprocess.input_hw\[1\]: must be an integer in \[16, 4096\], got 8"),
+    ("models.bones.preprocess.window.std", 0, r"models.bones.preprocess.window.std: must be a number in \[1e-06, 1e\+06\], got 0"),
     ("models.bones.preprocess.window.percentiles", [1, 2, 3], "percentiles: must have exactly 2 items"),
     ("models.bones.preprocess.coord_channels", "no", "coord_channels: must be true or false"),
     ("models.bones.postprocess.mode", "softmax", "models.bones.postprocess.mode: must be one of"),
     ("models.bones.postprocess.keep.Radius", "first", "models.bones.postprocess.keep.Radius: must be 'largest'"),
     ("models.bones.postprocess.min_area", 1.5, "models.bones.postprocess.min_area: must be an integer"),
     ("models.joints.roi.size", [32, "32"], r"models.joints.roi.size\[1\]"),
-    ("models.joints.roi.scale", None, "models.joints.roi.scale: must be a number"),
+    ("models.joints.roi.scale", None, "models.joints.roi.scale: must be a finite number, got None"),
     ("models.joints.be_classes", 1, "models.joints.be_classes: must be >= 2"),
     ("models.joints.areas", "MCP-I", "models.joints.areas: must be an array"),
     ("models.global.target", _DELETE, "models.global.target: required field is missing"),
     ("models.global.preprocess", [], "models.global.preprocess: must be an object"),
     ("metrics", [], "metrics: must be an object"),
+    # Values that cannot work at run time (issue 14 item 10): refused at load, naming the field and the value.
+    ("models.bones.preprocess.input_hw", [20000, 20000],
+     r"models.bones.preprocess.input_hw\[0\]: must be an integer in \[16, 4096\], got 20000"),
+    ("models.bones.postprocess.min_area", 1e30,
+     r"models.bones.postprocess.min_area: must be an integer in \[0, 4194304\], got 1e\+30"),
+    ("models.bones.postprocess.min_area", -1, r"models.bones.postprocess.min_area: must be an integer in \[0, "),
+    ("models.bones.postprocess.threshold", 1e9, r"models.bones.postprocess.threshold: must be a number in \[-100, 100\]"),
+    ("models.joints.erosion_threshold", 1e300,
+     r"models.joints.erosion_threshold: must be a number in \(0, 1\], got 1e\+300"),
+    ("models.joints.erosion_threshold", 0, r"models.joints.erosion_threshold: must be a number in \(0, 1\], got 0"),
+    ("models.joints.erosion_threshold", -0.5, r"models.joints.erosion_threshold: must be a number in \(0, 1\]"),
+    ("models.bones.preprocess.window.std", 1e-320,
+     r"models.bones.preprocess.window.std: must be a number in \[1e-06, 1e\+06\], got 1e-320"),
+    ("models.joints.roi.window.std", 1e30, r"models.joints.roi.window.std: must be a number in \[1e-06, 1e\+06\]"),
+    ("models.joints.roi.window.mean", -1e300, r"models.joints.roi.window.mean: must be a number in \[-1e\+06, 1e\+06\]"),
+    ("models.bones.preprocess.window.percentiles", [-1, 50],
+     r"models.bones.preprocess.window.percentiles\[0\]: must be a number in \[0, 100\], got -1"),
+    ("models.joints.roi.size", [5000, 224], r"models.joints.roi.size\[0\]: must be an integer in \[16, 1024\], got 5000"),
+    ("models.joints.roi.scale", 0, r"models.joints.roi.scale: must be a number in \(0, 16\], got 0"),
+    ("models.joints.min_lesion_px", -3, r"models.joints.min_lesion_px: must be an integer in \[0, 1048576\], got -3"),
+    ("models.bones.outputs.0.shape.1", 10 ** 9, r"models.bones.outputs\[0\].shape\[1\]: must be an integer in \[1, 65536\]"),
 ]
 
 
@@ -342,8 +365,6 @@ def test_anatomy_version_mismatch_and_override(model_dir, bundle_dir):
     (lambda m: m["models"]["joints"].__setitem__("be_classes", 5), "be_classes: must be 6"),
     (lambda m: m["models"]["joints"].__setitem__("jsn_classes", 6), "jsn_classes: must be 5"),
     (lambda m: m["models"]["global"]["severity_classes"].pop(0), "severity_classes: missing 'none'"),
-    (lambda m: m["models"]["bones"]["preprocess"]["window"].__setitem__("percentiles", [99, 1]),
-     "percentiles: must satisfy 0 <= low < high <= 100"),
     (lambda m: m["models"]["joints"]["outputs"].append(dict(m["models"]["joints"]["outputs"][0])),
      r"models.joints.outputs: duplicate tensor names \['erosion'\]"),
 ])
@@ -355,6 +376,106 @@ def test_class_lists_must_match_anatomy(model_dir, bundle_dir, edit, message):
     _write_manifest(bundle_dir, m)
     with pytest.raises(BundleError, match="does not match ramh_rt.anatomy"):
         Bundle.load(bundle_dir, allow_anatomy_mismatch=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# values a schema cannot express (check_values)
+# ---------------------------------------------------------------------------------------------------------------------
+
+def _set_input_hw(m: dict, hw: list[int]) -> None:
+    m["models"]["bones"]["preprocess"]["input_hw"] = hw
+    for role in ("bones", "global"):
+        m["models"][role]["inputs"][0]["shape"][2:] = hw
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m["models"]["bones"]["preprocess"]["window"].__setitem__("percentiles", [99, 1]),
+     r"models.bones.preprocess.window.percentiles: must satisfy low < high, got \[99, 1\]"),
+    (lambda m: m["models"]["joints"]["roi"]["window"].__setitem__("percentiles", [50, 50]),
+     r"models.joints.roi.window.percentiles: must satisfy low < high, got \[50, 50\]"),
+    (lambda m: _set_input_hw(m, [4096, 4096]),
+     r"models.bones.preprocess.input_hw: 4096 x 4096 = 16777216 pixels is more than 4194304 per image"),
+    (lambda m: m["models"]["bones"]["postprocess"].__setitem__("min_area", 64 * 64 + 1),
+     r"models.bones.postprocess.min_area: 4097 is larger than the model input \(64 x 64 = 4096 pixels\)"),
+    (lambda m: m["models"]["bones"]["postprocess"].update(mode="multiclass", threshold=0.5),
+     r"models.bones.postprocess.threshold: must be 0 in multiclass mode \(argmax\), got 0.5"),
+    (lambda m: m["models"]["joints"].__setitem__("min_lesion_px", 32 * 32 + 1),
+     r"models.joints.min_lesion_px: 1025 is larger than the ROI \(32 x 32 = 1024 pixels\)"),
+    (lambda m: m["models"]["bones"]["preprocess"].__setitem__("input_hw", [64, 48]),
+     r"models.bones.inputs\[0\].shape: \['N', 1, 64, 64\] does not end in models.bones.preprocess.input_hw \[64, 48\]"),
+    (lambda m: m["models"]["joints"]["roi"].__setitem__("size", [32, 16]),
+     r"models.joints.inputs\[0\].shape: .* does not end in models.joints.roi.size \[32, 16\]"),
+    (lambda m: m.setdefault("metrics", {}).__setitem__("bones", {"dsc": [0.5, float("inf")]}),
+     r"metrics.bones.dsc\[1\]: must be a finite number, got inf"),
+])
+def test_values_that_cannot_work_are_refused_with_field_path(model_dir, bundle_dir, edit, message):
+    m = _valid_manifest(model_dir)
+    edit(m)
+    assert validate_manifest(m) == []  # structurally valid: only the value check catches it
+    assert any(re.search(message, p) for p in check_values(m)), check_values(m)
+    (bundle_dir / "manifest.json").write_text(json.dumps(m).replace("Infinity", "1e400"))  # 1e400 parses as inf
+    with pytest.raises(BundleError, match=f"(?s)invalid manifest.json:.*{message}"):
+        Bundle.load(bundle_dir)
+
+
+def _numeric_paths(x: Any, prefix: str = "") -> list[str]:
+    out = []
+    items = x.items() if isinstance(x, dict) else enumerate(x) if isinstance(x, list) else ()
+    for k, v in items:
+        p = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            out.append(p)
+        else:
+            out.extend(_numeric_paths(v, p))
+    return out
+
+
+_numbers = (st.floats(allow_nan=True, allow_infinity=True) | st.integers(-2 ** 70, 2 ** 70)
+            | st.sampled_from([0, 1, -1, 16, 4096, 4097, 2 ** 22 + 1, 1e-320, 1e-6, 1e6, 1e30, 0.5, 100.5]))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_property_any_number_anywhere_loads_or_is_refused_by_name(model_dir, bundle_dir, schema_validator, data):
+    """Every number of the manifest set to anything (huge, tiny, denormal, negative, inf, NaN): Bundle.load either
+    loads it or raises BundleError naming the field; the structural check agrees with the JSON schema on finite
+    values; an accepted manifest's run-time values are inside the documented ranges."""
+    base = _valid_manifest(model_dir)
+    base["metrics"] = {"bones": {"dsc": 0.9}}
+    m = copy.deepcopy(base)
+    path = data.draw(st.sampled_from(_numeric_paths(base)))
+    value = data.draw(_numbers)
+    _set(m, path, value)
+    ours = validate_manifest(m)
+    if isinstance(value, int) or math.isfinite(value):
+        theirs = list(schema_validator.iter_errors(m))
+        assert (ours == []) == (theirs == []), f"{path} := {value!r}\nours: {ours}\nschema: {theirs}"
+    (bundle_dir / "manifest.json").write_text(
+        json.dumps(m).replace("-Infinity", "-1e400").replace("Infinity", "1e400"))  # NaN stays invalid JSON
+    try:
+        loaded = Bundle.load(bundle_dir, verify=False)
+    except BundleError as e:
+        dotted = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", path)  # models.bones.inputs.0.shape -> ...inputs[0].shape
+        parent = re.sub(r"(\[\d+\]|\.[^.\[]+)$", "", dotted)  # a cross-field message names the list or object
+        assert dotted in str(e) or parent in str(e) or "not valid JSON" in str(e), f"{path} := {value!r}: {e}"
+        return
+    cfg = loaded.model("bones").config
+    h, w = cfg["preprocess"]["input_hw"]
+    assert 16 <= h <= 4096 and 16 <= w <= 4096 and h * w <= 2 ** 22
+    assert 0 <= cfg["postprocess"]["min_area"] <= h * w
+    for window in (cfg["preprocess"]["window"], loaded.model("joints").config["roi"]["window"]):
+        assert 1e-6 <= window["std"] <= 1e6 and 0 <= window["percentiles"][0] < window["percentiles"][1] <= 100
+    thr = loaded.model("joints").config.get("erosion_threshold", 0.5)
+    assert 0 < thr <= 1
+    assert all(math.isfinite(x) for x in _all_numbers(loaded.manifest))
+
+
+def _all_numbers(x: Any) -> list[float]:
+    if isinstance(x, dict):
+        return [n for v in x.values() for n in _all_numbers(v)]
+    if isinstance(x, list):
+        return [n for v in x for n in _all_numbers(v)]
+    return [float(x)] if isinstance(x, (int, float)) and not isinstance(x, bool) else []
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -416,6 +537,35 @@ def test_zip_slip_members_are_refused(bundle_dir, tmp_path, member, message):
     assert not Path("/tmp/evil.txt").exists() or Path("/tmp/evil.txt").read_bytes() != b"gotcha"
     entries = list((tmp_path / "cache" / "bundles").iterdir())
     assert entries == []  # the partial unpacking was removed
+
+
+@pytest.mark.parametrize("members", [
+    [("a", b"file"), ("a/b", b"below")],      # a file, then a member inside it
+    [("a/b", b"below"), ("a", b"file")],      # the folder first, then a file of the same name
+    [("a", b"file"), ("a/", b"")],            # a file and an explicit folder entry of the same name
+    [("x/a", b"1"), ("x/a/b/c", b"2")],       # nested
+    [("a", b"1"), ("./a", b"2")],             # one member twice under two spellings
+])
+def test_zip_with_a_member_that_is_both_file_and_folder_is_refused(bundle_dir, tmp_path, members):
+    z = _zip_dir(bundle_dir, tmp_path / "clash.zip")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate name it is asked to write
+        with zipfile.ZipFile(z, "a") as zf:
+            for name, data in members:
+                zf.writestr(name, data)
+    with pytest.raises(BundleError, match=r"clash.zip: member .* (is a file, but .* uses it as a folder|appears twice)"):
+        Bundle.load(z)
+    assert list((tmp_path / "cache" / "bundles").iterdir()) == []  # refused before anything was written
+
+
+def test_path_with_a_nul_byte_is_refused_by_name(tmp_path):
+    with pytest.raises(BundleError, match=r"'bund\\x00le': a bundle path cannot contain a NUL byte"):
+        Bundle.load("bund\x00le")
+    with pytest.raises(BundleError, match="NUL byte"):
+        Bundle.load(b"bund\x00le")
+    with pytest.raises(BundleError, match="NUL byte"):
+        Bundle.load(tmp_path / "bund\x00le")  # a Path too (the OS itself refuses such names: an environment variable
+    # cannot hold one, so $RAMH_BUNDLE needs no such check)
 
 
 def test_zip_symlink_member_is_refused(bundle_dir, tmp_path):

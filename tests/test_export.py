@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,6 +13,7 @@ import torch
 from onnx import TensorProto, helper
 
 from ramh_rt import anatomy
+from ramh_rt.errors import BundleError
 from ramh_train import export
 from ramh_train.models import BoneSegNet, GlobalNet, JointNet
 from ramh_train.ordinal import OrdinalHead
@@ -22,7 +24,8 @@ WINDOW = {"percentiles": [0.5, 99.5], "mean": 0.5, "std": 0.25}
 def _small(kind: str):
     torch.manual_seed({"bones": 0, "joints": 1, "global": 2}[kind])
     if kind == "bones":
-        m = BoneSegNet(widths=(4, 8, 16), input_hw=(64, 64))
+        # non-square, and the global model's size: in a bundle the global model takes the bone model's input
+        m = BoneSegNet(widths=(4, 8, 16), input_hw=(64, 48))
     elif kind == "joints":
         m = JointNet(roi_size=64, widths=(4, 4, 8, 8, 8), head_hidden=8)
     else:
@@ -159,10 +162,15 @@ def bundle(exported, tmp_path):
 def test_bundle_manifest_validates(bundle):
     import jsonschema
 
+    import ramh_rt
+    from ramh_rt.bundle import Bundle
+
     manifest = json.loads((bundle / "manifest.json").read_text())
-    jsonschema.validate(manifest, export.load_schema())         # independent of verify_bundle
+    schema = Path(ramh_rt.__file__).parent / "schemas" / "bundle_manifest.schema.json"
+    jsonschema.validate(manifest, json.loads(schema.read_text()))  # independent of verify_bundle
+    assert Bundle.load(bundle).manifest == manifest  # what the runtime loads is what was written
     assert manifest["anatomy_version"] == anatomy.ANATOMY_VERSION
-    assert manifest["models"]["bones"]["inputs"][0]["shape"] == ["N", 3, 64, 64]
+    assert manifest["models"]["bones"]["inputs"][0]["shape"] == ["N", 3, 64, 48]
     assert manifest["models"]["joints"]["areas"] == list(anatomy.AREA_STEMS)
     assert manifest["models"]["bones"]["postprocess"]["keep"]["Sesamoid"] == "all"
     # strict JSON: NumPy values converted, NaN written as null
@@ -178,7 +186,7 @@ def test_modified_file_is_rejected(bundle):
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(export.BundleError, match="'joints'.*checksum"):
+    with pytest.raises(BundleError, match=r"joints.onnx \(models.joints\) is corrupt or was modified: sha256"):
         export.verify_bundle(bundle)
 
 
@@ -186,16 +194,16 @@ def test_missing_file_and_bad_manifest(bundle, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(bundle, broken)
     (broken / "global.onnx").unlink()
-    with pytest.raises(export.BundleError, match="missing"):
+    with pytest.raises(BundleError, match="missing"):
         export.verify_bundle(broken)
     manifest = json.loads((bundle / "manifest.json").read_text())
     del manifest["training_data"]
     manifest["models"]["bones"]["sha256"] = "xyz"
     (broken / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(export.BundleError, match="training_data.*|sha256"):
+    with pytest.raises(BundleError, match="training_data.*|sha256"):
         export.verify_bundle(broken)
     (broken / "manifest.json").write_text("{not json")
-    with pytest.raises(export.BundleError, match="not valid JSON"):
+    with pytest.raises(BundleError, match="not valid JSON"):
         export.verify_bundle(broken)
 
 
@@ -205,7 +213,7 @@ def test_manifest_io_must_match_the_graph(bundle, tmp_path):
     manifest = json.loads((other / "manifest.json").read_text())
     manifest["models"]["global"]["outputs"][0]["name"] = "total"
     (other / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(export.BundleError, match="'global' ONNX outputs"):
+    with pytest.raises(BundleError, match="'global' ONNX outputs"):
         export.verify_bundle(other)
 
 
@@ -229,6 +237,6 @@ def test_write_bundle_refuses_and_overwrites(exported, bundle):
         export.write_bundle(bundle.parent / "b2", {"teeth": models["bones"]}, BUNDLE_FIELDS)
     with pytest.raises(ValueError, match="anatomy_version"):
         export.write_bundle(bundle.parent / "b3", models, {**BUNDLE_FIELDS, "anatomy_version": "old"})
-    with pytest.raises(export.BundleError, match="version"):
+    with pytest.raises(BundleError, match="version"):
         export.write_bundle(bundle.parent / "b4", models, {**BUNDLE_FIELDS, "version": "one"})
     assert not (bundle.parent / "b4").exists()

@@ -2,7 +2,8 @@
 
 Everything that needs a list of bones, joints, score keys, RA2-DREAM columns, maxima or severity classes takes it
 from here; no other module repeats these lists. Facts follow RAM-H1200 (its 30-class benchmark order and ROI stems)
-and the Sharp/van der Heijde (SvdH) method for hands; see ``shared/anatomy.md`` in the design notes.
+and the Sharp/van der Heijde (SvdH) method for hands (a hand has 16 erosion and 15 joint-space-narrowing areas, scored
+0-5 and 0-4); docs/architecture.md shows where each is used.
 
 Naming:
     * bone classes are RAM-H1200 channel names (``"MC2"``, ``"Pisiform_Triquetrum"``...), side-agnostic: a left

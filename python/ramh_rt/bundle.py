@@ -1,9 +1,9 @@
 """Model bundles: a directory or .zip holding ``manifest.json`` (schema v1) and the ONNX models it names.
 
 The manifest is written by the training side's export and described by ``ramh_rt/schemas/bundle_manifest.schema.json``.
-:meth:`Bundle.load` checks it by hand (no jsonschema at run time) with messages that name the field path, then checks
-what the schema cannot: the anatomy version and class lists against :mod:`ramh_rt.anatomy`, and every model file's
-sha256. A .zip is unpacked once into a cache directory keyed by the zip's own sha256.
+:meth:`Bundle.load` checks it with :mod:`ramh_rt.manifest` (structure, value ranges, cross-field values, anatomy; no
+jsonschema at run time; messages name the field path), then every model file's sha256. A .zip is unpacked once into
+a cache directory keyed by the zip's own sha256. The training side's export verifies what it wrote by loading it here.
 
 Example::
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
-import math
 import os
 import re
 import shutil
@@ -27,17 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from . import anatomy
 from .errors import BundleError
+from .manifest import (MANIFEST_NAME, MODEL_TASKS, REQUIRED_MODELS, SUPPORTED_SCHEMA_VERSIONS, TENSOR_DTYPES,
+                       check_anatomy, check_values, read_manifest, validate_manifest)
 
-#: Manifest schema versions this runtime reads.
-SUPPORTED_SCHEMA_VERSIONS: tuple[int, ...] = (1,)
-#: Model roles a bundle may hold, and the task each must declare.
-MODEL_TASKS: dict[str, str] = {"bones": "bone_segmentation", "joints": "joint_scoring", "global": "global_svdh"}
-#: Model roles every bundle must hold.
-REQUIRED_MODELS: tuple[str, ...] = ("bones", "joints")
-#: Tensor dtypes a manifest may declare (NumPy names).
-TENSOR_DTYPES: tuple[str, ...] = ("float32", "float16", "int64", "int32")
 #: Name of the default bundle directory.
 DEFAULT_BUNDLE_NAME = "ramh-default"
 #: Environment variable naming a bundle (directory or .zip) to use instead of the default one.
@@ -47,10 +38,6 @@ CACHE_ENV = "RAMH_CACHE_DIR"
 #: Refuse zips that unpack to more than this many bytes (zip bombs).
 MAX_UNPACKED_BYTES = 8 * 2 ** 30
 
-_BUNDLE_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
-_SEMVER_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?")
-_FILE_RE = re.compile(r"[A-Za-z0-9._-]+\.onnx")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 
 
@@ -189,10 +176,12 @@ class Bundle:
 
         Raises:
             BundleError: no bundle at ``path`` (or no default bundle: the message says how to get one); the
-                manifest is not JSON or not valid (every problem is listed with its field path); unsupported schema
+                manifest is not JSON or not valid (every problem is listed with its field path and value: types,
+                value ranges such as an input size or window that cannot work, non-finite numbers); unsupported schema
                 version; anatomy version or class lists inconsistent with :mod:`ramh_rt.anatomy`; a model file is
                 missing or its sha256 differs (file, expected and actual hash named); a zip is corrupt, holds unsafe
-                member paths (absolute, ``..``, links) or unpacks too large.
+                member paths (absolute, ``..``, links, NUL bytes), a member that is both a file and a folder (``a``
+                and ``a/b``) or twice the same member, or unpacks too large; ``path`` contains a NUL byte.
         """
         source = _resolve_source(path)
         cache = Path(os.fspath(cache_dir)) if cache_dir is not None else default_cache_dir()
@@ -220,8 +209,10 @@ class Bundle:
 
     @classmethod
     def _load_dir(cls, root: Path, source: Path, verify: bool, allow_anatomy_mismatch: bool) -> "Bundle":
-        manifest = read_manifest(root / "manifest.json")
+        manifest = read_manifest(root / MANIFEST_NAME)
         problems = validate_manifest(manifest)
+        if not problems:  # the value checks read fields the structural check guarantees
+            problems = check_values(manifest)
         if problems:
             raise BundleError(f"{source}: invalid manifest.json:\n  " + "\n  ".join(problems))
         warnings: list[str] = []
@@ -349,7 +340,10 @@ def default_bundle_candidates() -> list[Path]:
 
 def _resolve_source(path: str | os.PathLike[str] | None) -> Path:
     if path is not None:
-        p = Path(os.fspath(path)).expanduser()
+        raw = os.fspath(path)
+        if ("\x00" if isinstance(raw, str) else b"\x00") in raw:  # the OS would refuse it with a nameless ValueError
+            raise BundleError(f"{raw!r}: a bundle path cannot contain a NUL byte")
+        p = Path(os.fsdecode(raw)).expanduser()
         if not p.exists():
             raise BundleError(f"{p}: no such bundle (directory or .zip)")
         return p
@@ -366,347 +360,6 @@ def _resolve_source(path: str | os.PathLike[str] | None) -> Path:
     raise BundleError("no default model bundle found (looked in " + ", ".join(str(c) for c in candidates)
                       + "). Install a ramh-rt wheel that ships one, pass a bundle path (directory or .zip), set "
                       f"${BUNDLE_ENV}, or train and export one with the training package (ramh-train, see README).")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Manifest checks
-# ---------------------------------------------------------------------------------------------------------------------
-
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Parse a manifest.json (strict JSON: NaN/Infinity refused).
-
-    Raises:
-        BundleError: missing file, not JSON, or not a JSON object.
-    """
-    p = Path(os.fspath(path))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BundleError(f"{p}: manifest.json not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BundleError(f"{p}: cannot read manifest.json ({e})") from None
-
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
-    try:
-        data = json.loads(text, parse_constant=no_constants)
-    except ValueError as e:
-        raise BundleError(f"{p}: manifest.json is not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise BundleError(f"{p}: manifest.json must hold a JSON object, found {type(data).__name__}")
-    return data
-
-
-def validate_manifest(manifest: Any) -> list[str]:
-    """Problems of a parsed manifest against schema v1, each as ``"<field path>: <problem>"``; empty when valid.
-
-    Mirrors ``schemas/bundle_manifest.schema.json`` (required fields, types, enums, patterns, ranges) without a
-    jsonschema dependency; field paths look like ``models.bones.inputs[0].shape[1]``. Semantic checks against the
-    anatomy are in :func:`check_anatomy`.
-    """
-    v = _Validator()
-    if not v.obj(manifest, "manifest"):
-        return v.problems
-    v.required(manifest, ("schema_version", "bundle_id", "version", "created", "anatomy_version", "training_data",
-                          "models"), "")
-    sv = manifest.get("schema_version")
-    if "schema_version" in manifest and not (_is_number(sv) and sv in SUPPORTED_SCHEMA_VERSIONS):
-        v.add("schema_version", f"unsupported schema version {sv!r}; this ramh_rt reads "
-              f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))} (a newer ramh_rt may read it)")
-    v.string(manifest, "bundle_id", "", pattern=_BUNDLE_ID_RE, what="letters, digits, '.', '_' or '-'")
-    v.string(manifest, "version", "", pattern=_SEMVER_RE, what="a semantic version such as 1.2.0")
-    for key in ("created", "anatomy_version", "description", "clinical_use"):
-        v.string(manifest, key, "")
-    td = manifest.get("training_data")
-    if "training_data" in manifest and v.obj(td, "training_data"):
-        v.required(td, ("kind",), "training_data")
-        v.enum(td, "kind", "training_data", ("synthetic-phantoms", "ram-h1200", "mixed", "other"))
-        v.string(td, "description", "training_data")
-        v.string_list(td, "commands", "training_data")
-    if "metrics" in manifest:
-        v.obj(manifest["metrics"], "metrics")
-    models = manifest.get("models")
-    if "models" in manifest and v.obj(models, "models"):
-        v.required(models, REQUIRED_MODELS, "models")
-        for name in models:
-            if name not in MODEL_TASKS:
-                v.add(f"models.{name}", f"unknown model role (allowed: {', '.join(MODEL_TASKS)})")
-        for name in MODEL_TASKS:
-            if name in models:
-                _validate_model(v, name, models[name])
-    return v.problems
-
-
-def _validate_model(v: "_Validator", name: str, m: Any) -> None:
-    path = f"models.{name}"
-    if not v.obj(m, path):
-        return
-    v.required(m, ("task", "file", "sha256", "precision", "opset", "inputs", "outputs"), path)
-    task = MODEL_TASKS[name]
-    if "task" in m and m["task"] != task:
-        v.add(f"{path}.task", f"must be {task!r}, got {m['task']!r}")
-    v.string(m, "file", path, pattern=_FILE_RE, what="a plain file name ending in .onnx (no directories)")
-    v.string(m, "sha256", path, pattern=_SHA256_RE, what="64 lowercase hexadecimal digits")
-    v.enum(m, "precision", path, ("fp32", "fp16", "int8-qdq"))
-    v.integer(m, "opset", path, minimum=17)
-    v.integer(m, "parameters", path, minimum=0)
-    for key in ("inputs", "outputs"):
-        if key in m and v.array(m[key], f"{path}.{key}", min_items=1):
-            for i, t in enumerate(m[key]):
-                _validate_tensor(v, t, f"{path}.{key}[{i}]")
-    if "parity" in m:
-        v.obj(m["parity"], f"{path}.parity")
-    if name == "bones":
-        v.required(m, ("classes", "preprocess", "postprocess"), path)
-        v.string_list(m, "classes", path, min_items=1)
-        pre = m.get("preprocess")
-        if "preprocess" in m and v.obj(pre, f"{path}.preprocess"):
-            pp = f"{path}.preprocess"
-            v.required(pre, ("input_hw", "window", "coord_channels", "antialias"), pp)
-            v.int_pair(pre, "input_hw", pp, minimum=16)
-            if "window" in pre:
-                _validate_window(v, pre["window"], f"{pp}.window")
-            v.boolean(pre, "coord_channels", pp)
-            v.boolean(pre, "antialias", pp)
-        post = m.get("postprocess")
-        if "postprocess" in m and v.obj(post, f"{path}.postprocess"):
-            pp = f"{path}.postprocess"
-            v.required(post, ("mode", "threshold", "keep", "min_area", "fill_holes"), pp)
-            v.enum(post, "mode", pp, ("multilabel", "multiclass"))
-            v.number(post, "threshold", pp)
-            keep = post.get("keep")
-            if "keep" in post and v.obj(keep, f"{pp}.keep"):
-                for cls_name, how in keep.items():
-                    if how not in ("largest", "all"):
-                        v.add(f"{pp}.keep.{cls_name}", f"must be 'largest' or 'all', got {how!r}")
-            v.integer(post, "min_area", pp, minimum=0)
-            v.boolean(post, "fill_holes", pp)
-    elif name == "joints":
-        v.required(m, ("areas", "roi", "be_classes", "jsn_classes"), path)
-        v.string_list(m, "areas", path)
-        roi = m.get("roi")
-        if "roi" in m and v.obj(roi, f"{path}.roi"):
-            rp = f"{path}.roi"
-            v.required(roi, ("size", "scale", "window"), rp)
-            v.int_pair(roi, "size", rp, minimum=16)
-            v.number(roi, "scale", rp)
-            if "window" in roi:
-                _validate_window(v, roi["window"], f"{rp}.window")
-        v.integer(m, "be_classes", path, minimum=2)
-        v.integer(m, "jsn_classes", path, minimum=2)
-        v.number(m, "erosion_threshold", path)
-    else:  # global
-        v.required(m, ("preprocess", "severity_classes", "target"), path)
-        if "preprocess" in m:
-            v.obj(m["preprocess"], f"{path}.preprocess")
-        v.string_list(m, "severity_classes", path)
-        v.string(m, "target", path)
-
-
-def _validate_tensor(v: "_Validator", t: Any, path: str) -> None:
-    if not v.obj(t, path):
-        return
-    v.required(t, ("name", "shape", "dtype"), path)
-    v.string(t, "name", path)
-    if "shape" in t and v.array(t["shape"], f"{path}.shape"):
-        for i, d in enumerate(t["shape"]):
-            if d == "N" and isinstance(d, str):
-                continue
-            if not (_is_integer(d) and d >= 1):
-                v.add(f"{path}.shape[{i}]", f"must be a positive integer or \"N\" (dynamic batch), got {d!r}")
-    v.enum(t, "dtype", path, TENSOR_DTYPES)
-
-
-def _validate_window(v: "_Validator", w: Any, path: str) -> None:
-    if not v.obj(w, path):
-        return
-    v.required(w, ("percentiles", "mean", "std"), path)
-    if "percentiles" in w and v.array(w["percentiles"], f"{path}.percentiles", min_items=2, max_items=2):
-        for i, x in enumerate(w["percentiles"]):
-            if not _is_number(x):
-                v.add(f"{path}.percentiles[{i}]", f"must be a number, got {x!r}")
-    v.number(w, "mean", path)
-    if v.number(w, "std", path) and "std" in w and not w["std"] > 0:
-        v.add(f"{path}.std", f"must be > 0, got {w['std']!r}")
-
-
-def check_anatomy(manifest: dict[str, Any]) -> list[str]:
-    """Problems of a schema-valid manifest against :mod:`ramh_rt.anatomy`, each as ``"<field path>: <problem>"``.
-
-    Checks: ``anatomy_version`` equals :data:`ramh_rt.anatomy.ANATOMY_VERSION`; ``models.bones.classes`` is exactly
-    :data:`ramh_rt.anatomy.BONE_NAMES` in that order; ``postprocess.keep`` names known classes (or ``*``);
-    ``models.joints.areas`` are known, distinct SvdH stems; ``be_classes``/``jsn_classes`` equal the score ranges
-    (``BE_MAX + 1``, ``JSN_MAX + 1``); ``models.global.severity_classes`` equals
-    :data:`ramh_rt.anatomy.SEVERITY_NAMES`; window percentiles increase within [0, 100]; tensor names are distinct.
-    """
-    problems: list[str] = []
-    if manifest["anatomy_version"] != anatomy.ANATOMY_VERSION:
-        problems.append(f"anatomy_version: the models were trained with {manifest['anatomy_version']!r} but this "
-                        f"ramh_rt uses {anatomy.ANATOMY_VERSION!r}")
-    models = manifest["models"]
-    bones = models["bones"]
-    classes = list(bones["classes"])
-    if classes != list(anatomy.BONE_NAMES):
-        problems.append("models.bones.classes: " + _list_difference(classes, list(anatomy.BONE_NAMES), "class",
-                                                                     anatomy.BONE_ALIASES))
-    for key in bones["postprocess"]["keep"]:
-        if key != "*" and key not in anatomy.BONE_INDEX:
-            problems.append(f"models.bones.postprocess.keep.{key}: unknown bone class (use a class name or '*')")
-    joints = models["joints"]
-    seen: set[str] = set()
-    for i, stem in enumerate(joints["areas"]):
-        if stem not in anatomy.AREA_BY_STEM:
-            problems.append(f"models.joints.areas[{i}]: unknown SvdH area stem {stem!r}; known: "
-                            f"{', '.join(anatomy.AREA_STEMS)}")
-        elif stem in seen:
-            problems.append(f"models.joints.areas[{i}]: {stem!r} is listed twice")
-        seen.add(stem)
-    if joints["be_classes"] != anatomy.BE_MAX + 1:
-        problems.append(f"models.joints.be_classes: must be {anatomy.BE_MAX + 1} (erosion scores 0..{anatomy.BE_MAX}), "
-                        f"got {joints['be_classes']}")
-    if joints["jsn_classes"] != anatomy.JSN_MAX + 1:
-        problems.append(f"models.joints.jsn_classes: must be {anatomy.JSN_MAX + 1} (JSN scores 0..{anatomy.JSN_MAX}), "
-                        f"got {joints['jsn_classes']}")
-    if "global" in models:
-        sev = list(models["global"]["severity_classes"])
-        if sev != list(anatomy.SEVERITY_NAMES):
-            problems.append("models.global.severity_classes: " + _list_difference(sev, list(anatomy.SEVERITY_NAMES),
-                                                                                  "severity class", {}))
-    for path, window in (("models.bones.preprocess.window", bones["preprocess"]["window"]),
-                         ("models.joints.roi.window", joints["roi"]["window"])):
-        lo, hi = window["percentiles"]
-        if not 0 <= lo < hi <= 100:
-            problems.append(f"{path}.percentiles: must satisfy 0 <= low < high <= 100, got [{lo}, {hi}]")
-    for name, m in models.items():
-        for key in ("inputs", "outputs"):
-            names = [t["name"] for t in m[key]]
-            dups = sorted({n for n in names if names.count(n) > 1})
-            if dups:
-                problems.append(f"models.{name}.{key}: duplicate tensor names {dups}")
-    return problems
-
-
-def _list_difference(got: list[str], expected: list[str], what: str, aliases: Mapping[str, str]) -> str:
-    parts = []
-    unknown = [g for g in got if g not in expected]
-    for u in unknown:
-        hint = f" (did you mean {aliases[u]!r}?)" if u in aliases else ""
-        parts.append(f"unknown {what} {u!r}{hint}")
-    missing = [e for e in expected if e not in got]
-    if missing:
-        parts.append(f"missing {', '.join(map(repr, missing))}")
-    dups = sorted({g for g in got if got.count(g) > 1})
-    if dups:
-        parts.append(f"duplicated {', '.join(map(repr, dups))}")
-    if not parts:
-        parts.append("same names in a different order")
-    return "; ".join(parts) + f" (expected, in order: {', '.join(expected)})"
-
-
-def _is_integer(x: Any) -> bool:
-    # JSON Schema: 1.0 is an integer, True is not.
-    return not isinstance(x, bool) and (isinstance(x, int) or (isinstance(x, float) and x.is_integer()))
-
-
-def _is_number(x: Any) -> bool:
-    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
-
-
-class _Validator:
-    """Collects ``"<path>: <problem>"`` strings; each helper checks one optional key (absent keys pass)."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def add(self, path: str, problem: str) -> None:
-        self.problems.append(f"{path}: {problem}")
-
-    @staticmethod
-    def _join(parent: str, key: str) -> str:
-        return f"{parent}.{key}" if parent else key
-
-    def obj(self, x: Any, path: str) -> bool:
-        if isinstance(x, dict):
-            return True
-        self.add(path, f"must be an object, got {_type_name(x)}")
-        return False
-
-    def array(self, x: Any, path: str, min_items: int = 0, max_items: int | None = None) -> bool:
-        if not isinstance(x, list):
-            self.add(path, f"must be an array, got {_type_name(x)}")
-            return False
-        if len(x) < min_items or (max_items is not None and len(x) > max_items):
-            n = f"exactly {min_items}" if max_items == min_items else f"at least {min_items}"
-            self.add(path, f"must have {n} items, got {len(x)}")
-            return False
-        return True
-
-    def required(self, m: dict[str, Any], keys: tuple[str, ...], parent: str) -> None:
-        for k in keys:
-            if k not in m:
-                self.add(self._join(parent, k), "required field is missing")
-
-    def string(self, m: dict[str, Any], key: str, parent: str, pattern: re.Pattern[str] | None = None,
-               what: str = "") -> bool:
-        if key not in m:
-            return False
-        x, path = m[key], self._join(parent, key)
-        if not isinstance(x, str):
-            self.add(path, f"must be a string, got {_type_name(x)}")
-            return False
-        if pattern is not None and not pattern.fullmatch(x):
-            self.add(path, f"must be {what}, got {x!r}")
-            return False
-        return True
-
-    def string_list(self, m: dict[str, Any], key: str, parent: str, min_items: int = 0) -> None:
-        if key not in m:
-            return
-        path = self._join(parent, key)
-        if self.array(m[key], path, min_items=min_items):
-            for i, x in enumerate(m[key]):
-                if not isinstance(x, str):
-                    self.add(f"{path}[{i}]", f"must be a string, got {_type_name(x)}")
-
-    def enum(self, m: dict[str, Any], key: str, parent: str, allowed: tuple[str, ...]) -> None:
-        if key in m and m[key] not in allowed:
-            self.add(self._join(parent, key), f"must be one of {', '.join(allowed)}; got {m[key]!r}")
-
-    def integer(self, m: dict[str, Any], key: str, parent: str, minimum: int | None = None) -> None:
-        if key not in m:
-            return
-        x, path = m[key], self._join(parent, key)
-        if not _is_integer(x):
-            self.add(path, f"must be an integer, got {x!r}")
-        elif minimum is not None and x < minimum:
-            self.add(path, f"must be >= {minimum}, got {x!r}")
-
-    def number(self, m: dict[str, Any], key: str, parent: str) -> bool:
-        if key not in m:
-            return False
-        if not _is_number(m[key]):
-            self.add(self._join(parent, key), f"must be a number, got {m[key]!r}")
-            return False
-        return True
-
-    def boolean(self, m: dict[str, Any], key: str, parent: str) -> None:
-        if key in m and not isinstance(m[key], bool):
-            self.add(self._join(parent, key), f"must be true or false, got {m[key]!r}")
-
-    def int_pair(self, m: dict[str, Any], key: str, parent: str, minimum: int) -> None:
-        if key not in m:
-            return
-        path = self._join(parent, key)
-        if self.array(m[key], path, min_items=2, max_items=2):
-            for i, x in enumerate(m[key]):
-                if not (_is_integer(x) and x >= minimum):
-                    self.add(f"{path}[{i}]", f"must be an integer >= {minimum}, got {x!r}")
-
-
-def _type_name(x: Any) -> str:
-    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
-            float: "a number", type(None): "null"}.get(type(x), type(x).__name__)
 
 
 def _model_spec(name: str, entry: dict[str, Any], root: Path) -> ModelSpec:
@@ -784,19 +437,20 @@ def _extract_members(zip_path: Path, dest: Path) -> None:
     except (zipfile.BadZipFile, OSError) as e:
         raise BundleError(f"{zip_path}: not a readable zip file ({e})") from None
     with zf:
+        members = [(info, rel) for info in zf.infolist() if (rel := _safe_member_path(info, zip_path)) is not None]
+        _check_member_tree(members, zip_path)
         total = 0
-        for info in zf.infolist():
-            rel = _safe_member_path(info, zip_path)
-            if rel is None:
-                continue
+        for info, rel in members:
             total += info.file_size
             if total > MAX_UNPACKED_BYTES:
                 raise BundleError(f"{zip_path}: unpacks to more than {MAX_UNPACKED_BYTES} bytes; refused")
             target = dest.joinpath(*rel.parts)
+            try:
+                (target if info.is_dir() else target.parent).mkdir(parents=True, exist_ok=True)
+            except OSError as e:  # e.g. two names one case-insensitive file system folds together
+                raise BundleError(f"{zip_path}: cannot unpack member {info.filename} ({e})") from None
             if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
             written = 0
             try:
                 with zf.open(info) as src, open(target, "xb") as dst:
@@ -813,13 +467,34 @@ def _extract_members(zip_path: Path, dest: Path) -> None:
                 raise BundleError(f"{zip_path}: cannot unpack member {info.filename} ({e})") from None
 
 
+def _check_member_tree(members: list[tuple[zipfile.ZipInfo, PurePosixPath]], zip_path: Path) -> None:
+    """Refuse a zip whose members cannot all be unpacked side by side: one path twice, or a file that is also a
+    folder of another member (``a`` and ``a/b``). Checked before anything is written."""
+    files: dict[PurePosixPath, str] = {}
+    folders: dict[PurePosixPath, str] = {}
+    for info, rel in members:
+        if not info.is_dir():
+            if rel in files:
+                raise BundleError(f"{zip_path}: member {info.filename!r} appears twice")
+            files[rel] = info.filename
+        else:
+            folders.setdefault(rel, info.filename)
+        for parent in rel.parents:
+            if parent != PurePosixPath("."):
+                folders.setdefault(parent, info.filename)
+    clash = next((f for f in files if f in folders), None)
+    if clash is not None:
+        raise BundleError(f"{zip_path}: member {files[clash]!r} is a file, but {folders[clash]!r} uses it as a folder; "
+                          "refused")
+
+
 def _safe_member_path(info: zipfile.ZipInfo, zip_path: Path) -> PurePosixPath | None:
     name = info.filename
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         raise BundleError(f"{zip_path}: member {name!r} is a symbolic link; refused")
     if "\\" in name or "\x00" in name or re.match(r"^[A-Za-z]:", name) or name.startswith("/"):
-        raise BundleError(f"{zip_path}: unsafe member path {name!r} (absolute, drive or backslash); refused")
+        raise BundleError(f"{zip_path}: unsafe member path {name!r} (absolute, drive, backslash or NUL byte); refused")
     rel = PurePosixPath(name)
     if any(part == ".." for part in rel.parts):
         raise BundleError(f"{zip_path}: unsafe member path {name!r} (leaves the archive with '..'); refused")
@@ -840,6 +515,6 @@ def _content_root(entry: Path, zip_path: Path) -> Path:
     raise BundleError(f"{zip_path}: no manifest.json at the root of the zip or in its single top-level folder")
 
 
-__all__ = ["Bundle", "ModelSpec", "TensorSpec", "read_manifest", "validate_manifest", "check_anatomy", "sha256_file",
-           "default_cache_dir", "default_bundle_candidates", "SUPPORTED_SCHEMA_VERSIONS", "MODEL_TASKS",
-           "REQUIRED_MODELS", "TENSOR_DTYPES", "BUNDLE_ENV", "CACHE_ENV"]
+__all__ = ["Bundle", "ModelSpec", "TensorSpec", "read_manifest", "validate_manifest", "check_values", "check_anatomy",
+           "sha256_file", "default_cache_dir", "default_bundle_candidates", "SUPPORTED_SCHEMA_VERSIONS", "MODEL_TASKS",
+           "REQUIRED_MODELS", "TENSOR_DTYPES", "MANIFEST_NAME", "BUNDLE_ENV", "CACHE_ENV"]

@@ -4,7 +4,7 @@
     ramh analyze PATH... --out DIR --ray [ADDRESS]                            the same on a Ray cluster (Parquet)
     ramh bench [--backend NAME|all] [--runs N]                                latency and throughput per stage
     ramh build-engine [--precision fp16|fp32|int8]                            prebuild TensorRT engines
-    ramh info                                                                 build, devices, backends, bundle
+    ramh info [--json]                                                        build, devices, backends, bundle
     ramh compare BASELINE FOLLOWUP --out DIR [--sdc UNITS]                    progression between two visits
     ramh serve [--ae-title RAMH] [--port 11112] [--forward AE@HOST:PORT] [--store DIR]   DICOM node
     ramh watch DIR --out DIR                                                  analyse files exported to a folder
@@ -155,25 +155,106 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def cmd_info(args) -> int:
+def info_record(bundle: str | None = None) -> dict:
+    """What ``ramh info --json`` prints: build, CUDA devices, every backend and the bundle.
+
+    Keys: ``ramh_rt`` (version), ``build`` (:func:`ramh_rt.build_info`), ``cuda_available``, ``backends`` (per backend:
+    name, available, reason, devices, versions), ``devices`` (only when CUDA is available: name, compute capability,
+    memory in bytes...), ``bundle``: :meth:`ramh_rt.bundle.Bundle.describe`, or ``{"broken": reason}`` when the bundle
+    does not load (this function never raises for a bad bundle: reporting it is its job).
+    """
     import ramh_rt
 
     from .backends import describe_backends
+    from .errors import RamhError
 
-    info = {"ramh_rt": ramh_rt.__version__, "build": ramh_rt.build_info(), "cuda_available": ramh_rt.cuda_available(),
-            "backends": describe_backends()}
-    if ramh_rt.cuda_available():
+    info: dict = {"ramh_rt": ramh_rt.__version__, "build": ramh_rt.build_info(),
+                  "cuda_available": ramh_rt.cuda_available(), "backends": describe_backends()}
+    if info["cuda_available"]:
         from . import _core
 
         info["devices"] = [dict(_core.device_properties(i)) for i in range(_core.cuda_device_count())]
     try:
         from .bundle import Bundle
 
-        info["bundle"] = Bundle.load(args.bundle).describe()
-    except Exception as e:  # noqa: BLE001 - info reports, it does not fail
-        info["bundle"] = f"unavailable: {e}"
-    print(json.dumps(info, indent=2, default=str))
-    return 0
+        info["bundle"] = Bundle.load(bundle).describe()
+    except (RamhError, OSError, ValueError) as e:
+        info["bundle"] = {"broken": str(e)}
+    return info
+
+
+def _headline_metrics(metrics: dict) -> list[str]:
+    """The few figures a person reads first, from a manifest's ``metrics`` (those present; the rest is in --json)."""
+    def get(*keys: str):
+        d = metrics
+        for k in keys:
+            if not isinstance(d, dict) or k not in d:
+                return None
+            d = d[k]
+        return d if isinstance(d, (int, float)) and not isinstance(d, bool) else None
+
+    wanted = [("bones mean DSC", ("bones", "mean_dsc_28_bones")), ("erosion DSC", ("erosion", "dsc", "mean")),
+              ("BE QWK", ("be", "overall", "qwk")), ("JSN QWK", ("jsn", "overall", "qwk")),
+              ("SvdH total PCC", ("totals", "svdh", "pcc")), ("whole-image SvdH PCC", ("totals", "global_svdh", "pcc")),
+              ("ROI mean IoU", ("roi", "mean_iou"))]
+    return [f"{label} {value:.3g}" for label, keys in wanted if (value := get(*keys)) is not None]
+
+
+def format_info(info: dict) -> str:
+    """A short, readable summary of :func:`info_record` (a dozen lines) for ``ramh info``."""
+    b = info["build"]
+    lines = [f"ramh_rt {info['ramh_rt']}  (core: {b.get('cxx_compiler') or '?'}, OpenMP "
+             f"{'on' if b.get('openmp') else 'off'})"]
+    if not b.get("cuda"):
+        lines.append("CUDA:     not compiled in (CPU kernels only)")
+    else:
+        cuda = f"CUDA:     kernels for sm {b.get('cuda_architectures') or '?'} ({b.get('cuda_compiler') or '?'})"
+        devices = info.get("devices") or []
+        if not info["cuda_available"]:
+            cuda += "; no usable CUDA device now"
+        lines.append(cuda)
+        for d in devices:
+            cc = ".".join(str(x) for x in d.get("compute_capability", ()))
+            lines.append(f"  cuda:{d.get('id')}  {d.get('name')}  (compute {cc}, "
+                         f"{d.get('total_memory', 0) / 2 ** 30:.0f} GiB, {d.get('multiprocessors')} SMs)")
+    lines.append("Backends:")
+    for be in info["backends"]:
+        versions = ", ".join(f"{k} {v}" for k, v in (be.get("versions") or {}).items())
+        if be["available"]:
+            where = ", ".join(be.get("devices") or [])
+            lines.append(f"  {be['name']:<17} available on {where}" + (f"  ({versions})" if versions else ""))
+        else:
+            lines.append(f"  {be['name']:<17} unavailable: {be['reason']}")
+    bundle = info["bundle"]
+    if "broken" in bundle:
+        first, *rest = str(bundle["broken"]).splitlines() or [""]
+        lines.append(f"Bundle:   BROKEN: {first}")
+        lines += [f"  {r.strip()}" for r in rest if r.strip()]  # one problem per line, as the loader lists them
+    else:
+        lines.append(f"Bundle:   {bundle['id']} {bundle['version']}  ({bundle['source']})")
+        models = ", ".join(f"{name} ({m['precision']})" for name, m in bundle["models"].items())
+        lines.append(f"  models:        {models}")
+        if bundle.get("clinical_use"):
+            lines.append(f"  clinical use:  {bundle['clinical_use']}")
+        training = bundle.get("training_data") or {}
+        if training.get("kind"):
+            lines.append(f"  trained on:    {training['kind']}")
+        metrics = bundle.get("metrics") or {}
+        headline = _headline_metrics(metrics)
+        if headline:
+            on = f" on {metrics['images']} {metrics.get('split', '')} images" if "images" in metrics else ""
+            lines.append(f"  metrics{on}: " + ", ".join(headline))
+        for w in bundle.get("warnings") or []:
+            lines.append(f"  warning:       {w}")
+    lines.append("(ramh info --json prints the full record)")
+    return "\n".join(lines)
+
+
+def cmd_info(args) -> int:
+    """``ramh info [--json]``: exit code 0, or 1 when the bundle is broken (still reported, as the summary says)."""
+    info = info_record(args.bundle)
+    print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
+    return 1 if "broken" in info["bundle"] else 0
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -282,7 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("info", help="build, devices, backends and bundle")
+    p = sub.add_parser("info", help="build, devices, backends and bundle (a short summary; --json: everything)")
+    p.add_argument("--json", action="store_true", help="print the full record as JSON (every bundle metric)")
     _common(p)
     p.set_defaults(func=cmd_info)
 

@@ -29,7 +29,6 @@ import statistics
 import tempfile
 import time
 import warnings
-import zipfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,12 +39,16 @@ import torch
 from torch import nn
 
 from ramh_rt import anatomy
+from ramh_rt.bundle import Bundle, sha256_file
+from ramh_rt.errors import BundleError
+from ramh_rt.manifest import MANIFEST_NAME, MODEL_TASKS, SUPPORTED_SCHEMA_VERSIONS
 
 from .models.blocks import ExportableModel, count_parameters, prepare_for_export
 
-MANIFEST_NAME = "manifest.json"
-SCHEMA_VERSION = 1
-BUNDLE_ROLES = ("bones", "joints", "global")
+#: The manifest schema version written: the newest the runtime reads.
+SCHEMA_VERSION = SUPPORTED_SCHEMA_VERSIONS[-1]
+#: Model roles of a bundle, in the runtime's order.
+BUNDLE_ROLES = tuple(MODEL_TASKS)
 
 #: ONNX ops TensorRT 10 supports natively that these models may use. Anything else fails the lint: notably Shape,
 #: Gather, ConstantOfShape, Expand, NonZero, Loop/If/Scan (dynamic shape arithmetic and control flow) and
@@ -63,10 +66,6 @@ DEFAULT_TOLERANCES = {"fp32": {"atol": 1e-4, "rtol": 1e-3}, "fp16": {"atol": 2e-
 
 class ParityError(RuntimeError):
     """ONNX Runtime and PyTorch disagree beyond the stated tolerance."""
-
-
-class BundleError(ValueError):
-    """A model bundle is malformed, fails its schema, or a file does not match its checksum."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -327,37 +326,6 @@ def measure_latency(path: str | os.PathLike, inputs: Sequence[np.ndarray | torch
 # Bundles
 # ---------------------------------------------------------------------------------------------------------------------
 
-def schema_path() -> Path:
-    """Path of the bundle manifest JSON schema shipped with ramh_rt."""
-    import ramh_rt
-
-    return Path(ramh_rt.__file__).resolve().parent / "schemas" / "bundle_manifest.schema.json"
-
-
-def load_schema() -> dict:
-    return json.loads(schema_path().read_text(encoding="utf-8"))
-
-
-def validate_manifest(manifest: dict) -> None:
-    """Validate a manifest dict against the JSON schema; BundleError lists every violation with its location."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"{'/'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in errors[:20]]
-        more = f" (and {len(errors) - 20} more)" if len(errors) > 20 else ""
-        raise BundleError("manifest does not match the bundle schema: " + "; ".join(lines) + more)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _jsonable(obj):
     """Plain-JSON form of a manifest value: NumPy scalars/arrays to Python, tuples to lists, and non-finite floats
     (NaN metrics of an empty class, say) to null, because strict JSON has no NaN/Infinity."""
@@ -396,7 +364,9 @@ def write_bundle(out_dir: str | os.PathLike, models: Mapping[str, Mapping], mani
 
     Raises:
         ValueError: unknown role, missing ONNX file, a field this function owns given with another value.
-        BundleError: the manifest fails the schema or the written bundle fails :func:`verify_bundle`.
+        BundleError (:class:`ramh_rt.errors.BundleError`): the written bundle fails :func:`verify_bundle`, i.e. the
+            runtime's own :meth:`ramh_rt.bundle.Bundle.load` refuses it (every manifest problem listed with its field
+            path), or an ONNX graph's inputs/outputs differ from the manifest's.
         FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
 
     The bundle is assembled in a temporary sibling directory, verified, then renamed into place, so a reader never
@@ -438,7 +408,6 @@ def write_bundle(out_dir: str | os.PathLike, models: Mapping[str, Mapping], mani
         manifest = _jsonable({"schema_version": SCHEMA_VERSION, **fields,
                               "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                               "anatomy_version": anatomy.ANATOMY_VERSION, "models": manifest_models})
-        validate_manifest(manifest)
         with open(tmp / MANIFEST_NAME, "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2, allow_nan=False)
             f.write("\n")
@@ -458,50 +427,6 @@ def write_bundle(out_dir: str | os.PathLike, models: Mapping[str, Mapping], mani
     return out_dir
 
 
-class _BundleReader:
-    """Reads manifest and member files of a bundle directory or .zip (members at the zip root or in one folder)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.zip = None
-        self.prefix = ""
-        if path.is_dir():
-            return
-        if path.is_file() and zipfile.is_zipfile(path):
-            self.zip = zipfile.ZipFile(path)
-            names = [n for n in self.zip.namelist() if n.rsplit("/", 1)[-1] == MANIFEST_NAME]
-            candidates = [n for n in names if n.count("/") <= 1]
-            if len(candidates) != 1:
-                raise BundleError(f"{path}: a bundle zip needs exactly one {MANIFEST_NAME} at its root or in one "
-                                  f"top folder, found {names}")
-            self.prefix = candidates[0][: -len(MANIFEST_NAME)]
-            return
-        raise BundleError(f"{path} is neither a bundle directory nor a .zip bundle")
-
-    def exists(self, name: str) -> bool:
-        if self.zip is not None:
-            return (self.prefix + name) in self.zip.namelist()
-        return (self.path / name).is_file()
-
-    def read(self, name: str) -> bytes:
-        if self.zip is not None:
-            return self.zip.read(self.prefix + name)
-        return (self.path / name).read_bytes()
-
-    def sha256(self, name: str) -> str:
-        if self.zip is None:
-            return sha256_file(self.path / name)
-        h = hashlib.sha256()
-        with self.zip.open(self.prefix + name) as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
-
-    def close(self) -> None:
-        if self.zip is not None:
-            self.zip.close()
-
-
 def _io_of_graph(graph_values) -> list[tuple[str, list]]:
     out = []
     for v in graph_values:
@@ -513,41 +438,24 @@ def _io_of_graph(graph_values) -> list[tuple[str, list]]:
 
 
 def verify_bundle(path: str | os.PathLike, *, check_onnx_io: bool = True) -> dict:
-    """Check a bundle (directory or .zip) and return its manifest.
+    """Check a bundle (directory or .zip) the way the runtime will, and return its manifest.
 
-    Checks, in order: ``manifest.json`` exists and is JSON; it validates against the schema; its anatomy version is
-    this ramh_rt's; every model file exists and its SHA-256 equals the manifest's; and (``check_onnx_io``) each
-    ONNX graph's input/output names and shapes are the manifest's (a dynamic batch dimension must be named ``"N"``).
+    The bundle is loaded with :meth:`ramh_rt.bundle.Bundle.load` (manifest structure, value ranges, anatomy, every
+    model file's SHA-256; a zip is unpacked into a throwaway cache), then (``check_onnx_io``) each ONNX graph's
+    input/output names and shapes are compared with the manifest's (a dynamic batch dimension must be named ``"N"``).
 
     Raises:
-        BundleError: the first failed check, naming the file and what differs (a modified model file reports
-        both checksums).
+        BundleError (:class:`ramh_rt.errors.BundleError`): what ``Bundle.load`` refuses (its message names the file
+        or field and what differs), or a graph whose inputs/outputs differ from the manifest.
     """
     path = Path(path)
-    reader = _BundleReader(path)
-    try:
-        if not reader.exists(MANIFEST_NAME):
-            raise BundleError(f"{path}: no {MANIFEST_NAME}")
-        try:
-            manifest = json.loads(reader.read(MANIFEST_NAME).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BundleError(f"{path}/{MANIFEST_NAME} is not valid JSON: {exc}") from exc
-        validate_manifest(manifest)
-        if manifest["anatomy_version"] != anatomy.ANATOMY_VERSION:
-            raise BundleError(f"{path}: bundle anatomy_version {manifest['anatomy_version']!r} differs from this "
-                              f"ramh_rt's {anatomy.ANATOMY_VERSION!r}")
-        for role, entry in manifest["models"].items():
-            name = entry["file"]
-            if not reader.exists(name):
-                raise BundleError(f"{path}: model {role!r} file {name!r} is missing")
-            actual = reader.sha256(name)
-            if actual != entry["sha256"]:
-                raise BundleError(f"{path}: model {role!r} file {name!r} fails its checksum: manifest sha256 "
-                                  f"{entry['sha256']}, file sha256 {actual} (the file was modified or corrupted)")
-            if check_onnx_io:
-                _check_onnx_io(path, role, name, reader.read(name), entry)
-    finally:
-        reader.close()
+    with tempfile.TemporaryDirectory(prefix="ramh-verify-") as cache:
+        bundle = Bundle.load(path, cache_dir=cache)
+        manifest = bundle.manifest
+        if check_onnx_io:
+            for role in bundle.model_names:
+                spec = bundle.model(role)
+                _check_onnx_io(path, role, spec.path.name, spec.path.read_bytes(), manifest["models"][role])
     return manifest
 
 

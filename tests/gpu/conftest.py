@@ -1,6 +1,7 @@
 """GPU parity tests: the same cases as tests/, run on CUDA and held against the CPU twin.
 
-Skipped with a reason when the core has no CUDA kernels or no device is visible."""
+Skipped with a reason when the core has no CUDA kernels or no device is visible. The helpers the parity tests share
+(device transfer, the comparison rule, the device array kinds) are in gpu_parity.py."""
 import pytest
 
 import ramh_rt

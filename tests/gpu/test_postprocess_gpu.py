@@ -11,19 +11,10 @@ from hypothesis import strategies as st
 from ramh_rt import DeviceArray
 from ramh_rt.ops import postprocess_masks
 
-try:
-    import cupy
-except ImportError:  # CuPy is optional: DeviceArray covers the device path
-    cupy = None
+from gpu_parity import KINDS, to_device
 
-KINDS = ["device_array"] + (["cupy"] if cupy is not None else [])
 EXACT_FIELDS = ("batch", "channel", "index", "area", "bbox", "centroid", "orientation", "major_axis_length",
                 "minor_axis_length")
-
-
-def to_device(x, kind="device_array"):
-    x = np.ascontiguousarray(x)
-    return DeviceArray.from_host(x) if kind == "device_array" else cupy.asarray(x)
 
 
 def assert_gpu_matches_cpu(x, kind="device_array", **kw):

@@ -6,32 +6,13 @@ elsewhere (an aarch64 host compiler may round differently) they must agree withi
 Skipped when the core has no CUDA kernels or no device is visible (tests/gpu/conftest.py)."""
 from __future__ import annotations
 
-import platform
-
 import numpy as np
 import pytest
 
 import ramh_rt
 from ramh_rt.ops import preprocess
 
-EXACT_FLOATS = platform.machine().lower() in ("x86_64", "amd64")
-
-
-def to_dev(a):
-    return ramh_rt.DeviceArray.from_host(np.ascontiguousarray(a))
-
-
-def to_host(a):
-    return a.to_host()
-
-
-def assert_parity(gpu, cpu):
-    assert gpu.shape == cpu.shape and gpu.dtype == cpu.dtype
-    if cpu.dtype.kind in "ui" or EXACT_FLOATS:
-        np.testing.assert_array_equal(gpu, cpu)
-    else:
-        np.testing.assert_allclose(gpu.astype(np.float64), cpu.astype(np.float64), rtol=1e-5, atol=1e-6)
-
+from gpu_parity import assert_parity, to_device as to_dev, to_host
 
 def run_both(img, out_hw, **kw):
     x_cpu, lb_cpu = preprocess(img, out_hw, **kw)

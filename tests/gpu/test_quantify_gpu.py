@@ -6,22 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ramh_rt import DeviceArray
 from ramh_rt.ops import quantify_erosions
 
-try:
-    import cupy
-except ImportError:  # CuPy is optional: DeviceArray covers the device path
-    cupy = None
+from gpu_parity import KINDS, to_device
 
-KINDS = ["device_array"] + (["cupy"] if cupy is not None else [])
 INT_FIELDS = ("eroded_roi_px", "bone_roi_px", "lesions", "largest_lesion_roi_px")
 FLOAT_FIELDS = ("eroded_px", "eroded_mm2", "bone_px", "eroded_fraction", "largest_lesion_px", "mean_probability")
-
-
-def to_device(x, kind="device_array"):
-    x = np.ascontiguousarray(x)
-    return DeviceArray.from_host(x) if kind == "device_array" else cupy.asarray(x)
 
 
 def assert_gpu_matches_cpu(ero, bone, boxes, spacing, kind="device_array", boxes_on_device=False, **kw):

@@ -5,32 +5,12 @@ Sample positions, coverage and nearest picks are computed with the same float32 
 (within 1e-5 relative elsewhere). Skipped when the core has no CUDA kernels or no device is visible."""
 from __future__ import annotations
 
-import platform
-
 import numpy as np
 import pytest
 
-import ramh_rt
 from ramh_rt.ops import crop_rois, paste_rois
 
-EXACT_FLOATS = platform.machine().lower() in ("x86_64", "amd64")
-
-
-def to_dev(a):
-    return ramh_rt.DeviceArray.from_host(np.ascontiguousarray(a))
-
-
-def to_host(a):
-    return a.to_host()
-
-
-def assert_parity(gpu, cpu):
-    assert gpu.shape == cpu.shape and gpu.dtype == cpu.dtype
-    if cpu.dtype.kind in "ui" or EXACT_FLOATS:
-        np.testing.assert_array_equal(gpu, cpu)
-    else:
-        np.testing.assert_allclose(gpu, cpu, rtol=1e-5, atol=1e-6, equal_nan=True)
-
+from gpu_parity import assert_parity, to_device as to_dev, to_host
 
 def random_boxes(rng, n, h, w, margin=0.0, angles=(-180, 180), size=(5, 300)):
     return np.column_stack([rng.uniform(-margin, w + margin, n), rng.uniform(-margin, h + margin, n),

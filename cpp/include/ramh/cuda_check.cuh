@@ -1,4 +1,5 @@
-// ramh/cuda_check.cuh — CUDA error checking for the kernels (include only from .cu files).
+// ramh/cuda_check.cuh — CUDA error checking and small RAII helpers shared by the kernels (include only from .cu
+// files).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -20,6 +21,22 @@
 
 namespace ramh {
 inline unsigned int ceil_div(long long a, long long b) { return static_cast<unsigned int>((a + b - 1) / b); }
+
+// Makes `id` the current CUDA device for the guard's scope and restores the previous one after (also when an
+// exception unwinds it): the core's entry points run on the device of their arrays without changing the caller's.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int id) {
+    RAMH_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != id) RAMH_CUDA_CHECK(cudaSetDevice(id));
+  }
+  ~DeviceGuard() { cudaSetDevice(previous_); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 
 // Synchronises the stream when destroyed by an exception unwinding the stack: declared right after a pinned
 // staging buffer, it keeps that buffer from returning to the pinned cache while a queued copy still reads it.

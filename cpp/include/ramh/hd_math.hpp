@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstring>
 
+// RAMH_HD marks a function compiled for both host and device (the one definition: every header whose code the CPU
+// twins and the kernels share includes this one).
 #if defined(__CUDACC__)
 #define RAMH_HD __host__ __device__ __forceinline__
 #else

@@ -77,10 +77,25 @@ class Backend(ABC):
             ValueError: an unknown option or device.
         """
 
+    #: Python package of the engine behind this backend (``"onnxruntime"``, ``"tensorrt"``), named in :meth:`versions`.
+    engine_package: str = ""
+
+    def _import_engine(self) -> Any:
+        """The engine's Python module; raises ImportError (or whatever a broken install raises) when it cannot load."""
+        raise ImportError(f"backend {self.name} names no engine package")
+
+    def versions(self) -> dict[str, str]:
+        """``{engine_package: version}``, e.g. ``{"onnxruntime": "1.23.2"}``; empty when the engine cannot be imported."""
+        try:
+            return {self.engine_package: str(self._import_engine().__version__)}
+        except Exception:  # noqa: BLE001 - a missing or broken engine is reported by available(), not here
+            return {}
+
     def describe(self) -> dict[str, Any]:
-        """``{"name", "available", "reason", "devices"}`` for ``ramh info``."""
+        """``{"name", "available", "reason", "devices", "versions"}`` for ``ramh info``."""
         ok, reason = self.available()
-        return {"name": self.name, "available": ok, "reason": reason, "devices": self.devices() if ok else []}
+        return {"name": self.name, "available": ok, "reason": reason, "devices": self.devices() if ok else [],
+                "versions": self.versions()}
 
     def _require_available(self) -> None:
         ok, reason = self.available()

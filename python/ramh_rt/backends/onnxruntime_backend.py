@@ -133,17 +133,10 @@ class OnnxRuntimeBackend(Backend):
 
         return [f"cuda:{i}" for i in range(_core.cuda_device_count())]
 
-    def versions(self) -> dict[str, str]:
-        """``{"onnxruntime": version}`` (empty when not installed)."""
-        try:
-            return {"onnxruntime": _import_ort().__version__}
-        except ImportError:
-            return {}
+    engine_package = "onnxruntime"
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
-        d["versions"] = self.versions()
-        return d
+    def _import_engine(self) -> Any:
+        return _import_ort()
 
     def create_session(self, spec: ModelSpec, device: str | int | None = None, **options: Any) -> "OrtSession":
         """Create an ONNX Runtime session for ``spec``.

@@ -77,17 +77,10 @@ class TensorRTBackend(Backend):
     def devices(self) -> list[str]:
         return ["cuda:0"] if self.available()[0] else []
 
-    def versions(self) -> dict[str, str]:
-        """``{"tensorrt": version}`` (empty when not importable)."""
-        try:
-            return {"tensorrt": _import_trt().__version__}
-        except Exception:
-            return {}
+    engine_package = "tensorrt"
 
-    def describe(self) -> dict[str, Any]:
-        d = super().describe()
-        d["versions"] = self.versions()
-        return d
+    def _import_engine(self) -> Any:
+        return _import_trt()
 
     def create_session(self, spec: ModelSpec, device: str | int | None = None, **options: Any) -> "TensorRTSession":
         """Build (or load from the plan cache) an engine for ``spec`` and return a session.

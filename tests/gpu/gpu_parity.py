@@ -1,0 +1,45 @@
+"""Helpers shared by the GPU parity tests (tests/gpu/test_*_gpu.py): moving arrays to and from the device and the
+GPU-vs-CPU comparison rule. A plain module rather than conftest.py content: tests/ and tests/gpu/ both have a
+conftest.py, so ``from conftest import ...`` would depend on which of the two pytest imported last."""
+from __future__ import annotations
+
+import platform
+
+import numpy as np
+
+from ramh_rt import DeviceArray
+
+try:
+    import cupy
+except ImportError:  # CuPy is optional: DeviceArray covers the device path
+    cupy = None
+
+#: Device array kinds the ops must accept: the core's own DeviceArray, and CuPy arrays where CuPy is installed.
+KINDS: list[str] = ["device_array"] + (["cupy"] if cupy is not None else [])
+
+#: On x86-64 the CPU twins and the kernels produce the same float bits (no FMA contraction on either side, see
+#: ramh/hd_math.hpp); elsewhere the host compiler may round differently and floats are compared with a tolerance.
+EXACT_FLOATS: bool = platform.machine().lower() in ("x86_64", "amd64")
+
+
+def to_device(x, kind: str = "device_array"):
+    """Copy a host array to the device as a :class:`ramh_rt.DeviceArray` (``kind="device_array"``) or a CuPy array
+    (``kind="cupy"``); the input is made C-contiguous first."""
+    x = np.ascontiguousarray(x)
+    return DeviceArray.from_host(x) if kind == "device_array" else cupy.asarray(x)
+
+
+def to_host(a) -> np.ndarray:
+    """A device array's contents as a NumPy array (waits for the work that produced it)."""
+    return a.to_host()
+
+
+def assert_parity(gpu: np.ndarray, cpu: np.ndarray) -> None:
+    """GPU output equals the CPU twin's: same shape and dtype; integers always bit-exact, floats bit-exact where
+    :data:`EXACT_FLOATS`, else within rtol 1e-5 / atol 1e-6 (NaN equal to NaN)."""
+    assert gpu.shape == cpu.shape and gpu.dtype == cpu.dtype
+    if cpu.dtype.kind in "ui" or EXACT_FLOATS:
+        np.testing.assert_array_equal(gpu, cpu)
+    else:
+        np.testing.assert_allclose(gpu.astype(np.float64), cpu.astype(np.float64), rtol=1e-5, atol=1e-6,
+                                   equal_nan=True)
