@@ -41,6 +41,18 @@ inline i32x4 floor4(f32x4 x) {
   return t + (__builtin_convertvector(t, f32x4) > x);  // a true lane is -1
 }
 
+// Crop pixel (i, j) by the scalar samplers: what every vector lane computes, and the fallback for lanes near the
+// image border and for the columns left over after the last full vector.
+template <class T, class O, bool kBilinear>
+inline O crop_pixel(const CropMap& m, int64_t i, int64_t j, const T* plane, int64_t h, int64_t w, O fill) {
+  float px, py;
+  detail::crop_point(m, i, j, &px, &py);
+  if constexpr (kBilinear)
+    return detail::sample_bilinear_fill<T>(plane, h, w, px, py, fill);
+  else
+    return detail::sample_nearest_fill<T>(plane, h, w, px, py, fill);
+}
+
 // p[0] and p[1] as floats, with one load for the integer types (both lie inside the row here).
 template <class T>
 inline void load_pair(const T* p, float* a, float* b) {
@@ -214,24 +226,11 @@ RAMH_AVX2 void crop_row_avx2(const CropMap& m, int64_t i, const T* plane, int64_
       if (ok_bits[g / 8] == 0xff) continue;
       for (int64_t l = 0; l < 8; ++l) {
         if (ok_bits[g / 8] >> l & 1) continue;
-        const int64_t j = c0 + g + l;
-        float qx, qy;
-        detail::crop_point(m, i, j, &qx, &qy);
-        if constexpr (kBilinear)
-          row[j] = detail::sample_bilinear_fill<T>(plane, h, w, qx, qy, fill);
-        else
-          row[j] = detail::sample_nearest_fill<T>(plane, h, w, qx, qy, fill);
+        row[c0 + g + l] = crop_pixel<T, O, kBilinear>(m, i, c0 + g + l, plane, h, w, fill);
       }
     }
   }
-  for (int64_t j = jb8; j < jb; ++j) {
-    float qx, qy;
-    detail::crop_point(m, i, j, &qx, &qy);
-    if constexpr (kBilinear)
-      row[j] = detail::sample_bilinear_fill<T>(plane, h, w, qx, qy, fill);
-    else
-      row[j] = detail::sample_nearest_fill<T>(plane, h, w, qx, qy, fill);
-  }
+  for (int64_t j = jb8; j < jb; ++j) row[j] = crop_pixel<T, O, kBilinear>(m, i, j, plane, h, w, fill);
 }
 
 // Paste of one ROI over output columns [xa, xb) of row y, 8 lanes at a time: coverage, ROI coordinates and the
@@ -349,14 +348,7 @@ void crop_row(const CropMap& m, int64_t i, const T* plane, int64_t h, int64_t w,
         row[j + l] = detail::sample_nearest_fill<T>(plane, h, w, px[l], py[l], fill);
     }
   }
-  for (; j < jb; ++j) {
-    float px, py;
-    detail::crop_point(m, i, j, &px, &py);
-    if constexpr (kBilinear)
-      row[j] = detail::sample_bilinear_fill<T>(plane, h, w, px, py, fill);
-    else
-      row[j] = detail::sample_nearest_fill<T>(plane, h, w, px, py, fill);
-  }
+  for (; j < jb; ++j) row[j] = crop_pixel<T, O, kBilinear>(m, i, j, plane, h, w, fill);
 }
 
 template <class T, class O, bool kBilinear>

@@ -189,10 +189,14 @@ def joint(name: str) -> Joint:
     Raises:
         KeyError: unknown name (the message lists the known ones).
     """
+    return _lookup(JOINTS, name, "joint")
+
+
+def _lookup(table: dict, key: str, what: str):
     try:
-        return JOINTS[name]
+        return table[key]
     except KeyError:
-        raise KeyError(f"unknown joint {name!r}; known: {', '.join(JOINTS)}") from None
+        raise KeyError(f"unknown {what} {key!r}; known: {', '.join(table)}") from None
 
 
 def _joint_bones(name: str) -> tuple[str, ...]:
@@ -310,10 +314,7 @@ def area(stem: str) -> SvdHArea:
     Raises:
         KeyError: unknown stem (the message lists the known ones).
     """
-    try:
-        return AREA_BY_STEM[stem]
-    except KeyError:
-        raise KeyError(f"unknown SvdH area stem {stem!r}; known: {', '.join(AREA_STEMS)}") from None
+    return _lookup(AREA_BY_STEM, stem, "SvdH area stem")
 
 
 def score_range(key: str) -> tuple[int, int]:
