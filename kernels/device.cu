@@ -43,15 +43,6 @@ DeviceProperties device_properties(int device_id) {
 }
 
 namespace {
-struct DeviceGuard {
-  int previous = 0;
-  explicit DeviceGuard(int id) {
-    RAMH_CUDA_CHECK(cudaGetDevice(&previous));
-    if (previous != id) RAMH_CUDA_CHECK(cudaSetDevice(id));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous); }
-};
-
 // The core's own stream-ordered pool per device. Private, not the device's default pool: the release threshold set
 // here (keep every freed block, since per-image buffers are the same sizes call after call) would otherwise also stop
 // CuPy's MemoryAsyncPool or PyTorch's cudaMallocAsync backend, which share the default pool, from ever returning

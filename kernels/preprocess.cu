@@ -35,15 +35,6 @@ using detail::WindowCoef;
 
 constexpr int kThreads = 256;
 
-struct DeviceGuard {
-  int previous = 0;
-  explicit DeviceGuard(int id) {
-    RAMH_CUDA_CHECK(cudaGetDevice(&previous));
-    if (previous != id) RAMH_CUDA_CHECK(cudaSetDevice(id));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous); }
-};
-
 int sm_count(int device) {
   int n = 0;
   RAMH_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device));

@@ -28,15 +28,6 @@ using detail::PasteMap;
 
 constexpr int kTileX = 32, kTileY = 8, kThreads = kTileX * kTileY;
 
-struct DeviceGuard {
-  int previous = 0;
-  explicit DeviceGuard(int id) {
-    RAMH_CUDA_CHECK(cudaGetDevice(&previous));
-    if (previous != id) RAMH_CUDA_CHECK(cudaSetDevice(id));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous); }
-};
-
 inline unsigned int grid_rows(int64_t rows) {
   const int64_t blocks = (rows + kTileY - 1) / kTileY;
   return static_cast<unsigned int>(blocks < 65535 ? (blocks < 1 ? 1 : blocks) : 65535);

@@ -21,6 +21,19 @@
 namespace ramh {
 inline unsigned int ceil_div(long long a, long long b) { return static_cast<unsigned int>((a + b - 1) / b); }
 
+// Makes device `id` current for the enclosing scope and restores the previous one on exit (the entry points take a
+// tensor's device id and may be called from any host thread).
+struct DeviceGuard {
+  int previous = 0;
+  explicit DeviceGuard(int id) {
+    RAMH_CUDA_CHECK(cudaGetDevice(&previous));
+    if (previous != id) RAMH_CUDA_CHECK(cudaSetDevice(id));
+  }
+  ~DeviceGuard() { cudaSetDevice(previous); }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+};
+
 // Synchronises the stream when destroyed by an exception unwinding the stack: declared right after a pinned
 // staging buffer, it keeps that buffer from returning to the pinned cache while a queued copy still reads it.
 class SyncOnUnwind {

@@ -7,13 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "ramh/hd_math.hpp"
 #include "ramh/postprocess.hpp"
-
-#if defined(__CUDACC__)
-#define RAMH_HD __host__ __device__ __forceinline__
-#else
-#define RAMH_HD inline
-#endif
 
 namespace ramh::detail {
 
