@@ -202,8 +202,9 @@ RAMH_AVX2 void crop_row_avx2(const CropMap& m, int64_t i, const T* plane, int64_
       const __m256 py = _mm256_add_ps(cy, _mm256_add_ps(_mm256_mul_ps(jj, ay), by));
       const __m256 x = kBilinear ? _mm256_sub_ps(px, _mm256_set1_ps(0.5f)) : px;
       const __m256 y = kBilinear ? _mm256_sub_ps(py, _mm256_set1_ps(0.5f)) : py;
-      const __m256 ok = _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ), _mm256_cmp_ps(x, xlim, _CMP_LT_OQ)),
-                                      _mm256_and_ps(_mm256_cmp_ps(y, zero, _CMP_GE_OQ), _mm256_cmp_ps(y, ylim, _CMP_LT_OQ)));
+      const __m256 ok =
+          _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ), _mm256_cmp_ps(x, xlim, _CMP_LT_OQ)),
+                        _mm256_and_ps(_mm256_cmp_ps(y, zero, _CMP_GE_OQ), _mm256_cmp_ps(y, ylim, _CMP_LT_OQ)));
       ok_bits[g / 8] = static_cast<uint8_t>(_mm256_movemask_ps(ok));
       const __m256i x0 = _mm256_cvttps_epi32(x), y0 = _mm256_cvttps_epi32(y);  // ok lanes are >= 0: truncation is floor
       const __m256i k = _mm256_and_si256(_mm256_add_epi32(_mm256_mullo_epi32(y0, wv), x0), _mm256_castps_si256(ok));

@@ -68,7 +68,8 @@ NORMAL_GAP_MM: dict[str, float] = {
 }
 
 #: Joints with a placed joint space: name -> (proximal bone group, distal bone group), every joint of
-#: :data:`ramh_rt.anatomy.JOINTS` in its order ("CMC-I" (CMC2) and "DIP-*" are no SvdH areas but are placed the same way).
+#: :data:`ramh_rt.anatomy.JOINTS` in its order ("CMC-I" (CMC2) and "DIP-*" are no SvdH areas but are placed the same
+#: way).
 GAP_JOINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     name: (j.proximal, j.distal) for name, j in anatomy.JOINTS.items()}
 
