@@ -68,6 +68,23 @@ def test_finger_rois_point_from_distal_to_proximal(hands):
         assert v @ (prox - dist) > 0, stem
 
 
+def test_joint_table_runs_from_proximal_to_distal(hands):
+    # Every articulation of anatomy.JOINTS on a rendered hand: the distal group lies further along the hand
+    # (radius -> MC3) than the proximal group, and each joint names the SvdH area of the same stem where there is one.
+    s = hands[0]
+    centre = {k: np.argwhere(m).mean(0)[::-1] for k, m in s.bone_masks.items() if m.any()}
+    axis = centre["MC3"] - centre["Radius"]
+    for name, j in anatomy.JOINTS.items():
+        prox = np.mean([centre[b] for b in j.proximal], axis=0)
+        dist = np.mean([centre[b] for b in j.distal], axis=0)
+        assert axis @ (dist - prox) > 0, name
+        if name in anatomy.AREA_BY_STEM:
+            assert set(j.proximal + j.distal) <= set(anatomy.area(name).anchors), name
+    assert anatomy.joint("DIP-S").distal == ("DP5",)
+    with pytest.raises(KeyError, match="unknown joint"):
+        anatomy.joint("DIP-T")
+
+
 def test_rois_scale_with_the_masks(hands):
     s = hands[1]
     full = geometry.joint_rois(s.bone_masks)

@@ -147,20 +147,6 @@ void argmax_row_match(const uint16_t* __restrict am, uint8_t* __restrict row, in
   for (int x = 0; x < w; ++x) row[x] = am[x] == c;
 }
 
-// Sum of float values in double with four independent accumulators (a fixed order: deterministic).
-double sum_as_double(const float* __restrict v, int n) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int x = 0;
-  for (; x + 4 <= n; x += 4) {
-    s0 += v[x];
-    s1 += v[x + 1];
-    s2 += v[x + 2];
-    s3 += v[x + 3];
-  }
-  for (; x < n; ++x) s0 += v[x];
-  return (s0 + s1) + (s2 + s3);
-}
-
 void sigmoid_block(const float* __restrict src, float* __restrict out, int n) {
   for (int x = 0; x < n; ++x) out[x] = sigmoid_fast(src[x]);
 }
@@ -172,7 +158,7 @@ double sigmoid_sum_f32(const float* src, int n) {
   for (int x = 0; x < n; x += kBlock) {
     const int m = std::min(kBlock, n - x);
     sigmoid_block(src + x, buf, m);
-    sum += sum_as_double(buf, m);
+    sum += detail::sum_as_double(buf, m);
   }
   return sum;
 }
@@ -298,7 +284,7 @@ void accumulate_run(const Input& in, int64_t n, int64_t c, const Run& r, RawInst
       for (int x0 = 0; x0 < count; x0 += kBlock) {
         const int k = std::min(kBlock, count - x0);
         softmax_block(src + x0, m + x0, d + x0, buf, k);
-        sum += sum_as_double(buf, k);
+        sum += detail::sum_as_double(buf, k);
       }
     }
     score += sum;

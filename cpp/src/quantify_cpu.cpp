@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "ramh/detail/ccl.hpp"
-#include "ramh/detail/postprocess_impl.hpp"  // kScoreScale
+#include "ramh/detail/postprocess_impl.hpp"  // kScoreScale, sum_as_double
 #include "ramh/detail/quantify_impl.hpp"
 #include "ramh/quantify.hpp"
 
@@ -42,19 +42,6 @@ unsigned long long count_row(const uint8_t* __restrict row, int w) {
   unsigned count = 0;  // a row has fewer than 2^31 pixels
   for (int x = 0; x < w; ++x) count += row[x];
   return count;
-}
-
-double sum_row(const float* __restrict v, int n) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;  // fixed order: deterministic
-  int x = 0;
-  for (; x + 4 <= n; x += 4) {
-    s0 += v[x];
-    s1 += v[x + 1];
-    s2 += v[x + 2];
-    s3 += v[x + 3];
-  }
-  for (; x < n; ++x) s0 += v[x];
-  return (s0 + s1) + (s2 + s3);
 }
 
 struct Scratch {
@@ -92,7 +79,8 @@ bool quantify_roi(const QuantifyPlan& p, const Tensor& erosion, const Tensor& bo
   if (p.probabilities) {
     const float* e = erosion.ptr<const float>() + roi * plane;
     double sum = 0.0;
-    for (const auto& r : s.labeler.runs()) sum += sum_row(e + static_cast<int64_t>(r.y) * W + r.x0, r.x1 - r.x0);
+    for (const auto& r : s.labeler.runs())
+      sum += detail::sum_as_double(e + static_cast<int64_t>(r.y) * W + r.x0, r.x1 - r.x0);
     out.prob_q = static_cast<unsigned long long>(sum * detail::kScoreScale + 0.5);
   }
 

@@ -41,6 +41,18 @@ inline i32x4 floor4(f32x4 x) {
   return t + (__builtin_convertvector(t, f32x4) > x);  // a true lane is -1
 }
 
+// Crop pixel (i, j) by the scalar samplers: what every vector lane computes, and the fallback for lanes near the
+// image border and for the columns left over after the last full vector.
+template <class T, class O, bool kBilinear>
+inline O crop_pixel(const CropMap& m, int64_t i, int64_t j, const T* plane, int64_t h, int64_t w, O fill) {
+  float px, py;
+  detail::crop_point(m, i, j, &px, &py);
+  if constexpr (kBilinear)
+    return detail::sample_bilinear_fill<T>(plane, h, w, px, py, fill);
+  else
+    return detail::sample_nearest_fill<T>(plane, h, w, px, py, fill);
+}
+
 // p[0] and p[1] as floats, with one load for the integer types (both lie inside the row here).
 template <class T>
 inline void load_pair(const T* p, float* a, float* b) {
@@ -76,34 +88,67 @@ bool cpu_has_avx2() {
 
 #define RAMH_AVX2 __attribute__((target("avx2")))
 
-// Two horizontally adjacent pixels idx and idx + 1 of each lane as floats (one 32-bit load for the integer types;
-// the caller guarantees that the 4 bytes read per lane lie inside the plane).
-template <class T>
-RAMH_AVX2 inline __m256i load_words(const T* base, __m256i idx) {
-  // Eight independent 32-bit loads assembled in registers (faster than a gather on CPUs that microcode it).
-  alignas(32) int32_t v[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(v), idx);
-  int32_t w[8];
-  for (int l = 0; l < 8; ++l) std::memcpy(&w[l], base + v[l], 4);
-  return _mm256_setr_epi32(w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]);
+// Columns of a crop row per pass of crop_row_avx2 (a multiple of 8; the pass's scratch, 7 KiB, stays in L1).
+constexpr int64_t kCropChunk = 256;
+
+// Even and odd 32-bit elements of the 16 in (lo, hi), each in order.
+RAMH_AVX2 inline void deinterleave32(__m256 lo, __m256 hi, __m256* even, __m256* odd) {
+  // e0 e1 e4 e5 | e2 e3 e6 e7, then the middle 64-bit halves swapped
+  *even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xd8));
+  *odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xdd)), 0xd8));
 }
 
+// Bilinear neighbourhoods p[0], p[1], p[w], p[w + 1] (p = plane + idx[c]) of n samples, gathered with plain scalar
+// loads into a scratch row `buf` (2 * kCropChunk words): for the integer types one word per sample (the top pair in
+// the low half; x86-64 is little endian), so one store per sample; for float the top pairs in buf[0, n) and the
+// bottom pairs in buf[kCropChunk, kCropChunk + n).
 template <class T>
-RAMH_AVX2 inline void load_pairs(const T* base, __m256i idx, __m256* a, __m256* b) {
-  if constexpr (std::is_same_v<T, uint16_t>) {
-    const __m256i g = load_words(base, idx);
-    *a = _mm256_cvtepi32_ps(_mm256_and_si256(g, _mm256_set1_epi32(0xffff)));
-    *b = _mm256_cvtepi32_ps(_mm256_srli_epi32(g, 16));
-  } else if constexpr (std::is_same_v<T, uint8_t>) {
-    const __m256i g = load_words(base, idx);
-    *a = _mm256_cvtepi32_ps(_mm256_and_si256(g, _mm256_set1_epi32(0xff)));
-    *b = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(g, 8), _mm256_set1_epi32(0xff)));
+inline void gather_quads(const T* plane, int64_t w, const int32_t* idx, int64_t n, uint64_t* buf) {
+  for (int64_t c = 0; c < n; ++c) {
+    const T* p = plane + idx[c];
+    if constexpr (std::is_same_v<T, uint8_t>) {
+      uint16_t t, b;
+      std::memcpy(&t, p, 2);
+      std::memcpy(&b, p + w, 2);
+      const uint32_t q = t | static_cast<uint32_t>(b) << 16;
+      std::memcpy(reinterpret_cast<char*>(buf) + 4 * c, &q, 4);
+    } else if constexpr (std::is_same_v<T, uint16_t>) {
+      uint32_t t, b;
+      std::memcpy(&t, p, 4);
+      std::memcpy(&b, p + w, 4);
+      buf[c] = t | static_cast<uint64_t>(b) << 32;
+    } else {
+      std::memcpy(&buf[c], p, 8);
+      std::memcpy(&buf[kCropChunk + c], p + w, 8);
+    }
+  }
+}
+
+// The neighbourhoods of samples [g, g + 8) of a gather_quads scratch row as floats.
+template <class T>
+RAMH_AVX2 inline void unpack_quads(const uint64_t* buf, int64_t g, __m256* v00, __m256* v01, __m256* v10,
+                                   __m256* v11) {
+  if constexpr (std::is_same_v<T, uint8_t>) {
+    const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const char*>(buf) + 4 * g));
+    const __m256i byte = _mm256_set1_epi32(0xff);
+    *v00 = _mm256_cvtepi32_ps(_mm256_and_si256(q, byte));
+    *v01 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q, 8), byte));
+    *v10 = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(q, 16), byte));
+    *v11 = _mm256_cvtepi32_ps(_mm256_srli_epi32(q, 24));
+  } else if constexpr (std::is_same_v<T, uint16_t>) {
+    __m256 top, bottom;
+    deinterleave32(_mm256_load_ps(reinterpret_cast<const float*>(buf + g)),
+                   _mm256_load_ps(reinterpret_cast<const float*>(buf + g + 4)), &top, &bottom);
+    const __m256i t = _mm256_castps_si256(top), b = _mm256_castps_si256(bottom), word = _mm256_set1_epi32(0xffff);
+    *v00 = _mm256_cvtepi32_ps(_mm256_and_si256(t, word));
+    *v01 = _mm256_cvtepi32_ps(_mm256_srli_epi32(t, 16));
+    *v10 = _mm256_cvtepi32_ps(_mm256_and_si256(b, word));
+    *v11 = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 16));
   } else {
-    alignas(32) int32_t v[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(v), idx);
-    *a = _mm256_setr_ps(base[v[0]], base[v[1]], base[v[2]], base[v[3]], base[v[4]], base[v[5]], base[v[6]], base[v[7]]);
-    *b = _mm256_setr_ps(base[v[0] + 1], base[v[1] + 1], base[v[2] + 1], base[v[3] + 1], base[v[4] + 1], base[v[5] + 1],
-                        base[v[6] + 1], base[v[7] + 1]);
+    deinterleave32(_mm256_load_ps(reinterpret_cast<const float*>(buf + g)),
+                   _mm256_load_ps(reinterpret_cast<const float*>(buf + g + 4)), v00, v01);
+    deinterleave32(_mm256_load_ps(reinterpret_cast<const float*>(buf + kCropChunk + g)),
+                   _mm256_load_ps(reinterpret_cast<const float*>(buf + kCropChunk + g + 4)), v10, v11);
   }
 }
 
@@ -124,65 +169,69 @@ RAMH_AVX2 inline __m256i floor8(__m256 x) {
   return _mm256_add_epi32(t, _mm256_castps_si256(_mm256_cmp_ps(_mm256_cvtepi32_ps(t), x, _CMP_GT_OQ)));
 }
 
-// Crop row (columns [ja, jb)) with 8 lanes; groups with a lane near the image border (or whose 4-byte reads would
-// leave the plane) take the scalar samplers. Requires h * w < 2^31 (32-bit indices).
+// Crop row i, columns [ja, jb), with 8 lanes, in passes over kCropChunk columns: (1) sample points, fractions and
+// pixel indices in vectors; (2) bilinear: the pixel loads, all of the pass's in one loop of independent loads into a
+// scratch row (no hardware gathers: slow or microcoded on many x86 CPUs), apart from the arithmetic so that many loads
+// are in flight and the index extraction per lane of the former one-group-at-a-time loop is gone (~30% less CPU time
+// for 32 ROIs of 224^2 from 2048x2560 uint16); (3) the interpolation in vectors from the scratch row. Lanes near the
+// image border take the scalar samplers, as do the last (jb - ja) % 8 columns. Requires h * w + w < 2^31 (32-bit
+// indices) and, for bilinear, h >= 2 and w >= 2 (lanes outside the fast path read pixels 0, 1, w and w + 1 before
+// they are recomputed).
 template <class T, class O, bool kBilinear>
 RAMH_AVX2 void crop_row_avx2(const CropMap& m, int64_t i, const T* plane, int64_t h, int64_t w, int64_t ja,
                              int64_t jb, O fill, O* row) {
+  alignas(32) int32_t idx[kCropChunk];
+  alignas(32) float fxs[kCropChunk], fys[kCropChunk];
+  alignas(32) uint64_t quads[2 * kCropChunk];
+  uint8_t ok_bits[kCropChunk / 8];
   const float ii = static_cast<float>(i) + m.i0;
   const __m256 bx = _mm256_set1_ps(ii * m.bx), by = _mm256_set1_ps(ii * m.by);
   const __m256 ax = _mm256_set1_ps(m.ax), ay = _mm256_set1_ps(m.ay);
   const __m256 cx = _mm256_set1_ps(m.cx), cy = _mm256_set1_ps(m.cy), j0 = _mm256_set1_ps(m.j0);
   const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), zero = _mm256_setzero_ps();
-  // Fast-path limits on x: bilinear needs x0 + 1 < w (and x0 + 3 < w for the 4-byte reads of uint8); nearest reads
-  // the pixel itself.
-  const int64_t slack = kBilinear ? (sizeof(T) == 1 ? 3 : 1) : 0;
-  const __m256 xlim = _mm256_set1_ps(static_cast<float>(w - slack));
+  // Fast-path limits: bilinear needs x0 + 1 < w and y0 + 1 < h; nearest reads the pixel itself.
+  const __m256 xlim = _mm256_set1_ps(static_cast<float>(kBilinear ? w - 1 : w));
   const __m256 ylim = _mm256_set1_ps(static_cast<float>(kBilinear ? h - 1 : h));
   const __m256i wv = _mm256_set1_epi32(static_cast<int>(w));
-  int64_t j = ja;
-  for (; j + 8 <= jb; j += 8) {
-    const __m256 jj = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(static_cast<float>(j)), lane), j0);
-    const __m256 px = _mm256_add_ps(cx, _mm256_add_ps(_mm256_mul_ps(jj, ax), bx));
-    const __m256 py = _mm256_add_ps(cy, _mm256_add_ps(_mm256_mul_ps(jj, ay), by));
-    const __m256 x = kBilinear ? _mm256_sub_ps(px, _mm256_set1_ps(0.5f)) : px;
-    const __m256 y = kBilinear ? _mm256_sub_ps(py, _mm256_set1_ps(0.5f)) : py;
-    const __m256 ok = _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ), _mm256_cmp_ps(x, xlim, _CMP_LT_OQ)),
-                                    _mm256_and_ps(_mm256_cmp_ps(y, zero, _CMP_GE_OQ), _mm256_cmp_ps(y, ylim, _CMP_LT_OQ)));
-    if (_mm256_movemask_ps(ok) == 0xff) {
-      const __m256i x0 = _mm256_cvttps_epi32(x), y0 = _mm256_cvttps_epi32(y);  // >= 0: truncation is floor
-      const __m256i idx = _mm256_add_epi32(_mm256_mullo_epi32(y0, wv), x0);
+  const int64_t jb8 = ja + ((jb - ja) & ~int64_t{7});
+  for (int64_t c0 = ja; c0 < jb8; c0 += kCropChunk) {
+    const int64_t n = std::min(kCropChunk, jb8 - c0);  // a multiple of 8
+    for (int64_t g = 0; g < n; g += 8) {
+      const __m256 jj = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(static_cast<float>(c0 + g)), lane), j0);
+      const __m256 px = _mm256_add_ps(cx, _mm256_add_ps(_mm256_mul_ps(jj, ax), bx));
+      const __m256 py = _mm256_add_ps(cy, _mm256_add_ps(_mm256_mul_ps(jj, ay), by));
+      const __m256 x = kBilinear ? _mm256_sub_ps(px, _mm256_set1_ps(0.5f)) : px;
+      const __m256 y = kBilinear ? _mm256_sub_ps(py, _mm256_set1_ps(0.5f)) : py;
+      const __m256 ok =
+          _mm256_and_ps(_mm256_and_ps(_mm256_cmp_ps(x, zero, _CMP_GE_OQ), _mm256_cmp_ps(x, xlim, _CMP_LT_OQ)),
+                        _mm256_and_ps(_mm256_cmp_ps(y, zero, _CMP_GE_OQ), _mm256_cmp_ps(y, ylim, _CMP_LT_OQ)));
+      ok_bits[g / 8] = static_cast<uint8_t>(_mm256_movemask_ps(ok));
+      const __m256i x0 = _mm256_cvttps_epi32(x), y0 = _mm256_cvttps_epi32(y);  // ok lanes are >= 0: truncation is floor
+      const __m256i k = _mm256_and_si256(_mm256_add_epi32(_mm256_mullo_epi32(y0, wv), x0), _mm256_castps_si256(ok));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(idx + g), k);
       if constexpr (kBilinear) {
-        const __m256 fx = _mm256_sub_ps(x, _mm256_cvtepi32_ps(x0)), fy = _mm256_sub_ps(y, _mm256_cvtepi32_ps(y0));
-        __m256 v00, v01, v10, v11;
-        load_pairs(plane, idx, &v00, &v01);
-        load_pairs(plane, _mm256_add_epi32(idx, wv), &v10, &v11);
-        _mm256_storeu_ps(row + j, lerp8(lerp8(v00, v01, fx), lerp8(v10, v11, fx), fy));
+        _mm256_store_ps(fxs + g, _mm256_sub_ps(x, _mm256_cvtepi32_ps(x0)));
+        _mm256_store_ps(fys + g, _mm256_sub_ps(y, _mm256_cvtepi32_ps(y0)));
       } else {
-        // One load per pixel.
-        alignas(32) int32_t v[8];
-        _mm256_store_si256(reinterpret_cast<__m256i*>(v), idx);
-        for (int l = 0; l < 8; ++l) row[j + l] = plane[v[l]];
+        for (int64_t l = 0; l < 8; ++l) row[c0 + g + l] = plane[idx[g + l]];  // one load per pixel
       }
-      continue;
     }
-    for (int l = 0; l < 8; ++l) {
-      float qx, qy;
-      detail::crop_point(m, i, j + l, &qx, &qy);
-      if constexpr (kBilinear)
-        row[j + l] = detail::sample_bilinear_fill<T>(plane, h, w, qx, qy, fill);
-      else
-        row[j + l] = detail::sample_nearest_fill<T>(plane, h, w, qx, qy, fill);
+    if constexpr (kBilinear) gather_quads(plane, w, idx, n, quads);
+    for (int64_t g = 0; g < n; g += 8) {
+      if constexpr (kBilinear) {
+        __m256 v00, v01, v10, v11;
+        unpack_quads<T>(quads, g, &v00, &v01, &v10, &v11);
+        const __m256 fx = _mm256_load_ps(fxs + g), fy = _mm256_load_ps(fys + g);
+        _mm256_storeu_ps(row + c0 + g, lerp8(lerp8(v00, v01, fx), lerp8(v10, v11, fx), fy));
+      }
+      if (ok_bits[g / 8] == 0xff) continue;
+      for (int64_t l = 0; l < 8; ++l) {
+        if (ok_bits[g / 8] >> l & 1) continue;
+        row[c0 + g + l] = crop_pixel<T, O, kBilinear>(m, i, c0 + g + l, plane, h, w, fill);
+      }
     }
   }
-  for (; j < jb; ++j) {
-    float qx, qy;
-    detail::crop_point(m, i, j, &qx, &qy);
-    if constexpr (kBilinear)
-      row[j] = detail::sample_bilinear_fill<T>(plane, h, w, qx, qy, fill);
-    else
-      row[j] = detail::sample_nearest_fill<T>(plane, h, w, qx, qy, fill);
-  }
+  for (int64_t j = jb8; j < jb; ++j) row[j] = crop_pixel<T, O, kBilinear>(m, i, j, plane, h, w, fill);
 }
 
 // Paste of one ROI over output columns [xa, xb) of row y, 8 lanes at a time: coverage, ROI coordinates and the
@@ -300,14 +349,7 @@ void crop_row(const CropMap& m, int64_t i, const T* plane, int64_t h, int64_t w,
         row[j + l] = detail::sample_nearest_fill<T>(plane, h, w, px[l], py[l], fill);
     }
   }
-  for (; j < jb; ++j) {
-    float px, py;
-    detail::crop_point(m, i, j, &px, &py);
-    if constexpr (kBilinear)
-      row[j] = detail::sample_bilinear_fill<T>(plane, h, w, px, py, fill);
-    else
-      row[j] = detail::sample_nearest_fill<T>(plane, h, w, px, py, fill);
-  }
+  for (; j < jb; ++j) row[j] = crop_pixel<T, O, kBilinear>(m, i, j, plane, h, w, fill);
 }
 
 template <class T, class O, bool kBilinear>
@@ -319,7 +361,8 @@ void crop_impl(const Tensor& image, const std::vector<CropMap>& maps, O fill, Te
   const T* img = image.ptr<T>();
   O* dst = out.ptr<O>();
 #ifdef RAMH_ROI_AVX2
-  const bool avx2 = cpu_has_avx2() && h * w + w < (int64_t{1} << 31);  // 32-bit indices
+  // 32-bit indices; bilinear lanes outside the fast path read the first two pixels of rows 0 and 1
+  const bool avx2 = cpu_has_avx2() && h * w + w < (int64_t{1} << 31) && (!kBilinear || (h >= 2 && w >= 2));
 #endif
 #ifdef RAMH_WITH_OPENMP
 #pragma omp parallel for schedule(dynamic, 8) if (rows * ow >= kMinParallelWork)

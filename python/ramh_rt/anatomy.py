@@ -149,6 +149,63 @@ FINGER_SUFFIX: dict[int, str] = {1: "T", 2: "I", 3: "M", 4: "R", 5: "S"}
 
 
 @dataclass(frozen=True)
+class Joint:
+    """An articulation between a proximal and a distal bone group: the joint space the phantoms place, the ROI rules
+    measure and the erosions of finger joints sit on.
+
+    Attributes:
+        name: the SvdH area stem where the joint is an SvdH area (``"MCP-I"``, ``"SR"``...); ``"CMC-I"`` (CMC2) and
+            ``"DIP-<finger suffix>"`` otherwise.
+        proximal: bone classes on the proximal side.
+        distal: bone classes on the distal side.
+    """
+
+    name: str
+    proximal: tuple[str, ...]
+    distal: tuple[str, ...]
+
+
+#: Every articulation of the hand model by name: radiocarpal, midcarpal, STT, the five CMC joints, then the finger
+#: joints (MCP-T, IP, MCP-I..S, PIP-I..S, DIP-I..S). The single source of each joint's proximal and distal bones.
+JOINTS: dict[str, Joint] = {j.name: j for j in (
+    Joint("SR", ("Radius",), ("Scaphoid", "Lunate")),
+    Joint("SC", ("Lunate",), ("Capitate",)),
+    Joint("STT", ("Scaphoid",), ("Trapezium", "Trapezoid")),
+    Joint("CMC-T", ("Trapezium",), ("MC1",)),
+    Joint("CMC-I", ("Trapezoid",), ("MC2",)),
+    Joint("CMC-M", ("Capitate",), ("MC3",)),
+    Joint("CMC-R", ("Hamate",), ("MC4",)),
+    Joint("CMC-S", ("Hamate",), ("MC5",)),
+    Joint("MCP-T", ("MC1",), ("PP1",)),
+    Joint("IP", ("PP1",), ("DP1",)),
+    *(Joint(f"MCP-{FINGER_SUFFIX[d]}", (f"MC{d}",), (f"PP{d}",)) for d in range(2, 6)),
+    *(Joint(f"PIP-{FINGER_SUFFIX[d]}", (f"PP{d}",), (f"MP{d}",)) for d in range(2, 6)),
+    *(Joint(f"DIP-{FINGER_SUFFIX[d]}", (f"MP{d}",), (f"DP{d}",)) for d in range(2, 6)),
+)}
+
+
+def joint(name: str) -> Joint:
+    """The :class:`Joint` of a joint name (:data:`JOINTS`).
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    return _lookup(JOINTS, name, "joint")
+
+
+def _lookup(table: dict, key: str, what: str):
+    try:
+        return table[key]
+    except KeyError:
+        raise KeyError(f"unknown {what} {key!r}; known: {', '.join(table)}") from None
+
+
+def _joint_bones(name: str) -> tuple[str, ...]:
+    j = JOINTS[name]
+    return j.proximal + j.distal
+
+
+@dataclass(frozen=True)
 class SvdHArea:
     """One Sharp/van der Heijde area of a hand, identified by its RAM-H1200 ROI stem.
 
@@ -160,7 +217,8 @@ class SvdHArea:
         digit: 1..5 for finger joints and CMC joints, else None.
         be: scored for bone erosion (0..5).
         jsn: scored for joint-space narrowing (0..4).
-        anchors: the bones that locate the area. Finger joints list (proximal bone, distal bone); single-bone
+        anchors: the bones that locate the area. Joint areas list their :data:`JOINTS` entry's proximal then distal
+            bones (the capitate-scaphoid-lunate area adds the scaphoid to the midcarpal joint's); single-bone
             erosion areas list that bone; multi-bone wrist areas list their bones.
         ra2_be: RA2-DREAM erosion column without the ``LH_``/``RH_`` prefix, or None.
         ra2_jsn: RA2-DREAM narrowing column without the prefix, or None.
@@ -191,36 +249,36 @@ def _finger_areas() -> list[SvdHArea]:
     for d in range(1, 6):
         s = FINGER_SUFFIX[d]
         out.append(SvdHArea(f"MCP-{s}", f"MCP{d}", f"metacarpophalangeal joint {d} ({_FINGER_WORD[d]})", "finger",
-                            d, True, True, (f"MC{d}", f"PP{d}"), f"mcp_E__{d}", f"mcp_J__{d}"))
+                            d, True, True, _joint_bones(f"MCP-{s}"), f"mcp_E__{d}", f"mcp_J__{d}"))
     out.append(SvdHArea("IP", "IP1", "interphalangeal joint of the thumb", "finger", 1, True, False,
-                        ("PP1", "DP1"), "mcp_E__ip", None))
+                        _joint_bones("IP"), "mcp_E__ip", None))
     for d in range(2, 6):
         s = FINGER_SUFFIX[d]
         out.append(SvdHArea(f"PIP-{s}", f"PIP{d}", f"proximal interphalangeal joint {d} ({_FINGER_WORD[d]})",
-                            "finger", d, True, True, (f"PP{d}", f"MP{d}"), f"pip_E__{d}", f"pip_J__{d}"))
+                            "finger", d, True, True, _joint_bones(f"PIP-{s}"), f"pip_E__{d}", f"pip_J__{d}"))
     return out
 
 
 _WRIST_AREAS = [
-    SvdHArea("CMC-T", "CMC1", "first carpometacarpal joint", "wrist", 1, True, False, ("Trapezium", "MC1"),
+    SvdHArea("CMC-T", "CMC1", "first carpometacarpal joint", "wrist", 1, True, False, _joint_bones("CMC-T"),
              "wrist_E__mc1", None),
-    SvdHArea("CMC-M", "CMC3", "third carpometacarpal joint", "wrist", 3, False, True, ("Capitate", "MC3"),
+    SvdHArea("CMC-M", "CMC3", "third carpometacarpal joint", "wrist", 3, False, True, _joint_bones("CMC-M"),
              None, "wrist_J__cmc3"),
-    SvdHArea("CMC-R", "CMC4", "fourth carpometacarpal joint", "wrist", 4, False, True, ("Hamate", "MC4"),
+    SvdHArea("CMC-R", "CMC4", "fourth carpometacarpal joint", "wrist", 4, False, True, _joint_bones("CMC-R"),
              None, "wrist_J__cmc4"),
-    SvdHArea("CMC-S", "CMC5", "fifth carpometacarpal joint", "wrist", 5, False, True, ("Hamate", "MC5"),
+    SvdHArea("CMC-S", "CMC5", "fifth carpometacarpal joint", "wrist", 5, False, True, _joint_bones("CMC-S"),
              None, "wrist_J__cmc5"),
     SvdHArea("Tm", "trapezium-trapezoid", "trapezium and trapezoid (multangulars)", "wrist", None, True, False,
              ("Trapezium", "Trapezoid"), "wrist_E__mul", None),
     SvdHArea("STT", "scaphoid-trapezium-trapezoid", "scaphoid-trapezium-trapezoid joint (multangular-navicular)",
-             "wrist", None, False, True, ("Scaphoid", "Trapezium", "Trapezoid"), None, "wrist_J__mna"),
+             "wrist", None, False, True, _joint_bones("STT"), None, "wrist_J__mna"),
     SvdHArea("S", "scaphoid", "scaphoid (navicular)", "wrist", None, True, False, ("Scaphoid",),
              "wrist_E__nav", None),
     SvdHArea("SC", "capitate-scaphoid-lunate", "capitate-scaphoid-lunate joint", "wrist", None, False, True,
              ("Scaphoid", "Capitate", "Lunate"), None, "wrist_J__capnlun"),
     SvdHArea("L", "lunate", "lunate", "wrist", None, True, False, ("Lunate",), "wrist_E__lunate", None),
     SvdHArea("SR", "radiocarpal", "radiocarpal joint (scaphoid-radius)", "wrist", None, False, True,
-             ("Radius", "Scaphoid", "Lunate"), None, "wrist_J__radcar"),
+             _joint_bones("SR"), None, "wrist_J__radcar"),
     SvdHArea("R", "distal radius", "distal radius", "wrist", None, True, False, ("Radius",), "wrist_E__radius", None),
     SvdHArea("U", "distal ulna", "distal ulna", "wrist", None, True, False, ("Ulna",), "wrist_E__ulna", None),
 ]
@@ -257,10 +315,7 @@ def area(stem: str) -> SvdHArea:
     Raises:
         KeyError: unknown stem (the message lists the known ones).
     """
-    try:
-        return AREA_BY_STEM[stem]
-    except KeyError:
-        raise KeyError(f"unknown SvdH area stem {stem!r}; known: {', '.join(AREA_STEMS)}") from None
+    return _lookup(AREA_BY_STEM, stem, "SvdH area stem")
 
 
 def score_range(key: str) -> tuple[int, int]:
@@ -392,6 +447,9 @@ def _check_invariants(areas: Iterable[SvdHArea] = SVDH_AREAS) -> None:
     for a in areas:
         for b in a.anchors:
             assert b in BONE_INDEX, (a.stem, b)
+    for j in JOINTS.values():
+        for b in j.proximal + j.distal:
+            assert b in BONE_INDEX, (j.name, b)
 
 
 _check_invariants()

@@ -48,17 +48,12 @@ ROI_OFFSET: dict[str, tuple[float, float]] = {
 #: How far proximal to the radius / ulna tip (in W) the R / U ROI is centred.
 RU_DEPTH = {"R": 0.28, "U": 0.4}
 
-# Joint areas as (proximal group, distal group, axis rule).
+# Joint areas as (proximal group, distal group, axis rule); the bone groups are anatomy.JOINTS'.
 _JOINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
-    **{a.stem: ((a.anchors[0],), (a.anchors[1],), "finger") for a in anatomy.SVDH_AREAS
-       if a.region == "finger"},
-    "CMC-T": (("Trapezium",), ("MC1",), "distal"),
-    "CMC-M": (("Capitate",), ("MC3",), "distal"),
-    "CMC-R": (("Hamate",), ("MC4",), "distal"),
-    "CMC-S": (("Hamate",), ("MC5",), "distal"),
-    "SC": (("Lunate",), ("Capitate",), "hand"),
-    "STT": (("Scaphoid",), ("Trapezium", "Trapezoid"), "hand"),
-    "SR": (("Radius",), ("Scaphoid", "Lunate"), "forearm"),
+    st: (anatomy.JOINTS[st].proximal, anatomy.JOINTS[st].distal, rule) for st, rule in (
+        *((a.stem, "finger") for a in anatomy.SVDH_AREAS if a.region == "finger"),
+        ("CMC-T", "distal"), ("CMC-M", "distal"), ("CMC-R", "distal"), ("CMC-S", "distal"),
+        ("SC", "hand"), ("STT", "hand"), ("SR", "forearm"))
 }
 
 

@@ -279,3 +279,20 @@ def smooth_field(batch: int, h: int, w: int, generator: torch.Generator, *, cell
         blob = ((xx - cx) / (0.03 + 0.1 * rx)) ** 2 + ((yy - cy) / (0.1 + 0.3 * ry)) ** 2
         img = img + 0.5 * (blob < 1.0).to(img.dtype).unsqueeze(0)
     return img.clamp(0.0, 1.0)
+
+
+def example_image(batch: int, channels: int, hw: tuple[int, int], kind: str, seed: int) -> torch.Tensor:
+    """An example image input [batch, channels, h, w] float32 for export and parity checks, deterministic in ``seed``:
+    ``kind="random"``: standard normal; ``"realistic"``: :func:`smooth_field` (the same in every channel) normalised
+    with mean 0.5 / std 0.25.
+
+    Raises:
+        ValueError: ``batch`` is not a positive int, or ``kind`` is neither ``"random"`` nor ``"realistic"``.
+    """
+    check_batch(batch)
+    check_kind(kind)
+    g = torch.Generator().manual_seed(seed)
+    h, w = hw
+    if kind == "random":
+        return torch.randn(batch, channels, h, w, generator=g)
+    return (smooth_field(batch, h, w, g).expand(-1, channels, -1, -1) - 0.5) / 0.25

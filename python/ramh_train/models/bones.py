@@ -6,8 +6,8 @@ from torch import nn
 
 from ramh_rt import anatomy
 
-from .blocks import (DoubleConv, ExportableModel, UpBlock, check_batch, check_kind, check_tensor, conv_bn_relu,
-                     init_weights, smooth_field)
+from .blocks import (DoubleConv, ExportableModel, UpBlock, check_tensor, conv_bn_relu, example_image,
+                     init_weights)
 
 
 def coord_channels(h: int, w: int, *, full_hw: tuple[int, int] | None = None, offset: tuple[int, int] = (0, 0),
@@ -161,14 +161,7 @@ class BoneSegNet(ExportableModel):
     def example_inputs(self, batch: int = 1, *, kind: str = "random", seed: int = 0) -> tuple[torch.Tensor, ...]:
         """``kind="random"``: standard-normal image channels; ``"realistic"``: a smooth synthetic radiograph-like
         image windowed to [0, 1] and normalised with mean 0.5 / std 0.25. Coordinate channels are exact either way."""
-        check_batch(batch)
-        check_kind(kind)
-        g = torch.Generator().manual_seed(seed)
-        h, w = self.input_hw
-        if kind == "random":
-            img = torch.randn(batch, self.in_channels, h, w, generator=g)
-        else:
-            img = (smooth_field(batch, h, w, g).expand(-1, self.in_channels, -1, -1) - 0.5) / 0.25
+        img = example_image(batch, self.in_channels, self.input_hw, kind, seed)
         if self.coord_channels:
             img = with_coords(img)
         return (img.contiguous(),)

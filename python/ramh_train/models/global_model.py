@@ -6,8 +6,8 @@ from torch import nn
 
 from ramh_rt import anatomy
 
-from .blocks import (ExportableModel, ResidualBlock, check_batch, check_kind, check_tensor, conv_bn_relu,
-                     init_weights, smooth_field)
+from .blocks import (ExportableModel, ResidualBlock, check_tensor, conv_bn_relu, example_image,
+                     init_weights)
 
 
 class GlobalNet(ExportableModel):
@@ -108,15 +108,7 @@ class GlobalNet(ExportableModel):
     def example_inputs(self, batch: int = 1, *, kind: str = "random", seed: int = 0) -> tuple[torch.Tensor, ...]:
         """``kind="random"``: standard-normal image; ``"realistic"``: smooth synthetic image normalised with
         mean 0.5 / std 0.25."""
-        check_batch(batch)
-        check_kind(kind)
-        g = torch.Generator().manual_seed(seed)
-        h, w = self.input_hw
-        if kind == "random":
-            img = torch.randn(batch, self.in_channels, h, w, generator=g)
-        else:
-            img = (smooth_field(batch, h, w, g).expand(-1, self.in_channels, -1, -1) - 0.5) / 0.25
-        return (img.contiguous(),)
+        return (example_image(batch, self.in_channels, self.input_hw, kind, seed).contiguous(),)
 
     def manifest_fields(self, *, window: dict, antialias: bool = True) -> dict:
         """Task-specific manifest entry (schema ``$defs/global``); ``window`` as for the bone model."""

@@ -173,11 +173,13 @@ class Lesion:
 
 def _targets(stem: str) -> list[tuple[str, str]]:
     """(bone class, surface key) pairs an area's erosions may sit on."""
-    a = anatomy.area(stem)
-    if a.region == "finger":
-        return [(a.anchors[0], "distal"), (a.anchors[1], "proximal")]
-    return {"CMC-T": [("Trapezium", "MC1"), ("MC1", "proximal")],
-            "Tm": [("Trapezium", "all"), ("Trapezoid", "all")],
+    if anatomy.area(stem).region == "finger":  # the proximal bone's distal end and the distal bone's base
+        j = anatomy.JOINTS[stem]
+        return [(j.proximal[0], "distal"), (j.distal[0], "proximal")]
+    if stem == "CMC-T":  # the trapezium's facet towards MC1 and MC1's base
+        j = anatomy.JOINTS[stem]
+        return [(j.proximal[0], j.distal[0]), (j.distal[0], "proximal")]
+    return {"Tm": [("Trapezium", "all"), ("Trapezoid", "all")],
             "S": [("Scaphoid", "all")], "L": [("Lunate", "all")],
             "R": [("Radius", "distal")], "U": [("Ulna", "distal")]}[stem]
 
@@ -313,8 +315,9 @@ def _split(extent: float, n: int, total: float, grade: int, marginal: bool, rng:
     return out
 
 
+_DIP_JOINTS = tuple(anatomy.JOINTS[f"DIP-{anatomy.FINGER_SUFFIX[d]}"] for d in range(2, 6))
 _NON_SVDH_SITES: tuple[tuple[str, str], ...] = (
-    *((f"MP{d}", "distal") for d in range(2, 6)), *((f"DP{d}", "proximal") for d in range(2, 6)),
+    *((j.proximal[0], "distal") for j in _DIP_JOINTS), *((j.distal[0], "proximal") for j in _DIP_JOINTS),
     ("Capitate", "all"), ("Hamate", "all"), ("Pisiform_Triquetrum", "all"))
 
 

@@ -68,23 +68,11 @@ NORMAL_GAP_MM: dict[str, float] = {
     **{f"DIP-{s}": 1.1 for s in "IMRS"},
 }
 
-#: Joints with a placed joint space: name -> (proximal bone group, distal bone group). Area stems are used where the
-#: joint is an SvdH area; "CMC-I" (CMC2) and "DIP-*" are not SvdH areas but are placed the same way.
+#: Joints with a placed joint space: name -> (proximal bone group, distal bone group), every joint of
+#: :data:`ramh_rt.anatomy.JOINTS` in its order ("CMC-I" (CMC2) and "DIP-*" are no SvdH areas but are placed the same
+#: way).
 GAP_JOINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "SR": (("Radius",), ("Scaphoid", "Lunate")),
-    "SC": (("Lunate",), ("Capitate",)),
-    "STT": (("Scaphoid",), ("Trapezium", "Trapezoid")),
-    "CMC-T": (("Trapezium",), ("MC1",)),
-    "CMC-I": (("Trapezoid",), ("MC2",)),
-    "CMC-M": (("Capitate",), ("MC3",)),
-    "CMC-R": (("Hamate",), ("MC4",)),
-    "CMC-S": (("Hamate",), ("MC5",)),
-    "MCP-T": (("MC1",), ("PP1",)),
-    "IP": (("PP1",), ("DP1",)),
-    **{f"MCP-{anatomy.FINGER_SUFFIX[d]}": ((f"MC{d}",), (f"PP{d}",)) for d in range(2, 6)},
-    **{f"PIP-{anatomy.FINGER_SUFFIX[d]}": ((f"PP{d}",), (f"MP{d}",)) for d in range(2, 6)},
-    **{f"DIP-{anatomy.FINGER_SUFFIX[d]}": ((f"MP{d}",), (f"DP{d}",)) for d in range(2, 6)},
-}
+    name: (j.proximal, j.distal) for name, j in anatomy.JOINTS.items()}
 
 #: Pairs whose masks may share pixels besides :data:`ramh_rt.anatomy.OVERLAP_PAIRS`: a sesamoid over the bone it
 #: sits on (SoftTissue contains everything and is not listed).

@@ -56,4 +56,19 @@ RAMH_HD float softmax_term(float logit, float max_logit) {
   return logit == max_logit ? 1.0f : expf(logit - max_logit);
 }
 
+// Sum of float values in double with four independent accumulators, in a fixed order (deterministic); the CPU twins'
+// score sums (postprocess, quantify).
+inline double sum_as_double(const float* __restrict v, int n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int x = 0;
+  for (; x + 4 <= n; x += 4) {
+    s0 += v[x];
+    s1 += v[x + 1];
+    s2 += v[x + 2];
+    s3 += v[x + 3];
+  }
+  for (; x < n; ++x) s0 += v[x];
+  return (s0 + s1) + (s2 + s3);
+}
+
 }  // namespace ramh::detail
