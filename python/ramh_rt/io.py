@@ -1,9 +1,8 @@
-"""Image and DICOM input, and atomic file output.
+"""Image and DICOM input.
 
 :func:`load_image` turns what a user hands to the analyser (a NumPy array, a PNG/JPEG/BMP/TIFF/DICOM file, or the
 bytes of one) into a :class:`LoadedImage`: one 2-D grey-level image in which bone is bright, plus what the file says
-about pixel spacing and hand side. :func:`write_atomic` and :func:`atomic_output` write the CLI's outputs so that a
-reader never sees a half-written file.
+about pixel spacing and hand side. (Atomic file output lives in :mod:`ramh_rt.fs`.)
 
 Intensity conventions (what makes the same radiograph give the same analysis however it is stored):
 
@@ -36,20 +35,19 @@ read-only, C-contiguous array in native byte order.
 """
 from __future__ import annotations
 
-import contextlib
 import io as _io
 import math
 import os
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import Any, Union
 
 import numpy as np
 
 from .anatomy import normalise_side, side_from_stem
 from .errors import ImageLoadError
+from .fs import IMAGE_SUFFIXES
 
 #: Smallest accepted side of an image, in pixels (anything smaller cannot be a hand radiograph: a 1x1 PNG is an error).
 MIN_SIDE = 32
@@ -193,7 +191,7 @@ def load_image(source: ImageSource, *, convert_rgb: bool = True, spacing_mm: flo
 
     img_side, side_src = dec.side, dec.side_source
     if path is not None:
-        name_side = side_from_stem(path.stem if path.suffix.lower() in _KNOWN_SUFFIXES else path.name)
+        name_side = side_from_stem(path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name)
         if name_side is not None:
             if img_side is None:
                 img_side, side_src = name_side, "filename"
@@ -214,124 +212,9 @@ def load_image(source: ImageSource, *, convert_rgb: bool = True, spacing_mm: flo
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Atomic output
-# ---------------------------------------------------------------------------------------------------------------------
-
-def write_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryview | str) -> Path:
-    """Write ``data`` to ``path`` atomically: readers see the old file or the complete new one, never a partial one.
-
-    ``str`` data is written as UTF-8. The file is written to a temporary file in the same directory, flushed and
-    fsynced, then renamed over ``path`` (``os.replace``); the directory is fsynced where the platform allows. On any
-    error the temporary file is removed and ``path`` is left as it was. The new file gets the permissions a plain
-    ``open(path, "w")`` would give it (0666 minus the umask), or those of the file it replaces.
-
-    Returns:
-        ``path`` as a :class:`pathlib.Path`.
-
-    Raises:
-        TypeError: ``data`` is neither bytes-like nor str.
-        OSError: the directory does not exist or is not writable, the disk is full...
-    """
-    if isinstance(data, str):
-        payload = data.encode("utf-8")
-    elif isinstance(data, (bytes, bytearray, memoryview)):
-        payload = bytes(data)
-    else:
-        raise TypeError(f"data must be bytes or str, got {type(data).__name__}")
-    with atomic_output(path, "wb") as fh:
-        fh.write(payload)
-    return Path(os.fspath(path))
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None) -> Iterator[IO]:
-    """Context manager yielding a file object whose content replaces ``path`` atomically when the block succeeds.
-
-    Example::
-
-        with atomic_output("result.json", "w") as fh:
-            json.dump(result, fh)
-
-    Args:
-        path: destination file. Its directory must exist.
-        mode: ``"wb"`` (binary, default) or ``"w"`` (text).
-        encoding: text encoding for ``"w"`` (default UTF-8); must be None for ``"wb"``.
-
-    The data goes to a temporary file in the destination directory (so the final rename stays on one file system),
-    which is flushed, fsynced and renamed over ``path`` when the block exits normally. If the block raises, the
-    temporary file is removed, ``path`` is untouched and the exception propagates.
-
-    Raises:
-        ValueError: ``mode`` is not ``"wb"``/``"w"``, or ``encoding`` is given with ``"wb"``.
-        OSError: from creating, writing or renaming the file.
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    if mode == "wb" and encoding is not None:
-        raise ValueError("encoding must be None for binary mode 'wb'")
-    dest = Path(os.fspath(path))
-    directory = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=directory)
-    tmp = Path(tmp_name)
-    try:
-        fh = os.fdopen(fd, mode, **({"encoding": encoding or "utf-8"} if mode == "w" else {}))
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        with fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _target_mode(dest))
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
-
-
-def _target_mode(dest: Path) -> int:
-    try:
-        return stat.S_IMODE(dest.stat().st_mode)
-    except FileNotFoundError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    # /proc tells the umask without changing it; os.umask() must set one to read it (racy with other threads).
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (Windows), where the rename is still atomic.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------------------------------------------------
 
-_KNOWN_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 
 

@@ -174,7 +174,7 @@ def save_png(img: Image.Image, path: str | Path) -> Path:
     """Write a PIL image as PNG atomically (temporary file + rename)."""
     import io as _io
 
-    from .io import write_atomic
+    from .fs import write_atomic
 
     buf = _io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
