@@ -62,8 +62,9 @@ def csv_cell(value):
     return value
 
 
-class _Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; ``signum`` says which. A BaseException, like KeyboardInterrupt, so that no
+    per-image ``except Exception`` (the batch isolates failures that way) takes it for an image's failure."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)

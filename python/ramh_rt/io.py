@@ -39,6 +39,7 @@ import io as _io
 import math
 import os
 import stat
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -160,7 +161,7 @@ def load_image(source: ImageSource, *, convert_rgb: bool = True, spacing_mm: flo
         TypeError: ``source`` is of none of the accepted types.
         ValueError: ``spacing_mm`` is not a positive finite number, or ``side`` is not L/R/left/right.
     """
-    user_spacing = _check_user_spacing(spacing_mm)
+    user_spacing = check_spacing(spacing_mm)  # checked before any decoding: a bad argument fails fast
     user_side = normalise_side(side) if side is not None else None
 
     if isinstance(source, np.ndarray):
@@ -177,19 +178,8 @@ def load_image(source: ImageSource, *, convert_rgb: bool = True, spacing_mm: flo
         raise TypeError("source must be a NumPy array, a path (str or os.PathLike) or bytes, got "
                         f"{type(source).__name__}")
 
-    warnings = list(dec.warnings)
-    meta = dict(dec.meta)
-
-    spacing, spacing_src = dec.spacing_mm, dec.spacing_source
-    if user_spacing is not None:
-        if spacing is not None and abs(spacing - user_spacing) > ANISOTROPY_TOLERANCE * user_spacing:
-            warnings.append(f"the given spacing {user_spacing:g} mm overrides the file's {spacing:g} mm "
-                            f"({spacing_src})")
-        meta["file_spacing_mm"] = spacing
-        meta["file_spacing_source"] = spacing_src
-        spacing, spacing_src = user_spacing, "user"
-
     img_side, side_src = dec.side, dec.side_source
+    warnings = list(dec.warnings)
     if path is not None:
         name_side = side_from_stem(path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name)
         if name_side is not None:
@@ -198,17 +188,56 @@ def load_image(source: ImageSource, *, convert_rgb: bool = True, spacing_mm: flo
             elif name_side != img_side:
                 warnings.append(f"the file name says side {name_side} but {side_src} says {img_side}; "
                                 f"using {img_side}")
+
+    pixels = dec.pixels
+    pixels.setflags(write=False)
+    loaded = LoadedImage(pixels=pixels, spacing_mm=dec.spacing_mm, spacing_source=dec.spacing_source, side=img_side,
+                         side_source=side_src, source=str(path) if path is not None else dec.label,
+                         photometric=dec.photometric, bits_stored=dec.bits_stored, warnings=tuple(warnings),
+                         meta=dict(dec.meta))
+    return with_overrides(loaded, spacing_mm=user_spacing, side=user_side)
+
+
+def with_overrides(loaded: LoadedImage, *, spacing_mm: float | None = None, side: str | None = None) -> LoadedImage:
+    """``loaded`` with the caller's pixel spacing and/or hand side in place of the source's (the one way to override
+    them, used by :func:`load_image` and by the analyser for a :class:`LoadedImage` it is handed).
+
+    Args:
+        loaded: a decoded image (not modified: a new LoadedImage shares its read-only pixels).
+        spacing_mm: millimetres per pixel (a Python or NumPy number), finite and > 0; None keeps the source's. The
+            result has ``spacing_source="user"``; the source's value is kept in ``meta["file_spacing_mm"]`` (and its
+            source in ``meta["file_spacing_source"]``), with a warning when the two differ by more than 1 %.
+        side: ``"L"``/``"R"``/``"left"``/``"right"``; None keeps the source's. The result has ``side_source="user"``,
+            with a warning when it contradicts the source's side.
+
+    Returns:
+        ``loaded`` itself when both are None, else a new :class:`LoadedImage`.
+
+    Raises:
+        ValueError: ``spacing_mm`` is not a finite number > 0 (NaN, inf, 0, negative, a string...), or ``side`` is
+            not L/R/left/right.
+    """
+    user_spacing = check_spacing(spacing_mm)
+    user_side = normalise_side(side) if side is not None else None
+    if user_spacing is None and user_side is None:
+        return loaded
+    warnings = list(loaded.warnings)
+    meta = dict(loaded.meta)
+    spacing, spacing_src = loaded.spacing_mm, loaded.spacing_source
+    if user_spacing is not None:
+        if spacing is not None and abs(spacing - user_spacing) > ANISOTROPY_TOLERANCE * user_spacing:
+            warnings.append(f"the given spacing {user_spacing:g} mm overrides the file's {spacing:g} mm "
+                            f"({spacing_src})")
+        meta.setdefault("file_spacing_mm", spacing)
+        meta.setdefault("file_spacing_source", spacing_src)
+        spacing, spacing_src = user_spacing, "user"
+    img_side, side_src = loaded.side, loaded.side_source
     if user_side is not None:
         if img_side is not None and img_side != user_side:
             warnings.append(f"the given side {user_side} overrides {side_src} ({img_side})")
         img_side, side_src = user_side, "user"
-
-    pixels = dec.pixels
-    pixels.setflags(write=False)
-    return LoadedImage(pixels=pixels, spacing_mm=spacing, spacing_source=spacing_src, side=img_side,
-                       side_source=side_src, source=str(path) if path is not None else dec.label,
-                       photometric=dec.photometric, bits_stored=dec.bits_stored, warnings=tuple(warnings),
-                       meta=meta)
+    return dataclasses.replace(loaded, spacing_mm=spacing, spacing_source=spacing_src, side=img_side,
+                               side_source=side_src, warnings=tuple(warnings), meta=meta)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -232,9 +261,16 @@ class _Decoded:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_user_spacing(spacing_mm: float | None) -> float | None:
+def check_spacing(spacing_mm: float | None) -> float | None:
+    """A caller's pixel spacing as a float (None stays None).
+
+    Raises:
+        ValueError: not a finite number > 0 (NaN, inf, 0, negative, bool, text), named in the message.
+    """
     if spacing_mm is None:
         return None
+    if isinstance(spacing_mm, (bool, np.bool_)):
+        raise ValueError(f"spacing_mm must be a positive number of millimetres, got {spacing_mm!r}")
     try:
         value = float(spacing_mm)
     except (TypeError, ValueError):

@@ -55,6 +55,27 @@ def _display_image(image: np.ndarray) -> np.ndarray:
     return (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
+#: Smallest accepted ``max_side`` of an overlay, in pixels.
+MIN_MAX_SIDE = 64
+
+
+def check_max_side(max_side) -> int:
+    """``max_side`` as an int.
+
+    Raises:
+        ValueError: not an integer >= :data:`MIN_MAX_SIDE` (0, -10, 2.5, "big"...).
+    """
+    if isinstance(max_side, (bool, np.bool_)) or not isinstance(max_side, (int, np.integer)) or max_side < MIN_MAX_SIDE:
+        raise ValueError(f"max_side must be an integer number of pixels >= {MIN_MAX_SIDE}, got {max_side!r}")
+    return int(max_side)
+
+
+def _decimation(h: int, w: int, oh: int, ow: int) -> int:
+    """Integer pixel step that keeps at least twice the display resolution (1 for images near display size, whose
+    pictures are then exactly what a full-resolution resize gives)."""
+    return max(1, min(h // max(1, 2 * oh), w // max(1, 2 * ow)))
+
+
 def _corners(box: Sequence[float]) -> list[tuple[float, float]]:
     cx, cy, w, h, a = (float(v) for v in box)
     t = np.deg2rad(a)
@@ -82,12 +103,24 @@ def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosion_
         rois: oriented ROIs with labels (yellow; grey dashed when not located).
         legend_lines: text lines for the legend panel (totals, provenance...).
         title: first legend line, in bold size.
-        max_side: the picture is downscaled so that its longer image side is at most this many pixels.
+        max_side: the picture is downscaled so that its longer image side is at most this many pixels; an integer
+            >= 64 (a legible picture).
+
+    Time and memory follow the display size, not the film's: an image (or erosion mask) more than twice the
+    display size is first decimated by an integer step (every k-th pixel) before it is windowed and resized.
+
+    Raises:
+        ValueError: ``max_side`` is not an integer >= 64, or ``image`` is not 2-D.
     """
+    check_max_side(max_side)
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image must be H x W, got shape {image.shape}")
     h, w = image.shape[:2]
     s = min(1.0, max_side / float(max(h, w)))
     ow, oh = max(1, round(w * s)), max(1, round(h * s))
-    base = Image.fromarray(_display_image(image)).resize((ow, oh), Image.BILINEAR).convert("RGB")
+    step = _decimation(h, w, oh, ow)
+    base = Image.fromarray(_display_image(image[::step, ::step])).resize((ow, oh), Image.BILINEAR).convert("RGB")
     rgb = np.asarray(base, dtype=np.float32).copy()
     font = _font(max(11, int(oh / 110)))
     labels: list[tuple[float, float, str, tuple[int, int, int]]] = []
@@ -115,7 +148,8 @@ def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosion_
             labels.append((ox0 + xs.mean(), oy0 + ys.mean(), layer.name, bone_color(layer.name)))
 
     if erosion_mask is not None and erosion_mask.any():
-        em = np.asarray(Image.fromarray(erosion_mask.astype(np.uint8) * 255).resize((ow, oh), Image.BILINEAR)) > 64
+        small_em = erosion_mask[::step, ::step].astype(np.uint8) * 255
+        em = np.asarray(Image.fromarray(small_em).resize((ow, oh), Image.BILINEAR)) > 64
         rgb[em] = 0.35 * rgb[em] + 0.65 * np.array(EROSION_RGB, dtype=np.float32)
 
     pic = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
@@ -184,6 +218,7 @@ def save_png(img: Image.Image, path: str | Path) -> Path:
 
 def render_analysis(analysis, path: str | Path | None = None, *, max_side: int = 1600) -> Image.Image:
     """Overlay of an :class:`ramh_rt.result.Analysis` (bones, erosion mask, ROIs with scores, totals)."""
+    check_max_side(max_side)  # before any work
     if analysis.image is None:
         raise ValueError("this Analysis was made with keep_image=False; the overlay needs the image")
     t, m = analysis.totals, analysis.meta

@@ -70,6 +70,49 @@ def encode(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _compress(_runs(mask))}
 
 
+def encode_crop(crop: np.ndarray, bbox, shape) -> dict:
+    """COCO compressed RLE of an ``H x W`` mask that is zero outside ``bbox``, from the bbox crop alone.
+
+    Gives exactly ``encode(full)`` where ``full = zeros(shape); full[y0:y1, x0:x1] = crop``, in time and memory
+    proportional to the crop (a bone of a 116 Mpx film is encoded without building the 116 Mpx mask).
+
+    Args:
+        crop: ``(y1 - y0) x (x1 - x0)`` mask (nonzero = on).
+        bbox: ``(x0, y0, x1, y1)`` in pixels, ``x1``/``y1`` exclusive, inside ``shape``.
+        shape: ``(H, W)`` of the full mask.
+
+    Raises:
+        ValueError: ``crop`` is not 2-D, or its shape does not match ``bbox``, or ``bbox`` is not inside ``shape``.
+    """
+    crop = np.asarray(crop)
+    h, w = (int(v) for v in shape)
+    x0, y0, x1, y1 = (int(v) for v in bbox)
+    if crop.ndim != 2 or crop.shape != (y1 - y0, x1 - x0) or not (0 <= x0 <= x1 <= w and 0 <= y0 <= y1 <= h):
+        raise ValueError(f"crop of shape {crop.shape} does not match bbox {tuple(bbox)} inside shape {(h, w)}")
+    if crop.size == 0:
+        return {"size": [h, w], "counts": _compress([h * w])}
+    # One zero row above and below each column: every transition then falls inside a column, between rows 1 and
+    # ch + 1 of the padded crop, and maps to the full column-major index (x0 + j) * H + y0 + r - 1.
+    ch, cw = crop.shape
+    padded = np.zeros((ch + 2, cw), dtype=bool)
+    padded[1:-1] = crop.astype(bool, copy=False)
+    flat = padded.ravel(order="F")
+    t = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    col, row = np.divmod(t, ch + 2)
+    full = (x0 + col).astype(np.int64) * h + y0 + row - 1
+    full = full[full < h * w]  # a run of ones that reaches the last pixel ends with the mask, not at a transition
+    # A run that fills a column to its bottom and goes on at the top of the next: the end of the one and the start
+    # of the other fall on the same index and are no transition.
+    same = full[1:] == full[:-1]
+    if same.any():
+        drop = np.zeros(full.size, dtype=bool)
+        drop[:-1] |= same
+        drop[1:] |= same
+        full = full[~drop]
+    bounds = np.concatenate(([0], full, [h * w]))
+    return {"size": [h, w], "counts": _compress(np.diff(bounds).tolist())}
+
+
 def decode(rle: dict) -> np.ndarray:
     """H x W bool mask from a COCO RLE (compressed string or uncompressed list counts).
 

@@ -11,8 +11,13 @@ from typing import Sequence
 import numpy as np
 
 from .. import _core
+from ._args import array_arg, int_pair, pair
 
-__all__ = ["Letterbox", "preprocess"]
+__all__ = ["Letterbox", "preprocess", "refine_float_window"]
+
+#: A float32 window spanning fewer of the 4096 histogram bins over [min, max] than this is refined by
+#: :func:`refine_float_window` (an outlier has squeezed the image into a few bins).
+REFINE_BELOW_BINS = 256
 
 
 @dataclass(frozen=True)
@@ -81,18 +86,6 @@ def _points(xy) -> np.ndarray:
     return p
 
 
-def _is_device_array(obj) -> bool:
-    return isinstance(obj, _core.DeviceArray) or hasattr(obj, "__cuda_array_interface__")
-
-
-def _pair(value, name: str, cast=float, what: str = "numbers") -> tuple:
-    try:
-        a, b = value
-        return cast(a), cast(b)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair of {what}, got {value!r}") from None
-
-
 def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
                percentiles: Sequence[float] = (0.5, 99.5), mean: float = 0.0, std: float = 1.0,
                pad_value: float | None = None, antialias: bool = True):
@@ -154,19 +147,9 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
         >>> lb.to_image([[320.0, 256.0]])  # canvas centre -> image centre
         array([[1280., 1024.]])
     """
-    if not _is_device_array(image):
-        try:
-            image = np.asarray(image)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"image could not be read as an array: {e}") from None
-        if not image.dtype.isnative:  # e.g. big-endian '>u2' from a file: the core reads native byte order
-            image = image.astype(image.dtype.newbyteorder("="))
-        if image.dtype == np.float64:
-            image = image.astype(np.float32)
-        elif image.dtype not in (np.uint8, np.uint16, np.float32):
-            raise ValueError(f"image must be uint8, uint16 or float32 (float64 is converted), got {image.dtype}")
-    out_h, out_w = _pair(out_hw, "out_hw", _int_arg, "integers (out_h, out_w)")
-    p_lo, p_hi = _pair(percentiles, "percentiles")
+    image = array_arg(image, "image", (np.uint8, np.uint16, np.float32), float64_to_float32=True)
+    out_h, out_w = int_pair(out_hw, "out_hw", "integers (out_h, out_w)")
+    p_lo, p_hi = pair(percentiles, "percentiles")
     if window is not None:
         try:
             window = np.asarray(window, dtype=np.float64)
@@ -185,7 +168,50 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
     return tensor, (boxes[0] if len(image.shape) == 2 else boxes)
 
 
-def _int_arg(v) -> int:
-    if isinstance(v, (bool, np.bool_)) or int(v) != v:
-        raise ValueError(f"expected an integer, got {v!r}")
-    return int(v)
+def refine_float_window(image: np.ndarray, window: tuple[float, float], percentiles: Sequence[float] = (0.5, 99.5)
+                        ) -> tuple[tuple[float, float], str] | None:
+    """An exact percentile window for a float32 image whose histogram window is too coarse, else None.
+
+    :func:`preprocess` windows float32 images with 4096 equal bins over ``[min, max]``: one outlier pixel (1e9 in a
+    0..4095 image) puts the whole image into bin 0 and the window collapses (the analysis then sees a blank
+    image). Percentiles themselves are robust (a few outliers do not move the 0.5th/99.5th percentile), only the
+    binning is not. This function detects that case (the window spans fewer than :data:`REFINE_BELOW_BINS` bins) and
+    returns the exact percentiles (the k-th smallest pixels, numpy's ``inverted_cdf``: the definition uint8/uint16
+    images get), for a second :func:`preprocess` call with ``window=``. Normal images return None, so their window
+    (and every bit of their result) is unchanged, at the cost of one min/max pass.
+
+    Args:
+        image: ``H x W`` host image (any dtype; only float32/float64 can need refining, others return None).
+        window: the ``(lo, hi)`` window :func:`preprocess` computed (``Letterbox.window``).
+        percentiles: the percentiles that window was computed at.
+
+    Returns:
+        ``((lo, hi), warning)``: the exact window, and a sentence for the result's warnings saying how many pixels
+        lie more than one window width outside it (clipped extremes) and the image's range; or None.
+
+    Raises:
+        ValueError: bad ``percentiles`` (see :func:`preprocess`).
+    """
+    a = np.asarray(image)
+    if a.dtype.kind != "f" or a.size == 0:
+        return None
+    p_lo, p_hi = pair(percentiles, "percentiles")
+    mn, mx = float(a.min()), float(a.max())
+    lo, hi = float(window[0]), float(window[1])
+    if not mx > mn or (hi - lo) * 4096.0 >= REFINE_BELOW_BINS * (mx - mn):
+        return None
+    flat = a.reshape(-1)
+    n = flat.size
+    # k(p) = max(1, ceil(p * n / 100)): the kernel's rank definition, evaluated the same way (in double)
+    ks = sorted({max(1, min(n, int(np.ceil(p * n / 100.0)))) - 1 for p in (p_lo, p_hi)})
+    part = np.partition(flat, ks)
+    lo2 = float(part[max(1, min(n, int(np.ceil(p_lo * n / 100.0)))) - 1])
+    hi2 = float(part[max(1, min(n, int(np.ceil(p_hi * n / 100.0)))) - 1])
+    if not hi2 > lo2:  # (nearly) constant apart from outliers: keep a non-empty window around the value
+        hi2 = float(np.nextafter(np.float32(lo2), np.float32(np.inf)))
+    width = hi2 - lo2
+    far = int(np.count_nonzero((flat < lo2 - width) | (flat > hi2 + width)))
+    note = (f"intensity window: {far} pixel(s) lie far outside the {p_lo:g}-{p_hi:g} percentile window "
+            f"[{lo2:.6g}, {hi2:.6g}] (image range [{mn:.6g}, {mx:.6g}]) and were clipped; the window was taken from "
+            "the exact percentiles because those extremes squeezed the image's histogram")
+    return (lo2, hi2), note
