@@ -7,8 +7,9 @@
 
 ramh analyze writes its outputs under --out mirroring the input folders (a/x.png and b/x.png give a/x.json and
 b/x.json), never over an input and never twice to one path in a run; every file is written atomically (temporary
-file + rename). ra2_scores.csv is rewritten atomically as results arrive, so an interrupted run keeps a row for
-every image it finished. A file that cannot be analysed is reported (by name) and skipped.
+file + rename). ra2_scores.csv is rewritten atomically as results arrive (at most every 2 s, and always at the end
+and on SIGINT/SIGTERM), so an interrupted run keeps a row for every image it finished. A file that cannot be
+analysed is reported (by name) and skipped.
 
 Exit codes: 0 every input analysed; 1 some input failed (or another error, printed); 2 usage error;
 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the outputs of the images finished so far are complete.
@@ -331,6 +332,16 @@ def cmd_build_engine(args) -> int:
     return 0
 
 
+def _spacing_arg(text: str) -> float:
+    """--spacing-mm: a finite number of millimetres > 0 (NaN, inf, 0 and negatives are usage errors, exit 2)."""
+    from .io import check_spacing
+
+    try:
+        return check_spacing(float(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ramh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -343,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", action="store_true", help="include bone and erosion masks (COCO RLE) in the JSON")
     p.add_argument("--overlay", action="store_true", help="write <name>_overlay.png")
     p.add_argument("--csv", action="store_true", help="write ra2_scores.csv (RA2-DREAM columns, one row per hand)")
-    p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
+    p.add_argument("--spacing-mm", type=_spacing_arg, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
     _common(p)

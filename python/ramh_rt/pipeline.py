@@ -150,12 +150,17 @@ class Analyzer:
         Args:
             image: a NumPy array (2-D, or single-channel 3-D; uint8/uint16/float), a path to a PNG/JPEG/BMP/TIFF or
                 DICOM file, bytes of such a file, or a :class:`ramh_rt.io.LoadedImage`.
-            spacing_mm: pixel spacing (mm) overriding the file's; needed for areas in mm² when the file has none.
-            side: ``"L"``/``"R"`` overriding the file's laterality; otherwise it comes from the DICOM header or the
-                file name, else it is detected from the bones (thumb side).
+            spacing_mm: pixel spacing (mm) overriding the file's (a Python or NumPy number, finite and > 0); needed
+                for areas in mm² when the file has none. Also applied to a :class:`ramh_rt.io.LoadedImage`
+                (:func:`ramh_rt.io.with_overrides`).
+            side: ``"L"``/``"R"`` overriding the file's laterality; otherwise it comes from the DICOM header, else it
+                is detected from the bones (thumb side). A side read from the file name (``..._L``/``..._R``) is
+                checked against the bones: when they disagree the bones' side is reported
+                (``meta.side_source == "detected"``) with a warning in ``meta.warnings``.
 
         Raises:
             ImageLoadError: unreadable, empty, too small/large or non-finite input.
+            ValueError: ``spacing_mm`` not a finite number > 0, or ``side`` not L/R/left/right (named).
             RamhError: a model or kernel failure (the message names the stage).
         """
         timer = _Timer()

@@ -12,5 +12,5 @@ from .preprocess import Letterbox, preprocess, refine_float_window
 from .quantify import EROSION_DTYPE, quantify_erosions
 from .roi import crop_rois, paste_rois
 
-__all__ = ["Letterbox", "preprocess", "refine_float_window", "INSTANCE_DTYPE", "postprocess_masks", "crop_rois", "paste_rois",
-           "EROSION_DTYPE", "quantify_erosions"]
+__all__ = ["Letterbox", "preprocess", "refine_float_window", "INSTANCE_DTYPE", "postprocess_masks", "crop_rois",
+           "paste_rois", "EROSION_DTYPE", "quantify_erosions"]
