@@ -168,6 +168,17 @@ def test_bad_spacing_is_refused_by_name_everywhere(analyzer, hand, bad):
             call()
 
 
+def test_a_loaded_image_made_by_hand_is_checked(hand):
+    import dataclasses
+
+    loaded = rio.load_image(hand)
+    with pytest.raises(ValueError, match="spacing_mm"):
+        dataclasses.replace(loaded, spacing_mm=math.nan)
+    with pytest.raises(ValueError, match="side"):
+        dataclasses.replace(loaded, side="left")
+    assert dataclasses.replace(loaded, spacing_mm=np.float32(0.5)).spacing_mm == 0.5
+
+
 def test_numpy_scalar_spacing_and_loaded_image_overrides(analyzer, hand):
     loaded = rio.load_image(hand)
     out = analyzer.analyze_batch([hand, loaded], spacing_mm=np.float32(0.1), side=np.str_("R"))

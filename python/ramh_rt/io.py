@@ -75,6 +75,9 @@ ImageSource = Union[np.ndarray, str, "os.PathLike[str]", bytes, bytearray, memor
 class LoadedImage:
     """One decoded grey-level image, bone bright, with what its source says about spacing and side.
 
+    Raises (on construction):
+        ValueError: ``spacing_mm`` not None and not a finite number > 0, or ``side`` not None, "L" or "R".
+
     Attributes:
         pixels: 2-D array (rows, cols), C-contiguous, read-only. dtype ``uint8``, ``uint16`` (16-bit sources keep
             their 16 bits) or ``float32`` (float sources, DICOM after a rescale or VOI; see the module docstring).
@@ -109,6 +112,14 @@ class LoadedImage:
     bits_stored: int | None
     warnings: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A LoadedImage built by hand must not carry a spacing or side the analysis cannot use (a NaN spacing would
+        # only fail later, in to_json()).
+        if self.spacing_mm is not None:
+            object.__setattr__(self, "spacing_mm", check_spacing(self.spacing_mm))
+        if self.side is not None and self.side not in ("L", "R"):
+            raise ValueError(f"side must be 'L', 'R' or None, got {self.side!r}")
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -108,7 +108,9 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
     ``method="inverted_cdf"``). uint8 and uint16 images are exact (one bin per value). float32 images use 4096 equal
     bins over ``[min, max]`` (``bin = min(4095, floor((v - min) * 4096 / (max - min)))`` in float64); ``lo`` is the
     lower edge of the low percentile's bin and ``hi`` the upper edge of the high percentile's bin, so the window holds
-    both percentiles and ``percentiles=(0, 100)`` gives exactly ``(min, max)``. When ``lo == hi`` (a constant image,
+    both percentiles and ``percentiles=(0, 100)`` gives exactly ``(min, max)``. A few extreme pixels (one 1e9 in a
+    0..4095 image) squeeze the image into a few bins and the window collapses: :func:`refine_float_window` detects
+    that from the returned window and gives the exact percentile window to pass as ``window=`` (the analyser does). When ``lo == hi`` (a constant image,
     or percentiles that coincide) the window becomes the step ``v' = 1 if v > lo else 0``: a constant image gives
     ``v' = 0`` everywhere, i.e. ``(0 - mean) / std``.
 
