@@ -123,6 +123,19 @@ def test_big_endian_examples_from_the_report():
     assert int(t["eroded_roi_px"][0]) == 16
 
 
+class _BigEndianCudaArray:
+    """Describes device memory in big-endian order (no memory behind it: the core refuses it before any access)."""
+
+    __cuda_array_interface__ = {"shape": (1, 4, 4), "typestr": ">f4", "data": (0, False), "version": 3}
+
+
+def test_non_native_device_memory_is_refused_by_name():
+    with pytest.raises(ValueError, match="logits has non-native byte order"):
+        ops.postprocess_masks(_BigEndianCudaArray())
+    with pytest.raises(ValueError, match="image has non-native byte order"):
+        ops.preprocess(_BigEndianCudaArray(), (8, 8))
+
+
 def test_is_device_array_says_no_to_host_data():
     from ramh_rt.ops._args import is_device_array
 
