@@ -136,6 +136,21 @@ def test_non_native_device_memory_is_refused_by_name():
         ops.preprocess(_BigEndianCudaArray(), (8, 8))
 
 
+class _CudaBoxes:
+    """An empty N x 5 box table described as device memory (N = 0: nothing to read, works without CUDA)."""
+
+    def __init__(self, typestr):
+        self.__cuda_array_interface__ = {"shape": (0, 5), "typestr": typestr, "data": (0, False), "version": 3}
+
+
+def test_crop_and_paste_take_device_boxes_like_quantify():
+    img = np.zeros((10, 10), np.uint8)
+    assert ops.crop_rois(img, _CudaBoxes("<f4"), (2, 2), "nearest").shape == (0, 2, 2)
+    assert ops.paste_rois(np.zeros((0, 2, 2), np.uint8), _CudaBoxes("<f4"), (10, 10)).shape == (10, 10)
+    with pytest.raises(ValueError, match="boxes on a CUDA device must be float32"):
+        ops.crop_rois(img, _CudaBoxes("<i4"), (2, 2))
+
+
 def test_is_device_array_says_no_to_host_data():
     from ramh_rt.ops._args import is_device_array
 

@@ -18,13 +18,11 @@ from ._args import array_arg, int_pair, is_device_array
 __all__ = ["crop_rois", "paste_rois"]
 
 
-def _boxes(boxes) -> np.ndarray:
-    """Boxes as a float64 host array (a :class:`ramh_rt.DeviceArray` is copied to the host: boxes are tiny)."""
-    if isinstance(boxes, _core.DeviceArray):
-        boxes = boxes.to_host()
-    elif is_device_array(boxes):
-        raise ValueError("boxes must be host data (NumPy or a sequence of (cx, cy, w, h, angle_deg) rows); copy the "
-                         "N x 5 box table to the host first")
+def _boxes(boxes):
+    """Boxes as the core takes them: float64 host data, or a CUDA array left on its device (float32, copied to the
+    host by the core: boxes are tiny), as :func:`ramh_rt.ops.quantify_erosions` accepts them."""
+    if is_device_array(boxes):
+        return boxes
     try:
         return np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError) as e:
@@ -38,8 +36,8 @@ def crop_rois(image, boxes, out_hw: Sequence[int], interpolation: str = "bilinea
         image: ``H x W`` or ``C x H x W`` (e.g. a stack of label maps) of uint8, uint16 or float32 (bool is read as
             uint8); a NumPy array or a CUDA array (:class:`ramh_rt.DeviceArray`, CuPy, torch, any
             ``__cuda_array_interface__``).
-        boxes: ``N x 5`` ``(cx, cy, w, h, angle_deg)`` in image pixels (host data; a DeviceArray is copied to the
-            host). ``N = 0`` (also ``[]``) gives an empty result.
+        boxes: ``N x 5`` ``(cx, cy, w, h, angle_deg)`` in image pixels: host data (any float type), or float32 on a
+            CUDA device (any CUDA array; copied to the host). ``N = 0`` (also ``[]``) gives an empty result.
         out_hw: ``(out_h, out_w)`` of every crop, in ``[1, 2^24]``.
         interpolation: ``"bilinear"``: half-pixel centres, the four pixels around ``p - (0.5, 0.5)``; a neighbour
             outside the image reads ``fill`` (values blend towards ``fill`` within one pixel of the border, like
@@ -83,7 +81,8 @@ def paste_rois(rois, boxes, out_hw: Sequence[int], reduce: str = "max", fill: fl
 
     Args:
         rois: ``N x rh x rw`` float32 or uint8 (bool is read as uint8), NumPy or CUDA array.
-        boxes: ``N x 5`` ``(cx, cy, w, h, angle_deg)`` (host data), the boxes the ROIs were cropped with.
+        boxes: ``N x 5`` ``(cx, cy, w, h, angle_deg)``, the boxes the ROIs were cropped with (host data, or float32
+            on a CUDA device, as for :func:`crop_rois`).
         out_hw: ``(out_h, out_w)`` of the output image, in ``[1, 2^24]``.
         reduce: ``"max"`` (float32: NaN-ignoring like ``numpy.fmax``, +0 over -0; uint8: max) or ``"or"`` (uint8
             only: bitwise or, equal to max for 0/1 masks).
