@@ -180,14 +180,6 @@ class Analyzer:
         pp = self.bones_cfg["preprocess"]
         x, tf = ops.preprocess(src, pp["input_hw"], percentiles=pp["window"]["percentiles"],
                                mean=pp["window"]["mean"], std=pp["window"]["std"], antialias=pp["antialias"])
-        robust = ops.refine_float_window(pix, tf.window, pp["window"]["percentiles"])
-        if robust is not None:  # an outlier stretched the float histogram: redo the window from exact percentiles
-            window, note = robust
-            x, tf = ops.preprocess(src, pp["input_hw"], window=window, mean=pp["window"]["mean"],
-                                   std=pp["window"]["std"], antialias=pp["antialias"])
-            window_warnings = [note]
-        else:
-            window_warnings = []
         timer.lap("preprocess")
         logits = self.sessions["bones"].run({"image": x})["logits"]
         timer.lap("bone_model")
@@ -200,7 +192,7 @@ class Analyzer:
         bones, model_masks = self._bones(inst, masks_h, logits_h, tf, (h, w))
         timer.lap("bone_records")
         side, side_source = loaded.side, loaded.side_source
-        warnings = list(loaded.warnings) + window_warnings
+        warnings = list(loaded.warnings) + ([tf.window_warning] if tf.window_warning else [])
         if side is None or side_source == "filename":
             # A file name is a weak hint (a right hand saved as x_L.png happens): the anatomy wins over it, and the
             # contradiction is reported. Sides given by the caller or a DICOM header are used as given.

@@ -8,9 +8,9 @@ Bad arguments raise :class:`ValueError` naming the argument and the offending va
 from __future__ import annotations
 
 from .postprocess import INSTANCE_DTYPE, postprocess_masks
-from .preprocess import Letterbox, preprocess, refine_float_window
+from .preprocess import Letterbox, preprocess
 from .quantify import EROSION_DTYPE, quantify_erosions
 from .roi import crop_rois, paste_rois
 
-__all__ = ["Letterbox", "preprocess", "refine_float_window", "INSTANCE_DTYPE", "postprocess_masks", "crop_rois",
+__all__ = ["Letterbox", "preprocess", "INSTANCE_DTYPE", "postprocess_masks", "crop_rois",
            "paste_rois", "EROSION_DTYPE", "quantify_erosions"]

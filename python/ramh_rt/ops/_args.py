@@ -23,6 +23,21 @@ def is_device_array(obj) -> bool:
         return False
 
 
+def array_dtype(obj) -> np.dtype:
+    """The NumPy dtype of an array the core reads: a host array's, or a CUDA array's ``__cuda_array_interface__``
+    typestr (a PyTorch tensor's ``dtype`` is not a NumPy dtype)."""
+    if is_device_array(obj) and not isinstance(obj, _core.DeviceArray):
+        return np.dtype(obj.__cuda_array_interface__["typestr"])
+    return np.dtype(obj.dtype)
+
+
+def array_shape(obj) -> tuple[int, ...]:
+    """The shape of an array the core reads (host, :class:`ramh_rt.DeviceArray` or ``__cuda_array_interface__``)."""
+    if is_device_array(obj) and not isinstance(obj, _core.DeviceArray):
+        return tuple(int(v) for v in obj.__cuda_array_interface__["shape"])
+    return tuple(int(v) for v in obj.shape)
+
+
 def host_array(obj, name: str, allowed: tuple = (), *, float64_to_float32: bool = False,
                bool_as_uint8: bool = False) -> np.ndarray:
     """``obj`` as a NumPy array the core can read: native byte order (a big-endian ``'>f4'`` from a file is

@@ -5,18 +5,19 @@ records what it did to the geometry so that model outputs can be mapped back to 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from .. import _core
-from ._args import array_arg, int_pair, pair
+from ._args import array_arg, array_dtype, array_shape, int_pair, pair
 
-__all__ = ["Letterbox", "preprocess", "refine_float_window"]
+__all__ = ["Letterbox", "preprocess"]
 
-#: A float32 window spanning fewer of the 4096 histogram bins over [min, max] than this is refined by
-#: :func:`refine_float_window` (an outlier has squeezed the image into a few bins).
+#: A float32 window spanning fewer of the 4096 histogram bins over [min, max] than this is replaced by the exact
+#: percentiles (extreme pixels have squeezed the image into a few bins), see :func:`preprocess`.
 REFINE_BELOW_BINS = 256
 
 
@@ -38,6 +39,9 @@ class Letterbox:
         pad_x, pad_y: top-left corner of the resized image on the canvas: ``(out_w - new_w) // 2``,
             ``(out_h - new_h) // 2``.
         window: ``(lo, hi)`` intensity window applied to the image (raw intensity units, float32 values).
+        window_warning: None, or (float32 images whose window was taken from the exact percentiles because extreme
+            pixels squeezed the histogram, see :func:`preprocess`) a sentence for the user saying how many pixels
+            lie far outside the window and were clipped, and the image's range.
     """
 
     in_hw: tuple[int, int]
@@ -48,6 +52,7 @@ class Letterbox:
     pad_x: int
     pad_y: int
     window: tuple[float, float]
+    window_warning: str | None = None
 
     def to_model(self, xy) -> np.ndarray:
         """Map image points to the model canvas.
@@ -109,8 +114,11 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
     bins over ``[min, max]`` (``bin = min(4095, floor((v - min) * 4096 / (max - min)))`` in float64); ``lo`` is the
     lower edge of the low percentile's bin and ``hi`` the upper edge of the high percentile's bin, so the window holds
     both percentiles and ``percentiles=(0, 100)`` gives exactly ``(min, max)``. A few extreme pixels (one 1e9 in a
-    0..4095 image) squeeze the image into a few bins and the window collapses: :func:`refine_float_window` detects
-    that from the returned window and gives the exact percentile window to pass as ``window=`` (the analyser does). When ``lo == hi`` (a constant image,
+    0..4095 image) would squeeze the image into a few bins and collapse that window: when it spans fewer than
+    :data:`REFINE_BELOW_BINS` of the 4096 bins, ``(lo, hi)`` become the exact percentiles (the k-th smallest pixels,
+    as for integer images; computed on the host, from a copy for CUDA input) and ``Letterbox.window_warning`` says
+    how many pixels were clipped. Both devices decide and compute this identically; normal images are unaffected
+    (their window and output are bit-identical to the binned ones) at the cost of one extra min/max pass. When ``lo == hi`` (a constant image,
     or percentiles that coincide) the window becomes the step ``v' = 1 if v > lo else 0``: a constant image gives
     ``v' = 0`` everywhere, i.e. ``(0 - mean) / std``.
 
@@ -159,61 +167,59 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
             raise ValueError(f"window must be (lo, hi) or an N x 2 array of numbers, got {window!r}") from None
     if isinstance(dtype, str) and dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-    tensor, windows = _core.preprocess(image, out_h, out_w, window, dtype, p_lo, p_hi, float(mean), float(std),
-                                       None if pad_value is None else float(pad_value), bool(antialias))
-    h, w = int(image.shape[-2]), int(image.shape[-1])
+    pad = None if pad_value is None else float(pad_value)
+    tensor, windows = _core.preprocess(image, out_h, out_w, window, dtype, p_lo, p_hi, float(mean), float(std), pad,
+                                       bool(antialias))
+    notes: list[str | None] = [None] * len(windows)
+    if window is None and array_dtype(image) == np.float32:
+        refined, notes = _refine_float_windows(image, windows, p_lo, p_hi)
+        if refined is not None:  # rerun with the exact windows (the others passed back unchanged: same output)
+            tensor, windows = _core.preprocess(image, out_h, out_w, refined[0] if len(array_shape(image)) == 2 else refined,
+                                               dtype, p_lo, p_hi, float(mean), float(std), pad, bool(antialias))
+    shape = array_shape(image)
+    h, w = shape[-2], shape[-1]
     g = _core.letterbox_geometry(h, w, out_h, out_w)
     boxes = [Letterbox(in_hw=tuple(g["in_hw"]), out_hw=tuple(g["out_hw"]), resized_hw=tuple(g["resized_hw"]),
                        scale_x=float(g["scale_x"]), scale_y=float(g["scale_y"]), pad_x=int(g["pad_x"]),
-                       pad_y=int(g["pad_y"]), window=(float(lo), float(hi)))
-             for lo, hi in windows]
-    return tensor, (boxes[0] if len(image.shape) == 2 else boxes)
+                       pad_y=int(g["pad_y"]), window=(float(lo), float(hi)), window_warning=note)
+             for (lo, hi), note in zip(windows, notes)]
+    return tensor, (boxes[0] if len(shape) == 2 else boxes)
 
 
-def refine_float_window(image: np.ndarray, window: tuple[float, float], percentiles: Sequence[float] = (0.5, 99.5)
-                        ) -> tuple[tuple[float, float], str] | None:
-    """An exact percentile window for a float32 image whose histogram window is too coarse, else None.
+def _refine_float_windows(image, windows, p_lo: float, p_hi: float):
+    """``(N x 2 windows or None, notes)``: exact percentile windows for the images whose binned window is too coarse
+    (see :func:`preprocess`), None when no image needs one."""
+    # (min, max) of each image exactly as the kernel sees them: its own window at percentiles (0, 100), on a 1 x 1
+    # canvas without antialiasing (the resampling then reads 4 pixels).
+    _, ranges = _core.preprocess(image, 1, 1, None, "float32", 0.0, 100.0, 0.0, 1.0, None, False)
+    coarse = [i for i, ((lo, hi), (mn, mx)) in enumerate(zip(windows, ranges))
+              if mx > mn and (hi - lo) * 4096.0 < REFINE_BELOW_BINS * (mx - mn)]
+    notes: list[str | None] = [None] * len(windows)
+    if not coarse:
+        return None, notes
+    host = image if isinstance(image, np.ndarray) else _core.to_host(image)
+    host = host.reshape(-1, host.shape[-2], host.shape[-1])
+    out = np.array([[lo, hi] for lo, hi in windows], dtype=np.float64)
+    for i in coarse:
+        out[i], notes[i] = _exact_window(host[i], p_lo, p_hi, ranges[i])
+    return out, notes
 
-    :func:`preprocess` windows float32 images with 4096 equal bins over ``[min, max]``: one outlier pixel (1e9 in a
-    0..4095 image) puts the whole image into bin 0 and the window collapses (the analysis then sees a blank
-    image). Percentiles themselves are robust (a few outliers do not move the 0.5th/99.5th percentile), only the
-    binning is not. This function detects that case (the window spans fewer than :data:`REFINE_BELOW_BINS` bins) and
-    returns the exact percentiles (the k-th smallest pixels, numpy's ``inverted_cdf``: the definition uint8/uint16
-    images get), for a second :func:`preprocess` call with ``window=``. Normal images return None, so their window
-    (and every bit of their result) is unchanged, at the cost of one min/max pass.
 
-    Args:
-        image: ``H x W`` host image (any dtype; only float32/float64 can need refining, others return None).
-        window: the ``(lo, hi)`` window :func:`preprocess` computed (``Letterbox.window``).
-        percentiles: the percentiles that window was computed at.
-
-    Returns:
-        ``((lo, hi), warning)``: the exact window, and a sentence for the result's warnings saying how many pixels
-        lie more than one window width outside it (clipped extremes) and the image's range; or None.
-
-    Raises:
-        ValueError: bad ``percentiles`` (see :func:`preprocess`).
-    """
-    a = np.asarray(image)
-    if a.dtype.kind != "f" or a.size == 0:
-        return None
-    p_lo, p_hi = pair(percentiles, "percentiles")
-    mn, mx = float(a.min()), float(a.max())
-    lo, hi = float(window[0]), float(window[1])
-    if not mx > mn or (hi - lo) * 4096.0 >= REFINE_BELOW_BINS * (mx - mn):
-        return None
-    flat = a.reshape(-1)
+def _exact_window(img: np.ndarray, p_lo: float, p_hi: float, value_range) -> tuple[tuple[float, float], str]:
+    """The ``(k_lo, k_hi)``-th smallest pixels (the kernel's rank definition ``k(p) = max(1, ceil(p * n / 100))``,
+    numpy's ``inverted_cdf``) and a sentence on the pixels clipped far outside them."""
+    flat = img.reshape(-1)
     n = flat.size
-    # k(p) = max(1, ceil(p * n / 100)): the kernel's rank definition, evaluated the same way (in double)
-    ks = sorted({max(1, min(n, int(np.ceil(p * n / 100.0)))) - 1 for p in (p_lo, p_hi)})
-    part = np.partition(flat, ks)
-    lo2 = float(part[max(1, min(n, int(np.ceil(p_lo * n / 100.0)))) - 1])
-    hi2 = float(part[max(1, min(n, int(np.ceil(p_hi * n / 100.0)))) - 1])
-    if not hi2 > lo2:  # (nearly) constant apart from outliers: keep a non-empty window around the value
-        hi2 = float(np.nextafter(np.float32(lo2), np.float32(np.inf)))
-    width = hi2 - lo2
-    far = int(np.count_nonzero((flat < lo2 - width) | (flat > hi2 + width)))
+    k_lo, k_hi = (max(1, min(n, math.ceil(p * n / 100.0))) - 1 for p in (p_lo, p_hi))
+    part = np.partition(flat, sorted({k_lo, k_hi}))
+    lo, hi = float(part[k_lo]), float(part[k_hi])
+    if not hi > lo:  # constant apart from the extremes: the smallest window above that value
+        hi = float(np.nextafter(np.float32(lo), np.float32(np.inf)))
+    width = hi - lo
+    far = int(np.count_nonzero((flat < lo - width) | (flat > hi + width)))
+    mn, mx = (float(v) for v in value_range)
     note = (f"intensity window: {far} pixel(s) lie far outside the {p_lo:g}-{p_hi:g} percentile window "
-            f"[{lo2:.6g}, {hi2:.6g}] (image range [{mn:.6g}, {mx:.6g}]) and were clipped; the window was taken from "
-            "the exact percentiles because those extremes squeezed the image's histogram")
-    return (lo2, hi2), note
+            f"[{lo:.6g}, {hi:.6g}] (image range [{mn:.6g}, {mx:.6g}]) and were clipped; the window was taken from the "
+            "exact percentiles because those extremes squeezed the image's histogram")
+    return (lo, hi), note
+
