@@ -118,9 +118,9 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
     :data:`REFINE_BELOW_BINS` of the 4096 bins, ``(lo, hi)`` become the exact percentiles (the k-th smallest pixels,
     as for integer images; computed on the host, from a copy for CUDA input) and ``Letterbox.window_warning`` says
     how many pixels were clipped. Both devices decide and compute this identically; normal images are unaffected
-    (their window and output are bit-identical to the binned ones) at the cost of one extra min/max pass. When ``lo == hi`` (a constant image,
-    or percentiles that coincide) the window becomes the step ``v' = 1 if v > lo else 0``: a constant image gives
-    ``v' = 0`` everywhere, i.e. ``(0 - mean) / std``.
+    (their window and output are bit-identical to the binned ones) at the cost of one extra min/max pass.
+    When ``lo == hi`` (a constant image, or percentiles that coincide) the window becomes the step
+    ``v' = 1 if v > lo else 0``: a constant image gives ``v' = 0`` everywhere, i.e. ``(0 - mean) / std``.
 
     Args:
         image: ``H x W`` or ``N x H x W`` (a batch of same-size images) of uint8, uint16 or float32; a NumPy array
@@ -170,13 +170,13 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
     pad = None if pad_value is None else float(pad_value)
     tensor, windows = _core.preprocess(image, out_h, out_w, window, dtype, p_lo, p_hi, float(mean), float(std), pad,
                                        bool(antialias))
+    shape = array_shape(image)
     notes: list[str | None] = [None] * len(windows)
     if window is None and array_dtype(image) == np.float32:
         refined, notes = _refine_float_windows(image, windows, p_lo, p_hi)
         if refined is not None:  # rerun with the exact windows (the others passed back unchanged: same output)
-            tensor, windows = _core.preprocess(image, out_h, out_w, refined[0] if len(array_shape(image)) == 2 else refined,
+            tensor, windows = _core.preprocess(image, out_h, out_w, refined[0] if len(shape) == 2 else refined,
                                                dtype, p_lo, p_hi, float(mean), float(std), pad, bool(antialias))
-    shape = array_shape(image)
     h, w = shape[-2], shape[-1]
     g = _core.letterbox_geometry(h, w, out_h, out_w)
     boxes = [Letterbox(in_hw=tuple(g["in_hw"]), out_hw=tuple(g["out_hw"]), resized_hw=tuple(g["resized_hw"]),
@@ -192,8 +192,12 @@ def _refine_float_windows(image, windows, p_lo: float, p_hi: float):
     # (min, max) of each image exactly as the kernel sees them: its own window at percentiles (0, 100), on a 1 x 1
     # canvas without antialiasing (the resampling then reads 4 pixels).
     _, ranges = _core.preprocess(image, 1, 1, None, "float32", 0.0, 100.0, 0.0, 1.0, None, False)
-    coarse = [i for i, ((lo, hi), (mn, mx)) in enumerate(zip(windows, ranges))
-              if mx > mn and (hi - lo) * 4096.0 < REFINE_BELOW_BINS * (mx - mn)]
+    # in float64: the windows come as float32 values, whose width times 4096 can overflow float32
+    coarse = []
+    for i, ((lo, hi), (mn, mx)) in enumerate(zip(windows, ranges)):
+        lo, hi, mn, mx = float(lo), float(hi), float(mn), float(mx)
+        if mx > mn and (hi - lo) * 4096.0 < REFINE_BELOW_BINS * (mx - mn):
+            coarse.append(i)
     notes: list[str | None] = [None] * len(windows)
     if not coarse:
         return None, notes
