@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(report, indent=2))
     if args.out:
-        from ramh_rt.io import write_atomic
+        from ramh_rt.fs import write_atomic
 
         write_atomic(Path(args.out), json.dumps(report, indent=2) + "\n")
     return 0

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ramh_rt.errors import ImageLoadError, RamhError
-from ramh_rt.io import MAX_PIXELS, MAX_SIDE, MIN_SIDE, LoadedImage, atomic_output, load_image, write_atomic
+from ramh_rt.io import MAX_PIXELS, MAX_SIDE, MIN_SIDE, LoadedImage, load_image
 
 from imaging import DX_SOP, ExplicitVRLittleEndian, ImplicitVRLittleEndian, needs_pydicom, pydicom  # noqa: F401
 from imaging import crafted_png as _crafted_png
@@ -665,52 +665,3 @@ def test_errors_are_ramh_errors_and_value_errors():
         load_image(np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError):
         load_image(np.zeros((2, 2), np.uint8))
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# atomic output
-# ---------------------------------------------------------------------------------------------------------------------
-
-def test_write_atomic_bytes_and_text(tmp_path):
-    p = write_atomic(tmp_path / "out.bin", b"\x00\x01")
-    assert p.read_bytes() == b"\x00\x01"
-    write_atomic(tmp_path / "out.txt", "héllo")
-    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "héllo"
-    write_atomic(tmp_path / "out.txt", "second")
-    assert (tmp_path / "out.txt").read_text() == "second"
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.bin", "out.txt"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o666 & ~umask
-    with pytest.raises(TypeError):
-        write_atomic(tmp_path / "x", 3)
-
-
-def test_write_atomic_keeps_existing_permissions(tmp_path):
-    p = tmp_path / "keep"
-    p.write_text("old")
-    p.chmod(0o640)
-    write_atomic(p, "new")
-    assert stat.S_IMODE(p.stat().st_mode) == 0o640 and p.read_text() == "new"
-
-
-def test_atomic_output_leaves_nothing_on_error(tmp_path):
-    p = tmp_path / "result.json"
-    p.write_text("old content")
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_output(p, "w") as fh:
-            fh.write("partial")
-            raise RuntimeError("boom")
-    assert p.read_text() == "old content"
-    assert [x.name for x in tmp_path.iterdir()] == ["result.json"]
-    with atomic_output(tmp_path / "new.json", "w") as fh:
-        fh.write("{}")
-    assert (tmp_path / "new.json").read_text() == "{}"
-    with pytest.raises(ValueError, match="mode"):
-        with atomic_output(p, "a"):
-            pass
-    with pytest.raises(ValueError, match="encoding"):
-        with atomic_output(p, "wb", encoding="utf-8"):
-            pass
-    with pytest.raises(FileNotFoundError):
-        write_atomic(tmp_path / "no" / "such" / "dir.txt", "x")

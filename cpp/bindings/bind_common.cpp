@@ -60,7 +60,11 @@ bool is_device_array(const py::handle& obj) {
 
 namespace {
 DType dtype_from_typestr(const std::string& ts, const char* what) {
-  return dtype_from_numpy(py::dtype(ts), what);
+  py::dtype dt(ts);
+  // Device memory in the other byte order cannot be fixed without a device copy the caller should make knowingly.
+  if (!dt.attr("isnative").cast<bool>())
+    fail(what, " has non-native byte order (typestr ", ts, "); convert it to native byte order first");
+  return dtype_from_numpy(dt, what);
 }
 
 ArrayArg cuda_array_interface_arg(const py::handle& obj, const char* what) {
@@ -122,6 +126,15 @@ ArrayArg array_arg(const py::handle& obj, const char* what) {
     fail(what, " could not be read as an array: ", e.what());
   }
   if (arr.dtype().kind() == 'O') fail(what, " must be a numeric array, got dtype object");
+  // The kernels read native byte order. Every op converts here, in one place: a big-endian '>f4' read as it is
+  // would give silently wrong numbers (logits 4.0 read as 8.9e-44).
+  if (!arr.dtype().attr("isnative").cast<bool>()) {
+    try {
+      arr = arr.attr("astype")(arr.dtype().attr("newbyteorder")("="));
+    } catch (py::error_already_set& e) {
+      fail(what, " could not be converted to native byte order: ", e.what());
+    }
+  }
   ArrayArg out;
   std::vector<int64_t> shape(arr.shape(), arr.shape() + arr.ndim());
   // Inputs are only read: a read-only array (e.g. a LoadedImage's pixels) is fine, so no mutable_data() here.

@@ -201,6 +201,23 @@ before dropping the last reference to it.
         return os.str();
       });
 
+  m.def(
+      "to_host",
+      [](py::object array) {
+        auto arg = array_arg(array, "array");
+        if (!arg.on_device()) fail("array is not on a CUDA device");
+        Tensor host;
+        py::array out = new_host_array(arg.tensor.shape, arg.tensor.dtype, &host);
+        if (arg.tensor.nbytes() > 0) {
+          py::gil_scoped_release release;
+          void* s = core_stream(arg.tensor.device_id);  // ordered after the producer's work by array_arg
+          copy_async(host.data, arg.tensor.data, arg.tensor.nbytes(), s);
+          stream_synchronize(s);
+        }
+        return out;
+      },
+      py::arg("array"),
+      "Copy any C-contiguous CUDA array (DeviceArray, CuPy, PyTorch, __cuda_array_interface__) to a new NumPy array.");
   m.def("cuda_compiled", &cuda_compiled, "True when this build of ramh_rt contains CUDA kernels.");
   m.def("cuda_available", &cuda_available,
         "True when CUDA kernels are compiled in and a CUDA device can be used on this machine.");

@@ -8,9 +8,33 @@
 namespace ramh::bind {
 namespace {
 
-// N x 5 host array (cx, cy, w, h, angle_deg) -> boxes; an empty sequence ([] or shape (0,)) is N = 0.
+// N x 5 float32 boxes on a CUDA device (as quantify_erosions takes them): copied to the host (N x 20 bytes) after
+// the producer's work, then read like host boxes (float32 -> double is exact).
+std::vector<RotatedBox> device_boxes_arg(const py::object& obj) {
+  ArrayArg a = array_arg(obj, "boxes");
+  if (a.tensor.dtype != DType::F32) fail("boxes on a CUDA device must be float32, got ", dtype_name(a.tensor.dtype));
+  const bool empty = a.tensor.ndim() == 1 && a.tensor.numel() == 0;
+  if (!empty && (a.tensor.ndim() != 2 || a.tensor.dim(1) != 5))
+    fail("boxes must have shape N x 5 (cx, cy, w, h, angle_deg), got shape ", a.tensor.shape_str());
+  std::vector<float> host(static_cast<std::size_t>(a.tensor.numel()));
+  if (!host.empty()) {
+    py::gil_scoped_release release;
+    void* stream = core_stream(a.tensor.device_id);
+    copy_async(host.data(), a.tensor.data, a.tensor.nbytes(), stream);
+    stream_synchronize(stream);
+  }
+  std::vector<RotatedBox> out(empty ? 0 : static_cast<std::size_t>(a.tensor.dim(0)));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const float* r = &host[5 * i];
+    out[i] = {r[0], r[1], r[2], r[3], r[4]};
+  }
+  return out;
+}
+
+// N x 5 array (cx, cy, w, h, angle_deg) -> boxes; an empty sequence ([] or shape (0,)) is N = 0. Host data of any
+// float type, or float32 on a CUDA device.
 std::vector<RotatedBox> boxes_arg(const py::object& obj) {
-  if (is_device_array(obj)) fail("boxes must be host data (NumPy or a sequence), got a CUDA array");
+  if (is_device_array(obj)) return device_boxes_arg(obj);
   auto arr = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(obj);
   if (!arr) fail("boxes could not be read as a float array of shape N x 5");
   if (arr.ndim() == 1 && arr.size() == 0) return {};

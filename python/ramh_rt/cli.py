@@ -9,21 +9,42 @@
     ramh serve [--ae-title RAMH] [--port 11112] [--forward AE@HOST:PORT] [--store DIR]   DICOM node
     ramh watch DIR --out DIR                                                  analyse files exported to a folder
 
-Outputs are written atomically (temporary file + rename); a file that cannot be analysed is reported and skipped
-and the exit code is 1 when any failed. Exit code 2 is a usage error.
+ramh analyze writes its outputs under --out mirroring the input folders (a/x.png and b/x.png give a/x.json and
+b/x.json), never over an input and never twice to one path in a run; every file is written atomically (temporary
+file + rename). ra2_scores.csv is rewritten atomically as results arrive (at most every 2 s, and always at the end
+and on SIGINT/SIGTERM), so an interrupted run keeps a row for every image it finished. A file that cannot be
+analysed is reported (by name) and skipped.
+
+Exit codes: 0 every input analysed; 1 some input failed (or another error, printed); 2 usage error;
+130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the outputs of the images finished so far are complete.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import os
+import signal
 import statistics
 import sys
+import threading
+import time
 from pathlib import Path
 
 from . import anatomy
+from .errors import RamhError
+from .fs import OutputNames, atomic_output, expand_image_paths, write_atomic
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+#: Exit codes of ``ramh analyze`` (see the module docstring).
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+#: What ``ramh analyze`` calls the CSV it writes under --out.
+CSV_NAME = "ra2_scores.csv"
+#: Record of the files ``ramh analyze`` wrote in an output folder (one path per line, relative to the folder), so
+#: that a later run over a folder that is also its --out does not take them for inputs.
+OUTPUTS_RECORD = ".ramh-outputs"
+# A rewrite of the whole CSV is O(rows): at most this often, and always at the end or on interruption.
+_CSV_REWRITE_S = 2.0
 
 
 def sample_image_path() -> Path:
@@ -33,15 +54,82 @@ def sample_image_path() -> Path:
     return Path(str(resources.files("ramh_rt").joinpath("data/sample_hand_R.png")))
 
 
-def _expand(paths: list[str]) -> list[Path]:
-    out: list[Path] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            out += sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as printable text: bytes that are not UTF-8 (a Latin-1 ``caf\\xe9_R.png``) shown as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def csv_cell(value):
+    """A CSV cell that a spreadsheet will not run as a formula: text starting with ``=``, ``+``, ``-``, ``@``, tab or
+    carriage return gets a leading ``'`` (OWASP's advice); numbers pass unchanged."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; ``signum`` says which. A BaseException, like KeyboardInterrupt, so that no
+    per-image ``except Exception`` (the batch isolates failures that way) takes it for an image's failure."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """SIGINT/SIGTERM become :class:`_Interrupted`, raised at once or, inside :meth:`deferred`, at its end, so that
+    one image's outputs (JSON, overlay, CSV row) are written together or not at all."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.deferring = False
+        self.saved: dict[int, object] = {}
+
+    def _handler(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        if self.deferring:
+            self.pending = signum
         else:
-            out.append(path)  # missing files are reported per image, not here
-    return out
+            raise _Interrupted(signum)
+
+    def __enter__(self) -> "_Signals":
+        if threading.current_thread() is threading.main_thread():  # handlers can only be set there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.saved[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self.saved.items():
+            signal.signal(sig, old)
+
+    @contextlib.contextmanager
+    def deferred(self):
+        self.deferring = True
+        try:
+            yield
+        finally:
+            self.deferring = False
+        if self.pending is not None:
+            raise _Interrupted(self.pending)
+
+
+def _read_outputs_record(out: Path) -> list[Path]:
+    try:
+        data = (out / OUTPUTS_RECORD).read_bytes()
+    except OSError:
+        return []
+    return [out / os.fsdecode(line) for line in data.split(b"\n") if line]
+
+
+def _input_paths(args, out: Path | None) -> list[Path]:
+    """The inputs: named files and the radiographs of named folders, without this command's own outputs (the
+    --out folder when it lies inside an input folder, and the files an earlier run recorded in --out)."""
+    exclude: list[Path] = []
+    if out is not None:
+        exclude += _read_outputs_record(out)
+        out_r = out.resolve()
+        if any(Path(p).is_dir() and Path(p).resolve() in out_r.parents for p in args.paths):
+            exclude.append(out)
+    return expand_image_paths(args.paths, exclude=exclude)
 
 
 def _common(ap: argparse.ArgumentParser) -> None:
@@ -53,88 +141,146 @@ def _common(ap: argparse.ArgumentParser) -> None:
 
 
 def cmd_analyze(args) -> int:
-    from .io import atomic_output, write_atomic
     from .pipeline import Analyzer, AnalysisError
 
-    paths = _expand(args.paths) + ([sample_image_path()] if args.sample else [])
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        print(f"ramh analyze: --out {display_path(out)} exists and is not a folder", file=sys.stderr)
+        return EXIT_USAGE
+    sample = [sample_image_path()] if args.sample else []
+    paths = _input_paths(args, out) + sample
     if not paths:
         print("ramh analyze: no input (give image files or folders, or --sample)", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if not (args.json or args.overlay or args.csv):
         args.json = True
-    out = Path(args.out) if args.out else None
     if out is None and (args.overlay or args.csv or len(paths) > 1):
         print("ramh analyze: --out DIR is needed for overlays, CSV or several inputs", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.ray is not None:  # a Ray cluster scores the images: Parquet rows + JSON per image (ramh-rt[ray])
         from .distributed import score
 
         if out is None:
             print("ramh analyze: --ray needs --out DIR", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         if Path(args.ray).exists():  # `--ray IMAGES` took the input folder for the cluster address
             print(f"ramh analyze: --ray got {args.ray!r}, a file or folder; write --ray=ADDRESS or put --ray after "
                   f"the inputs", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         rep = score([str(p) for p in paths], out, bundle=args.bundle, backend=args.backend, device=args.device,
                     address=None if args.ray == "local" else args.ray, spacing_mm=args.spacing_mm, side=args.side,
                     progress=not args.quiet)
-        return 1 if rep.failed else 0
+        return EXIT_FAILED if rep.failed else EXIT_OK
     if out:
         out.mkdir(parents=True, exist_ok=True)
     analyzer = Analyzer(args.bundle, backend=args.backend, device=args.device)
-    failed = 0
-    rows = []
-    names_seen: dict[str, int] = {}
-    results = analyzer.iter_batch([str(p) for p in paths], spacing_mm=args.spacing_mm, side=args.side,
-                                  progress=len(paths) > 1 and not args.quiet)
-    for path, res in zip(paths, results):
-        if isinstance(res, AnalysisError):
-            failed += 1
-            print(f"ramh analyze: {path}: {res.error}", file=sys.stderr)
-            continue
-        stem = path.stem
-        k = names_seen.get(stem, 0)
-        names_seen[stem] = k + 1
-        base = stem if k == 0 else f"{stem}_{k}"  # two inputs with one stem must not overwrite each other
-        if args.json:
-            text = res.to_json(include_masks=args.masks)
-            if out:
-                write_atomic(out / f"{base}.json", text)
-            else:
-                print(text)
-        if args.overlay:
-            res.overlay(out / f"{base}_overlay.png")
-        if args.dicom_out:
-            from .dicom_out import DicomExportError, write_dicom_outputs
+    names = OutputNames(out, paths, flat=sample) if out else None
+    dicom_names = OutputNames(Path(args.dicom_out), paths, flat=sample) if args.dicom_out else None
+    header = ["Patient_ID"] + anatomy.ra2_columns("L") + anatomy.ra2_columns("R")
+    rows: list[dict] = []
+    written: list[Path] = []
+    failed = done = 0
+    csv_state = {"rows_written": -1, "at": 0.0}
 
-            try:
-                write_dicom_outputs(res.to_dicom(path, bundle=analyzer.bundle), args.dicom_out, base)
-            except DicomExportError as e:
-                failed += 1
-                print(f"ramh analyze: {path}: no DICOM output: {e}", file=sys.stderr)
-        if args.csv:
-            if res.meta.side in anatomy.SIDES:
-                rows.append(res.to_ra2_csv_row(patient_id=base))
-            else:
-                print(f"ramh analyze: {path}: hand side unknown, left out of the CSV (pass --side)", file=sys.stderr)
-        if not args.quiet and out:
-            t = res.totals
-            print(f"{path}: SvdH {t.svdh} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity}, "
-                  f"{res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
-    if args.csv and rows:
-        header = ["Patient_ID"] + anatomy.ra2_columns("L") + anatomy.ra2_columns("R")
-        with atomic_output(out / "ra2_scores.csv", mode="w", encoding="utf-8") as f:
+    def flush_csv(force: bool) -> None:
+        if not (args.csv and out) or csv_state["rows_written"] == len(rows):
+            return
+        if not force and time.monotonic() - csv_state["at"] < _CSV_REWRITE_S:
+            return
+        with atomic_output(out / CSV_NAME, mode="w", encoding="utf-8") as f:
             w = csv.DictWriter(f, fieldnames=header, restval="")
             w.writeheader()
             w.writerows(rows)
+        csv_state.update(rows_written=len(rows), at=time.monotonic())
+
+    def record_outputs() -> None:
+        if out is None or not written:
+            return
+        known = {p.resolve() for p in _read_outputs_record(out)}
+        new = [p for p in written if p.resolve() not in known]
+        if new:
+            lines = [os.fsencode(os.path.relpath(p, out)) for p in _read_outputs_record(out) + new]
+            write_atomic(out / OUTPUTS_RECORD, b"\n".join(lines) + b"\n")
+
+    def write_outputs(path: Path, res) -> None:
+        if names is None:  # one input, JSON to stdout
+            print(res.to_json(include_masks=args.masks))
+            return
+        # Everything is computed before anything is written, so a failure leaves no partial set of outputs.
+        text = res.to_json(include_masks=args.masks) if args.json else None
+        picture = res.overlay() if args.overlay else None
+        row = None
+        if args.csv:
+            if res.meta.side in anatomy.SIDES:
+                row = {k: csv_cell(v) for k, v in
+                       res.to_ra2_csv_row(patient_id=display_path(names.key(path))).items()}
+            else:
+                print(f"ramh analyze: {display_path(path)}: hand side unknown, left out of the CSV (pass --side)",
+                      file=sys.stderr)
+        dicom = None
+        if dicom_names is not None:
+            from .dicom_out import dataset_bytes, kind_of
+
+            dicom = [(kind_of(ds), dataset_bytes(ds)) for ds in res.to_dicom(path, bundle=analyzer.bundle)]
+        if text is not None:
+            written.append(write_atomic(names.claim(path, ".json"), text))
+        if picture is not None:
+            from .overlay import save_png
+
+            written.append(save_png(picture, names.claim(path, "_overlay.png")))
+        for kind, data in dicom or ():
+            written.append(write_atomic(dicom_names.claim(path, f"_{kind}.dcm"), data))
+        if row is not None:
+            rows.append(row)
+
+    interrupted: _Interrupted | None = None
+    results = None
+    with _Signals() as signals:
+        try:
+            results = analyzer.iter_batch([str(p) for p in paths], spacing_mm=args.spacing_mm, side=args.side,
+                                          progress=len(paths) > 1 and not args.quiet)
+            for path, res in zip(paths, results):
+                if isinstance(res, AnalysisError):
+                    failed += 1
+                    print(f"ramh analyze: {display_path(path)}: {res.error}", file=sys.stderr)
+                    continue
+                try:
+                    with signals.deferred():
+                        write_outputs(path, res)
+                        done += 1
+                        flush_csv(force=False)
+                except (OSError, ValueError, RamhError) as e:  # this image's outputs fail, the run goes on
+                    failed += 1
+                    print(f"ramh analyze: {display_path(path)}: output not written: {e}", file=sys.stderr)
+                    continue
+                if not args.quiet and out:
+                    t = res.totals
+                    print(f"{display_path(path)}: SvdH {t.svdh} (erosion {t.erosion}, JSN {t.jsn}), severity "
+                          f"{t.severity}, {res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
+        except _Interrupted as e:
+            interrupted = e
+        except KeyboardInterrupt:  # a SIGINT that arrived before the handler was set
+            interrupted = _Interrupted(signal.SIGINT)
+        finally:
+            # Runs on interruption too (signals are still caught: a second Ctrl-C cannot cut these writes short).
+            signals.deferring = True
+            if results is not None:
+                results.close()  # stops the decoder thread of iter_batch
+            flush_csv(force=True)
+            record_outputs()
+    if interrupted is None and signals.pending is not None:  # arrived while the last outputs were written
+        interrupted = _Interrupted(signals.pending)
+    if interrupted is not None:
+        print(f"ramh analyze: interrupted ({interrupted}) after {done} of {len(paths)} input(s); their outputs are "
+              "complete", file=sys.stderr)
+        return EXIT_SIGTERM if interrupted.signum == signal.SIGTERM else EXIT_SIGINT
     if failed:
         print(f"ramh analyze: {failed} of {len(paths)} input(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_compare(args) -> int:
-    from .io import write_atomic
+    from .fs import write_atomic
     from .pipeline import Analyzer
     from .progression import DEFAULT_SDC, compare
 
@@ -294,8 +440,6 @@ def cmd_bench(args) -> int:
         for k, v in rec["stages_ms"].items():
             print(f"  {k:14s} p50 {v['p50']:9.2f} ms   p99 {v['p99']:9.2f} ms")
     if args.out:
-        from .io import write_atomic
-
         write_atomic(Path(args.out), json.dumps(report, indent=2))
     return 0
 
@@ -317,6 +461,16 @@ def cmd_build_engine(args) -> int:
     return 0
 
 
+def _spacing_arg(text: str) -> float:
+    """--spacing-mm: a finite number of millimetres > 0 (NaN, inf, 0 and negatives are usage errors, exit 2)."""
+    from .io import check_spacing
+
+    try:
+        return check_spacing(float(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ramh", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -329,8 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--masks", action="store_true", help="include bone and erosion masks (COCO RLE) in the JSON")
     p.add_argument("--overlay", action="store_true", help="write <name>_overlay.png")
     p.add_argument("--csv", action="store_true", help="write ra2_scores.csv (RA2-DREAM columns, one row per hand)")
+    p.add_argument("--spacing-mm", type=_spacing_arg, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--dicom-out", metavar="DIR", help="also write DICOM SR, SEG and overlay SC: DIR/<name>_<kind>.dcm")
-    p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",

@@ -693,7 +693,7 @@ def write_dicom_outputs(datasets: Sequence["Dataset"], out_dir: str | os.PathLik
         OSError: the folder cannot be created or written.
         DicomExportError: two objects of one kind (their file names would collide).
     """
-    from .io import write_atomic
+    from .fs import write_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

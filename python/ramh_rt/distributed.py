@@ -95,7 +95,7 @@ class _Scorer:
     def __call__(self, batch: dict) -> Any:
         import pyarrow as pa
 
-        from .io import write_atomic
+        from .fs import write_atomic
         from .pipeline import AnalysisError
 
         paths = [str(p) for p in batch["path"] if os.path.abspath(str(p)) not in self.done]
@@ -164,11 +164,11 @@ class ScoreReport:
 
 
 def _paths(inputs) -> list[str]:
-    from .cli import _expand  # the CLI's folder expansion (recursive, image suffixes): one definition of it
+    from .fs import expand_image_paths  # the one folder expansion (recursive, image suffixes)
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
-    return [os.path.abspath(str(p)) for p in _expand([str(p) for p in inputs])]
+    return [os.path.abspath(str(p)) for p in expand_image_paths([str(p) for p in inputs])]
 
 
 def read_scores(out: str | os.PathLike, *, merged_only: bool = True):

@@ -1,9 +1,8 @@
-"""Image and DICOM input, and atomic file output.
+"""Image and DICOM input.
 
 :func:`load_image` turns what a user hands to the analyser (a NumPy array, a PNG/JPEG/BMP/TIFF/DICOM file, or the
 bytes of one) into a :class:`LoadedImage`: one 2-D grey-level image in which bone is bright, plus what the file says
-about pixel spacing and hand side. :func:`write_atomic` and :func:`atomic_output` write the CLI's outputs so that a
-reader never sees a half-written file.
+about pixel spacing and hand side. (Atomic file output lives in :mod:`ramh_rt.fs`.)
 
 Intensity conventions (what makes the same radiograph give the same analysis however it is stored):
 
@@ -36,20 +35,20 @@ read-only, C-contiguous array in native byte order.
 """
 from __future__ import annotations
 
-import contextlib
 import io as _io
 import math
 import os
 import stat
-import tempfile
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import Any, Union
 
 import numpy as np
 
 from .anatomy import normalise_side, side_from_stem
 from .errors import ImageLoadError
+from .fs import IMAGE_SUFFIXES
 
 #: Smallest accepted side of an image, in pixels (anything smaller cannot be a hand radiograph: a 1x1 PNG is an error).
 MIN_SIDE = 32
@@ -75,6 +74,9 @@ ImageSource = Union[np.ndarray, str, "os.PathLike[str]", bytes, bytearray, memor
 @dataclass(frozen=True)
 class LoadedImage:
     """One decoded grey-level image, bone bright, with what its source says about spacing and side.
+
+    Raises (on construction):
+        ValueError: ``spacing_mm`` not None and not a finite number > 0, or ``side`` not None, "L" or "R".
 
     Attributes:
         pixels: 2-D array (rows, cols), C-contiguous, read-only. dtype ``uint8``, ``uint16`` (16-bit sources keep
@@ -110,6 +112,14 @@ class LoadedImage:
     bits_stored: int | None
     warnings: tuple[str, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A LoadedImage built by hand must not carry a spacing or side the analysis cannot use (a NaN spacing would
+        # only fail later, in to_json()).
+        if self.spacing_mm is not None:
+            object.__setattr__(self, "spacing_mm", check_spacing(self.spacing_mm))
+        if self.side is not None and self.side not in ("L", "R"):
+            raise ValueError(f"side must be 'L', 'R' or None, got {self.side!r}")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -162,7 +172,7 @@ def load_image(source: ImageSource, *, convert_rgb: bool = True, spacing_mm: flo
         TypeError: ``source`` is of none of the accepted types.
         ValueError: ``spacing_mm`` is not a positive finite number, or ``side`` is not L/R/left/right.
     """
-    user_spacing = _check_user_spacing(spacing_mm)
+    user_spacing = check_spacing(spacing_mm)  # checked before any decoding: a bad argument fails fast
     user_side = normalise_side(side) if side is not None else None
 
     if isinstance(source, np.ndarray):
@@ -179,159 +189,72 @@ def load_image(source: ImageSource, *, convert_rgb: bool = True, spacing_mm: flo
         raise TypeError("source must be a NumPy array, a path (str or os.PathLike) or bytes, got "
                         f"{type(source).__name__}")
 
-    warnings = list(dec.warnings)
-    meta = dict(dec.meta)
-
-    spacing, spacing_src = dec.spacing_mm, dec.spacing_source
-    if user_spacing is not None:
-        if spacing is not None and abs(spacing - user_spacing) > ANISOTROPY_TOLERANCE * user_spacing:
-            warnings.append(f"the given spacing {user_spacing:g} mm overrides the file's {spacing:g} mm "
-                            f"({spacing_src})")
-        meta["file_spacing_mm"] = spacing
-        meta["file_spacing_source"] = spacing_src
-        spacing, spacing_src = user_spacing, "user"
-
     img_side, side_src = dec.side, dec.side_source
+    warnings = list(dec.warnings)
     if path is not None:
-        name_side = side_from_stem(path.stem if path.suffix.lower() in _KNOWN_SUFFIXES else path.name)
+        name_side = side_from_stem(path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name)
         if name_side is not None:
             if img_side is None:
                 img_side, side_src = name_side, "filename"
             elif name_side != img_side:
                 warnings.append(f"the file name says side {name_side} but {side_src} says {img_side}; "
                                 f"using {img_side}")
+
+    pixels = dec.pixels
+    pixels.setflags(write=False)
+    loaded = LoadedImage(pixels=pixels, spacing_mm=dec.spacing_mm, spacing_source=dec.spacing_source, side=img_side,
+                         side_source=side_src, source=str(path) if path is not None else dec.label,
+                         photometric=dec.photometric, bits_stored=dec.bits_stored, warnings=tuple(warnings),
+                         meta=dict(dec.meta))
+    return with_overrides(loaded, spacing_mm=user_spacing, side=user_side)
+
+
+def with_overrides(loaded: LoadedImage, *, spacing_mm: float | None = None, side: str | None = None) -> LoadedImage:
+    """``loaded`` with the caller's pixel spacing and/or hand side in place of the source's (the one way to override
+    them, used by :func:`load_image` and by the analyser for a :class:`LoadedImage` it is handed).
+
+    Args:
+        loaded: a decoded image (not modified: a new LoadedImage shares its read-only pixels).
+        spacing_mm: millimetres per pixel (a Python or NumPy number), finite and > 0; None keeps the source's. The
+            result has ``spacing_source="user"``; the source's value is kept in ``meta["file_spacing_mm"]`` (and its
+            source in ``meta["file_spacing_source"]``), with a warning when the two differ by more than 1 %.
+        side: ``"L"``/``"R"``/``"left"``/``"right"``; None keeps the source's. The result has ``side_source="user"``,
+            with a warning when it contradicts the source's side.
+
+    Returns:
+        ``loaded`` itself when both are None, else a new :class:`LoadedImage`.
+
+    Raises:
+        ValueError: ``spacing_mm`` is not a finite number > 0 (NaN, inf, 0, negative, a string...), or ``side`` is
+            not L/R/left/right.
+    """
+    user_spacing = check_spacing(spacing_mm)
+    user_side = normalise_side(side) if side is not None else None
+    if user_spacing is None and user_side is None:
+        return loaded
+    warnings = list(loaded.warnings)
+    meta = dict(loaded.meta)
+    spacing, spacing_src = loaded.spacing_mm, loaded.spacing_source
+    if user_spacing is not None:
+        if spacing is not None and abs(spacing - user_spacing) > ANISOTROPY_TOLERANCE * user_spacing:
+            warnings.append(f"the given spacing {user_spacing:g} mm overrides the file's {spacing:g} mm "
+                            f"({spacing_src})")
+        meta.setdefault("file_spacing_mm", spacing)
+        meta.setdefault("file_spacing_source", spacing_src)
+        spacing, spacing_src = user_spacing, "user"
+    img_side, side_src = loaded.side, loaded.side_source
     if user_side is not None:
         if img_side is not None and img_side != user_side:
             warnings.append(f"the given side {user_side} overrides {side_src} ({img_side})")
         img_side, side_src = user_side, "user"
-
-    pixels = dec.pixels
-    pixels.setflags(write=False)
-    return LoadedImage(pixels=pixels, spacing_mm=spacing, spacing_source=spacing_src, side=img_side,
-                       side_source=side_src, source=str(path) if path is not None else dec.label,
-                       photometric=dec.photometric, bits_stored=dec.bits_stored, warnings=tuple(warnings),
-                       meta=meta)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Atomic output
-# ---------------------------------------------------------------------------------------------------------------------
-
-def write_atomic(path: str | os.PathLike[str], data: bytes | bytearray | memoryview | str) -> Path:
-    """Write ``data`` to ``path`` atomically: readers see the old file or the complete new one, never a partial one.
-
-    ``str`` data is written as UTF-8. The file is written to a temporary file in the same directory, flushed and
-    fsynced, then renamed over ``path`` (``os.replace``); the directory is fsynced where the platform allows. On any
-    error the temporary file is removed and ``path`` is left as it was. The new file gets the permissions a plain
-    ``open(path, "w")`` would give it (0666 minus the umask), or those of the file it replaces.
-
-    Returns:
-        ``path`` as a :class:`pathlib.Path`.
-
-    Raises:
-        TypeError: ``data`` is neither bytes-like nor str.
-        OSError: the directory does not exist or is not writable, the disk is full...
-    """
-    if isinstance(data, str):
-        payload = data.encode("utf-8")
-    elif isinstance(data, (bytes, bytearray, memoryview)):
-        payload = bytes(data)
-    else:
-        raise TypeError(f"data must be bytes or str, got {type(data).__name__}")
-    with atomic_output(path, "wb") as fh:
-        fh.write(payload)
-    return Path(os.fspath(path))
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str], mode: str = "wb", *, encoding: str | None = None) -> Iterator[IO]:
-    """Context manager yielding a file object whose content replaces ``path`` atomically when the block succeeds.
-
-    Example::
-
-        with atomic_output("result.json", "w") as fh:
-            json.dump(result, fh)
-
-    Args:
-        path: destination file. Its directory must exist.
-        mode: ``"wb"`` (binary, default) or ``"w"`` (text).
-        encoding: text encoding for ``"w"`` (default UTF-8); must be None for ``"wb"``.
-
-    The data goes to a temporary file in the destination directory (so the final rename stays on one file system),
-    which is flushed, fsynced and renamed over ``path`` when the block exits normally. If the block raises, the
-    temporary file is removed, ``path`` is untouched and the exception propagates.
-
-    Raises:
-        ValueError: ``mode`` is not ``"wb"``/``"w"``, or ``encoding`` is given with ``"wb"``.
-        OSError: from creating, writing or renaming the file.
-    """
-    if mode not in ("wb", "w"):
-        raise ValueError(f"mode must be 'wb' or 'w', got {mode!r}")
-    if mode == "wb" and encoding is not None:
-        raise ValueError("encoding must be None for binary mode 'wb'")
-    dest = Path(os.fspath(path))
-    directory = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=directory)
-    tmp = Path(tmp_name)
-    try:
-        fh = os.fdopen(fd, mode, **({"encoding": encoding or "utf-8"} if mode == "w" else {}))
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        with fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _target_mode(dest))
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(directory)
-
-
-def _target_mode(dest: Path) -> int:
-    try:
-        return stat.S_IMODE(dest.stat().st_mode)
-    except FileNotFoundError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    # /proc tells the umask without changing it; os.umask() must set one to read it (racy with other threads).
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform (Windows), where the rename is still atomic.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return dataclasses.replace(loaded, spacing_mm=spacing, spacing_source=spacing_src, side=img_side,
+                               side_source=side_src, warnings=tuple(warnings), meta=meta)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------------------------------------------------
 
-_KNOWN_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
 _DICOM_SUFFIXES = frozenset({".dcm", ".dicom"})
 
 
@@ -349,9 +272,16 @@ class _Decoded:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_user_spacing(spacing_mm: float | None) -> float | None:
+def check_spacing(spacing_mm: float | None) -> float | None:
+    """A caller's pixel spacing as a float (None stays None).
+
+    Raises:
+        ValueError: not a finite number > 0 (NaN, inf, 0, negative, bool, text), named in the message.
+    """
     if spacing_mm is None:
         return None
+    if isinstance(spacing_mm, (bool, np.bool_)):
+        raise ValueError(f"spacing_mm must be a positive number of millimetres, got {spacing_mm!r}")
     try:
         value = float(spacing_mm)
     except (TypeError, ValueError):

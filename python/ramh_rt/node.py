@@ -329,7 +329,7 @@ class DicomNode:
     def _write_status(self) -> None:
         if self.status_path is None:
             return
-        from .io import write_atomic
+        from .fs import write_atomic
 
         with self._status_lock:  # one writer at a time: the file always holds one whole, recent status
             try:
@@ -503,7 +503,7 @@ def _output_base(rel: str, path: Path) -> str:
     sibling image has the same stem (``a.png`` and ``a.dcm``): then with it, so their outputs never collide."""
     import glob
 
-    from .cli import IMAGE_SUFFIXES
+    from .fs import IMAGE_SUFFIXES
 
     flat = rel.replace("/", "__")
     if not path.suffix:
@@ -603,13 +603,13 @@ class FolderWatcher:
             return {}
 
     def _save_state(self) -> None:
-        from .io import write_atomic
+        from .fs import write_atomic
 
         write_atomic(self.state_path, json.dumps({"done": self.done}, indent=1))
 
     def ready_files(self, now: float | None = None) -> list[tuple[str, Path, list[int]]]:
         """Files that are complete and not yet processed in their current version: (rel, path, [size, mtime_ns])."""
-        from .cli import IMAGE_SUFFIXES
+        from .fs import IMAGE_SUFFIXES
 
         now = time.time() if now is None else now
         ready = []
@@ -640,7 +640,7 @@ class FolderWatcher:
     def process(self, rel: str, path: Path, sig: list[int]) -> bool:
         """Analyse one file and write its outputs atomically; True on success. Never raises for a bad image."""
         from .dicom_out import read_source, reject_sr, write_dicom_outputs
-        from .io import write_atomic
+        from .fs import write_atomic
 
         base = _output_base(rel, path)
         ok = True

@@ -1,6 +1,6 @@
 """Overlay pictures a reader can check by eye: bones, erosions, SvdH ROIs with their scores, and a legend.
 
-:func:`draw_overlay` is the generic renderer (used for analyses here and for ground-truth phantoms by
+:func:`draw_overlay` is the one renderer (used for analyses here and for ground-truth samples by
 ``ramh_train.datasets.overlay``); :func:`render_analysis` draws an :class:`ramh_rt.result.Analysis`.
 Pillow and NumPy only.
 """
@@ -40,11 +40,27 @@ class MaskLayer:
 
 @dataclass
 class RoiLayer:
-    """An oriented ROI to draw with its label (e.g. ``"MCP-I  BE 2  JSN 1"``)."""
+    """An oriented ROI to draw with its label (e.g. ``"MCP-I  BE 2  JSN 1"``).
+
+    ``rgb`` is its colour (default :data:`ROI_RGB`); ``proximal_edge`` marks its proximal side (the local +y edge)
+    in red, so that the orientation reads at a glance.
+    """
 
     stem: str
     box: Sequence[float] | None  # (cx, cy, w, h, angle_deg) in image pixels; None = not located
     label: str
+    rgb: tuple[int, int, int] = ROI_RGB
+    proximal_edge: bool = False
+
+
+@dataclass
+class ErosionLayer:
+    """An H x W boolean erosion mask to fill in ``rgb`` at opacity ``alpha``, listed in the legend as ``name``."""
+
+    name: str
+    mask: np.ndarray
+    rgb: tuple[int, int, int] = EROSION_RGB
+    alpha: float = 0.65
 
 
 def _display_image(image: np.ndarray) -> np.ndarray:
@@ -53,6 +69,27 @@ def _display_image(image: np.ndarray) -> np.ndarray:
     if hi <= lo:
         hi = lo + 1.0
     return (np.clip((img - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
+
+
+#: Smallest accepted ``max_side`` of an overlay, in pixels.
+MIN_MAX_SIDE = 64
+
+
+def check_max_side(max_side) -> int:
+    """``max_side`` as an int.
+
+    Raises:
+        ValueError: not an integer >= :data:`MIN_MAX_SIDE` (0, -10, 2.5, "big"...).
+    """
+    if isinstance(max_side, (bool, np.bool_)) or not isinstance(max_side, (int, np.integer)) or max_side < MIN_MAX_SIDE:
+        raise ValueError(f"max_side must be an integer number of pixels >= {MIN_MAX_SIDE}, got {max_side!r}")
+    return int(max_side)
+
+
+def _decimation(h: int, w: int, oh: int, ow: int) -> int:
+    """Integer pixel step that keeps at least twice the display resolution (1 for images near display size, whose
+    pictures are then exactly what a full-resolution resize gives)."""
+    return max(1, min(h // max(1, 2 * oh), w // max(1, 2 * ow)))
 
 
 def _corners(box: Sequence[float]) -> list[tuple[float, float]]:
@@ -70,24 +107,49 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosion_mask: np.ndarray | None = None,
+def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosions: Iterable[ErosionLayer] = (),
                  rois: Iterable[RoiLayer] = (), legend_lines: Sequence[str] = (), title: str = "",
-                 max_side: int = 1600) -> Image.Image:
+                 max_side: int = 1600, scale: float | None = None, fill_alpha: float = 0.3,
+                 legend: bool = True) -> Image.Image:
     """Render an overlay and return it as an RGB PIL image.
 
     Args:
         image: H x W grayscale image (any numeric dtype; displayed with a 0.5-99.5 percentile window).
-        bones: bone masks (filled at 30 % opacity with an outline in the class colour, labelled at the centroid).
-        erosion_mask: H x W boolean erosion mask (filled red).
-        rois: oriented ROIs with labels (yellow; grey dashed when not located).
+        bones: bone masks (filled at ``fill_alpha`` opacity with an outline in the class colour, labelled at the
+            centroid).
+        erosions: erosion masks, each filled in its colour and listed in the legend (e.g. one "bone erosion"
+            layer for an analysis, one per annotation category for a ground-truth sample).
+        rois: oriented ROIs with labels.
         legend_lines: text lines for the legend panel (totals, provenance...).
         title: first legend line, in bold size.
-        max_side: the picture is downscaled so that its longer image side is at most this many pixels.
+        max_side: the picture is downscaled so that its longer image side is at most this many pixels; an integer
+            >= 64 (a legible picture). Ignored when ``scale`` is given.
+        scale: picture size relative to the image, in (0, 4] (the picture is ``round(W * scale) x round(H * scale)``
+            plus the legend); default ``min(1, max_side / longer side)``.
+        fill_alpha: opacity of the bone fills, in [0, 1].
+        legend: add the legend panel on the right (title, lines, erosion layers, ROI key, bone colours).
+
+    Time and memory follow the display size, not the film's: an image (or erosion mask) more than twice the
+    display size is first decimated by an integer step (every k-th pixel) before it is windowed and resized.
+
+    Raises:
+        ValueError: ``max_side`` is not an integer >= 64, ``scale`` not in (0, 4], ``fill_alpha`` not in [0, 1], or
+            ``image`` is not 2-D.
     """
+    check_max_side(max_side)
+    if scale is not None and not (isinstance(scale, (int, float, np.number)) and 0.0 < float(scale) <= 4.0):
+        raise ValueError(f"scale must lie in (0, 4], got {scale!r}")
+    if not (isinstance(fill_alpha, (int, float, np.number)) and 0.0 <= float(fill_alpha) <= 1.0):
+        raise ValueError(f"fill_alpha must lie in [0, 1], got {fill_alpha!r}")
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image must be H x W, got shape {image.shape}")
     h, w = image.shape[:2]
-    s = min(1.0, max_side / float(max(h, w)))
+    s = float(scale) if scale is not None else min(1.0, max_side / float(max(h, w)))
+    erosions = list(erosions)
     ow, oh = max(1, round(w * s)), max(1, round(h * s))
-    base = Image.fromarray(_display_image(image)).resize((ow, oh), Image.BILINEAR).convert("RGB")
+    step = _decimation(h, w, oh, ow)
+    base = Image.fromarray(_display_image(image[::step, ::step])).resize((ow, oh), Image.BILINEAR).convert("RGB")
     rgb = np.asarray(base, dtype=np.float32).copy()
     font = _font(max(11, int(oh / 110)))
     labels: list[tuple[float, float, str, tuple[int, int, int]]] = []
@@ -108,15 +170,19 @@ def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosion_
         edge = small & ~inner
         col = np.array(bone_color(layer.name), dtype=np.float32)
         region = rgb[oy0:oy1, ox0:ox1]
-        region[small] = 0.7 * region[small] + 0.3 * col
+        region[small] = (1.0 - fill_alpha) * region[small] + fill_alpha * col
         region[edge] = col
         ys, xs = np.nonzero(small)
         if layer.name != "SoftTissue" and len(xs):
             labels.append((ox0 + xs.mean(), oy0 + ys.mean(), layer.name, bone_color(layer.name)))
 
-    if erosion_mask is not None and erosion_mask.any():
-        em = np.asarray(Image.fromarray(erosion_mask.astype(np.uint8) * 255).resize((ow, oh), Image.BILINEAR)) > 64
-        rgb[em] = 0.35 * rgb[em] + 0.65 * np.array(EROSION_RGB, dtype=np.float32)
+    for layer in erosions:
+        mask = np.asarray(layer.mask)
+        if not mask.any():
+            continue
+        small_em = mask[::step, ::step].astype(np.uint8) * 255
+        em = np.asarray(Image.fromarray(small_em).resize((ow, oh), Image.BILINEAR)) > 64
+        rgb[em] = (1.0 - layer.alpha) * rgb[em] + layer.alpha * np.array(layer.rgb, dtype=np.float32)
 
     pic = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(pic)
@@ -126,10 +192,14 @@ def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosion_
         if roi.box is None:
             continue
         pts = [(x * s, y * s) for x, y in _corners(roi.box)]
-        draw.line(pts + [pts[0]], fill=ROI_RGB, width=2)
+        draw.line(pts + [pts[0]], fill=roi.rgb, width=2)
+        if roi.proximal_edge:  # corners 2 and 3 span the local +y (proximal) side
+            draw.line([pts[2], pts[3]], fill=(255, 80, 80), width=2)
         tx, ty = min(p[0] for p in pts), min(p[1] for p in pts)
-        draw.text((tx, ty - 2), roi.label, fill=ROI_RGB, font=font, anchor="ld", stroke_width=2,
+        draw.text((tx, ty - 2), roi.label, fill=roi.rgb, font=font, anchor="ld", stroke_width=2,
                   stroke_fill=(0, 0, 0))
+    if not legend:
+        return pic
 
     # Legend panel to the right of the picture.
     lines = ([title] if title else []) + list(legend_lines)
@@ -143,9 +213,10 @@ def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosion_
         d.text((ow + 10, y), line, fill=(255, 255, 255) if i else (255, 220, 0), font=font)
         y += lh
     y += lh // 2
-    d.rectangle((ow + 10, y, ow + 10 + lh - 4, y + lh - 4), fill=EROSION_RGB)
-    d.text((ow + 14 + lh, y), "bone erosion", fill=(255, 255, 255), font=font)
-    y += lh
+    for layer in erosions:
+        d.rectangle((ow + 10, y, ow + 10 + lh - 4, y + lh - 4), fill=layer.rgb)
+        d.text((ow + 14 + lh, y), layer.name, fill=(255, 255, 255), font=font)
+        y += lh
     d.line((ow + 10, y + lh // 2, ow + 10 + lh, y + lh // 2), fill=ROI_RGB, width=2)
     d.text((ow + 14 + lh, y), "SvdH ROI: stem, BE score, JSN score", fill=(255, 255, 255), font=font)
     y += lh + lh // 2
@@ -174,7 +245,7 @@ def save_png(img: Image.Image, path: str | Path) -> Path:
     """Write a PIL image as PNG atomically (temporary file + rename)."""
     import io as _io
 
-    from .io import write_atomic
+    from .fs import write_atomic
 
     buf = _io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
@@ -184,6 +255,7 @@ def save_png(img: Image.Image, path: str | Path) -> Path:
 
 def render_analysis(analysis, path: str | Path | None = None, *, max_side: int = 1600) -> Image.Image:
     """Overlay of an :class:`ramh_rt.result.Analysis` (bones, erosion mask, ROIs with scores, totals)."""
+    check_max_side(max_side)  # before any work
     if analysis.image is None:
         raise ValueError("this Analysis was made with keep_image=False; the overlay needs the image")
     t, m = analysis.totals, analysis.meta
@@ -201,7 +273,8 @@ def render_analysis(analysis, path: str | Path | None = None, *, max_side: int =
     if missing:
         legend.append("not located: " + ", ".join(missing))
     legend.append("NOT FOR CLINICAL USE: demo weights")
-    img = draw_overlay(analysis.image, bones=bones, erosion_mask=analysis.erosion_mask, rois=rois,
+    img = draw_overlay(analysis.image, bones=bones, erosions=[ErosionLayer("bone erosion", analysis.erosion_mask)],
+                       rois=rois,
                        legend_lines=legend, title=f"ramh_rt: {Path(m.source).name}", max_side=max_side)
     if path is not None:
         save_png(img, path)

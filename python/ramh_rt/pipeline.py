@@ -11,6 +11,7 @@ bone masks come back to the host for the geometry, which is tiny.
 """
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 import time
@@ -149,23 +150,24 @@ class Analyzer:
         Args:
             image: a NumPy array (2-D, or single-channel 3-D; uint8/uint16/float), a path to a PNG/JPEG/BMP/TIFF or
                 DICOM file, bytes of such a file, or a :class:`ramh_rt.io.LoadedImage`.
-            spacing_mm: pixel spacing (mm) overriding the file's; needed for areas in mm² when the file has none.
-            side: ``"L"``/``"R"`` overriding the file's laterality; otherwise it comes from the DICOM header or the
-                file name, else it is detected from the bones (thumb side).
+            spacing_mm: pixel spacing (mm) overriding the file's (a Python or NumPy number, finite and > 0); needed
+                for areas in mm² when the file has none. Also applied to a :class:`ramh_rt.io.LoadedImage`
+                (:func:`ramh_rt.io.with_overrides`).
+            side: ``"L"``/``"R"`` overriding the file's laterality; otherwise it comes from the DICOM header, else it
+                is detected from the bones (thumb side). A side read from the file name (``..._L``/``..._R``) is
+                checked against the bones: when they disagree the bones' side is reported
+                (``meta.side_source == "detected"``) with a warning in ``meta.warnings``.
 
         Raises:
             ImageLoadError: unreadable, empty, too small/large or non-finite input.
+            ValueError: ``spacing_mm`` not a finite number > 0, or ``side`` not L/R/left/right (named).
             RamhError: a model or kernel failure (the message names the stage).
         """
         timer = _Timer()
-        loaded = image if isinstance(image, io.LoadedImage) else io.load_image(image, spacing_mm=spacing_mm,
-                                                                                 side=side)
-        if isinstance(image, io.LoadedImage) and (spacing_mm is not None or side is not None):
-            loaded = io.LoadedImage(**{**loaded.__dict__,
-                                       **({"spacing_mm": float(spacing_mm), "spacing_source": "user"}
-                                          if spacing_mm is not None else {}),
-                                       **({"side": anatomy.normalise_side(side), "side_source": "user"}
-                                          if side is not None else {})})
+        if isinstance(image, io.LoadedImage):
+            loaded = io.with_overrides(image, spacing_mm=spacing_mm, side=side)
+        else:
+            loaded = io.load_image(image, spacing_mm=spacing_mm, side=side)
         timer.lap("decode")
         return self._analyze_loaded(loaded, timer)
 
@@ -190,15 +192,21 @@ class Analyzer:
         bones, model_masks = self._bones(inst, masks_h, logits_h, tf, (h, w))
         timer.lap("bone_records")
         side, side_source = loaded.side, loaded.side_source
-        if side is None:
-            side = _detect_side(bones)
-            side_source = "detected" if side else None
+        warnings = list(loaded.warnings) + ([tf.window_warning] if tf.window_warning else [])
+        if side is None or side_source == "filename":
+            # A file name is a weak hint (a right hand saved as x_L.png happens): the anatomy wins over it, and the
+            # contradiction is reported. Sides given by the caller or a DICOM header are used as given.
+            detected = _detect_side(bones)
+            if side is not None and detected is not None and detected != side:
+                warnings.append(f"the file name says side {side} but the anatomy (thumb side on a PA view) says "
+                                f"{detected}; using {detected} (pass side= to override)")
+            if side is None or (detected is not None and detected != side):
+                side, side_source = detected, "detected" if detected else None
         rois = geometry.rois_to_image(geometry.joint_rois(model_masks), tf)
         timer.lap("geometry")
         joints, ero_full = self._joints(src, pix, rois, masks_h, tf, loaded.spacing_mm, timer)
         totals, cam = self._totals(joints, x)
         timer.lap("global_model")
-        warnings = list(loaded.warnings)
         missing = [j.stem for j in joints if not j.located]
         if missing:
             warnings.append(f"{len(missing)} SvdH area(s) not located: {', '.join(missing)}")
@@ -391,15 +399,15 @@ class Analyzer:
             raise TypeError(f"images must be an iterable of images (one image: use analyze()), got "
                             f"{type(images).__name__}")
         n = len(images) if hasattr(images, "__len__") else None
-        sp = _PerImage(spacing_mm, n, "spacing_mm")
-        sd = _PerImage(side, n, "side")
+        sp = _PerImage(spacing_mm, n, "spacing_mm", io.check_spacing)
+        sd = _PerImage(side, n, "side", anatomy.normalise_side)
         source = iter(images)
 
         def decode(item, spacing, side_):
             t = _Timer()
             try:
                 if isinstance(item, io.LoadedImage):
-                    return item, t
+                    return io.with_overrides(item, spacing_mm=spacing, side=side_), t
                 return io.load_image(item, spacing_mm=spacing, side=side_), t
             except BaseException as e:  # noqa: BLE001 - reported per image
                 return e, t
@@ -554,11 +562,22 @@ def _detect_side(bones: list[BoneRecord]) -> str | None:
 class _PerImage:
     """A batch argument given once for all images or once per image: ``per[i]`` is image i's value."""
 
-    def __init__(self, value, n: int | None, name: str) -> None:
-        self.shared = value is None or isinstance(value, (str, int, float))
-        self.value = value if self.shared else list(value)
+    def __init__(self, value, n: int | None, name: str, check) -> None:
+        # NumPy scalars and 0-d arrays are one value for all images, like Python numbers.
+        self.shared = value is None or isinstance(value, (str, numbers.Number, np.generic)) or (
+            isinstance(value, np.ndarray) and value.ndim == 0)
+        try:
+            self.value = value if self.shared else list(value)
+        except TypeError:
+            raise ValueError(f"{name} must be one value or a sequence of one value per image, got {value!r}") from None
         if not self.shared and n is not None and len(self.value) != n:
             raise ValueError(f"{name} must be one value or one per image ({n}), got {len(self.value)}")
+        for i, v in enumerate([self.value] if self.shared else self.value):  # bad values fail the call, not each image
+            if v is not None:
+                try:
+                    check(v)
+                except ValueError as e:
+                    raise ValueError(f"{name}{'' if self.shared else f'[{i}]'}: {e}") from None
 
     def has_value(self, i: int) -> bool:
         return self.shared or i < len(self.value)

@@ -67,8 +67,8 @@ class BoneRecord:
              "bbox": [int(v) for v in self.bbox], "centroid": [float(v) for v in self.centroid],
              "orientation_deg": float(self.orientation_deg), "major_axis_px": float(self.major_axis_px),
              "minor_axis_px": float(self.minor_axis_px), "score": float(self.score)}
-        if include_mask:
-            d["mask_rle"] = rle.encode(self.mask)
+        if include_mask:  # from the bbox crop: never builds the full-image mask
+            d["mask_rle"] = rle.encode_crop(self.mask_crop, self.bbox, self.image_shape)
         return d
 
 
@@ -253,7 +253,12 @@ class Analysis:
              "totals": self.totals.to_dict(),
              "meta": self.meta.to_dict()}
         if include_masks:
-            d["erosion_mask_rle"] = rle.encode(self.erosion_mask)
+            from .geometry import mask_bounds
+
+            m = self.erosion_mask
+            b = mask_bounds(m)  # encode the occupied box only (time and memory ~ the erosions, not the film)
+            d["erosion_mask_rle"] = rle.encode(m) if b is None else rle.encode_crop(m[b[1]:b[3], b[0]:b[2]], b,
+                                                                                     m.shape)
         return d
 
     def to_json(self, include_masks: bool = False, indent: int | None = 2) -> str:

@@ -70,6 +70,51 @@ def encode(mask: np.ndarray) -> dict:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": _compress(_runs(mask))}
 
 
+def encode_crop(crop: np.ndarray, bbox, shape) -> dict:
+    """COCO compressed RLE of an ``H x W`` mask that is zero outside ``bbox``, from the bbox crop alone.
+
+    Gives exactly ``encode(full)`` where ``full = zeros(shape); full[y0:y1, x0:x1] = crop``, in time and memory
+    proportional to the crop (a bone of a 116 Mpx film is encoded without building the 116 Mpx mask).
+
+    Args:
+        crop: ``(y1 - y0) x (x1 - x0)`` mask (nonzero = on).
+        bbox: ``(x0, y0, x1, y1)`` in pixels, ``x1``/``y1`` exclusive, inside ``shape``.
+        shape: ``(H, W)`` of the full mask.
+
+    Raises:
+        ValueError: ``crop`` is not 2-D, or its shape does not match ``bbox``, or ``bbox`` is not inside ``shape``.
+    """
+    crop = np.asarray(crop)
+    h, w = (int(v) for v in shape)
+    x0, y0, x1, y1 = (int(v) for v in bbox)
+    if crop.ndim != 2 or crop.shape != (y1 - y0, x1 - x0) or not (0 <= x0 <= x1 <= w and 0 <= y0 <= y1 <= h):
+        raise ValueError(f"crop of shape {crop.shape} does not match bbox {tuple(bbox)} inside shape {(h, w)}")
+    if crop.size == 0:
+        return {"size": [h, w], "counts": _compress([h * w])}
+    # Transitions are found down each column in C order (a column-major copy of a big crop is what costs time):
+    # a crop row k that differs from row k - 1 (row -1 and row ch are the zeros around the crop) starts a run at the
+    # full column-major index (x0 + col) * H + y0 + k. Sorting those indices gives the runs in COCO order.
+    crop = crop.astype(bool, copy=False)
+    ch = crop.shape[0]
+    top = np.flatnonzero(crop[0])
+    r, c = np.nonzero(crop[1:] != crop[:-1])
+    bottom = np.flatnonzero(crop[-1])
+    cols = np.concatenate((top, c, bottom)).astype(np.int64)
+    rows = np.concatenate((np.zeros(top.size, np.int64), r.astype(np.int64) + 1, np.full(bottom.size, ch, np.int64)))
+    full = np.sort((x0 + cols) * h + y0 + rows)
+    full = full[full < h * w]  # a run of ones that reaches the last pixel ends with the mask, not at a transition
+    # A run that fills a column to its bottom and goes on at the top of the next: the end of the one and the start
+    # of the other fall on the same index and are no transition.
+    same = full[1:] == full[:-1]
+    if same.any():
+        drop = np.zeros(full.size, dtype=bool)
+        drop[:-1] |= same
+        drop[1:] |= same
+        full = full[~drop]
+    bounds = np.concatenate(([0], full, [h * w]))
+    return {"size": [h, w], "counts": _compress(np.diff(bounds).tolist())}
+
+
 def decode(rle: dict) -> np.ndarray:
     """H x W bool mask from a COCO RLE (compressed string or uncompressed list counts).
 

@@ -202,7 +202,7 @@ def cmd_quantize(args) -> int:
                              op_types=args.op_types.split(","), bundle_id=args.bundle_id, overwrite=args.overwrite,
                              progress=True)
     if args.report:
-        from ramh_rt.io import write_atomic
+        from ramh_rt.fs import write_atomic
 
         write_atomic(Path(args.report), json.dumps(report, indent=2, default=str))
     from .model_card import write_model_card
@@ -219,7 +219,7 @@ def cmd_evaluate(args) -> int:
     report = evaluate_bundle(args.bundle, args.data, args.split, limit=args.limit, backend=args.backend)
     text = json.dumps(report, indent=2, default=str)
     if args.out:
-        from ramh_rt.io import write_atomic
+        from ramh_rt.fs import write_atomic
 
         write_atomic(Path(args.out), text)
     r = report

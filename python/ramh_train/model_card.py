@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ramh_rt.io import write_atomic
+from ramh_rt.fs import write_atomic
 
 #: the acceptance targets of the default bundle (issue "Training, evaluation and ONNX export"), on held-out phantoms
 TARGETS = {

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ramh_rt.bundle import Bundle
+from ramh_rt.fs import expand_image_paths
 from ramh_rt.pipeline import Analyzer
 
 from .export import TENSORRT_OPS, graph_ops, write_bundle
@@ -35,7 +36,6 @@ from .export import TENSORRT_OPS, graph_ops, write_bundle
 #: What TensorRT accepts besides its float ops: the Q/DQ pairs themselves.
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 METHODS = ("percentile", "minmax", "entropy")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
 
 
 class QuantizationError(RuntimeError):
@@ -43,17 +43,16 @@ class QuantizationError(RuntimeError):
 
 
 def image_paths(sources: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files named in ``sources``, directories expanded (recursively) to the radiographs they hold, sorted."""
-    out: list[Path] = []
-    for s in sources:
-        p = Path(s)
-        if p.is_dir():
-            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"calibration source not found: {str(p)!r}")
-    return out
+    """Files named in ``sources``, directories expanded (recursively) to the radiographs they hold, sorted
+    (:func:`ramh_rt.fs.expand_image_paths`).
+
+    Raises:
+        FileNotFoundError: a source does not exist.
+    """
+    try:
+        return expand_image_paths(sources, missing_ok=False)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"calibration source not found: {e}") from None
 
 
 def collect_feeds(bundle: Bundle | str | os.PathLike, images: Sequence[Any], *, progress: bool = False

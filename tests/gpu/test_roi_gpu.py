@@ -113,6 +113,30 @@ def test_device_array_boxes_are_accepted(rng):
     np.testing.assert_array_equal(to_host(got), crop_rois(img, boxes, (8, 8), "nearest"))
 
 
+class _Cai:
+    """Any CUDA array: only ``__cuda_array_interface__`` (here borrowed from a DeviceArray)."""
+
+    def __init__(self, da):
+        self.da = da
+
+    @property
+    def __cuda_array_interface__(self):
+        return self.da.__cuda_array_interface__
+
+
+def test_any_cuda_array_of_boxes_is_accepted_by_crop_and_paste(rng):
+    img = rng.integers(0, 255, (50, 60), dtype=np.uint8)
+    boxes = random_boxes(rng, 4, 50, 60, size=(5, 30)).astype(np.float32)
+    dev_boxes = _Cai(to_dev(boxes))
+    got = crop_rois(img, dev_boxes, (8, 8), "nearest")  # host image, device boxes: same answer
+    np.testing.assert_array_equal(got, crop_rois(img, boxes, (8, 8), "nearest"))
+    rois = (rng.random((4, 8, 8)) > 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(to_host(paste_rois(to_dev(rois), dev_boxes, (50, 60))),
+                                  paste_rois(rois, boxes, (50, 60)))
+    with pytest.raises(ValueError, match="boxes on a CUDA device must be float32"):
+        crop_rois(img, _Cai(to_dev(boxes.astype(np.int32))), (8, 8))
+
+
 def test_bad_arguments_on_device():
     with pytest.raises(ValueError, match=r"boxes\[0\] must have w > 0"):
         crop_rois(to_dev(np.zeros((8, 8), np.uint8)), [[1, 1, 0, 1, 0]], (2, 2))

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..bundle import ModelSpec, TensorSpec, sha256_file
 from ..errors import BackendError, FeedError
-from ..io import write_atomic
+from ..fs import write_atomic
 from . import trt_logic
 from .base import Backend, check_feeds, parse_device
 

@@ -12,5 +12,5 @@ from .preprocess import Letterbox, preprocess
 from .quantify import EROSION_DTYPE, quantify_erosions
 from .roi import crop_rois, paste_rois
 
-__all__ = ["Letterbox", "preprocess", "INSTANCE_DTYPE", "postprocess_masks", "crop_rois", "paste_rois",
-           "EROSION_DTYPE", "quantify_erosions"]
+__all__ = ["Letterbox", "preprocess", "INSTANCE_DTYPE", "postprocess_masks", "crop_rois",
+           "paste_rois", "EROSION_DTYPE", "quantify_erosions"]

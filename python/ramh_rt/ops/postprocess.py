@@ -14,6 +14,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .. import _core
+from ._args import array_arg
 
 __all__ = ["INSTANCE_DTYPE", "postprocess_masks"]
 
@@ -115,6 +116,7 @@ def postprocess_masks(logits, mode: str = "multilabel", threshold: Union[float, 
         >>> int(masks[0].sum())
         16
     """
+    logits = array_arg(logits, "logits")
     if not isinstance(mode, str) or mode not in _MODES:
         raise ValueError(f"mode must be 'multilabel' or 'multiclass', got {mode!r}")
     try:

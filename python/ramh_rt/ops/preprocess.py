@@ -5,14 +5,20 @@ records what it did to the geometry so that model outputs can be mapped back to 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from .. import _core
+from ._args import array_arg, array_dtype, array_shape, int_pair, pair
 
 __all__ = ["Letterbox", "preprocess"]
+
+#: A float32 window spanning fewer of the 4096 histogram bins over [min, max] than this is replaced by the exact
+#: percentiles (extreme pixels have squeezed the image into a few bins), see :func:`preprocess`.
+REFINE_BELOW_BINS = 256
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,9 @@ class Letterbox:
         pad_x, pad_y: top-left corner of the resized image on the canvas: ``(out_w - new_w) // 2``,
             ``(out_h - new_h) // 2``.
         window: ``(lo, hi)`` intensity window applied to the image (raw intensity units, float32 values).
+        window_warning: None, or (float32 images whose window was taken from the exact percentiles because extreme
+            pixels squeezed the histogram, see :func:`preprocess`) a sentence for the user saying how many pixels
+            lie far outside the window and were clipped, and the image's range.
     """
 
     in_hw: tuple[int, int]
@@ -43,6 +52,7 @@ class Letterbox:
     pad_x: int
     pad_y: int
     window: tuple[float, float]
+    window_warning: str | None = None
 
     def to_model(self, xy) -> np.ndarray:
         """Map image points to the model canvas.
@@ -81,18 +91,6 @@ def _points(xy) -> np.ndarray:
     return p
 
 
-def _is_device_array(obj) -> bool:
-    return isinstance(obj, _core.DeviceArray) or hasattr(obj, "__cuda_array_interface__")
-
-
-def _pair(value, name: str, cast=float, what: str = "numbers") -> tuple:
-    try:
-        a, b = value
-        return cast(a), cast(b)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a pair of {what}, got {value!r}") from None
-
-
 def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
                percentiles: Sequence[float] = (0.5, 99.5), mean: float = 0.0, std: float = 1.0,
                pad_value: float | None = None, antialias: bool = True):
@@ -115,9 +113,14 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
     ``method="inverted_cdf"``). uint8 and uint16 images are exact (one bin per value). float32 images use 4096 equal
     bins over ``[min, max]`` (``bin = min(4095, floor((v - min) * 4096 / (max - min)))`` in float64); ``lo`` is the
     lower edge of the low percentile's bin and ``hi`` the upper edge of the high percentile's bin, so the window holds
-    both percentiles and ``percentiles=(0, 100)`` gives exactly ``(min, max)``. When ``lo == hi`` (a constant image,
-    or percentiles that coincide) the window becomes the step ``v' = 1 if v > lo else 0``: a constant image gives
-    ``v' = 0`` everywhere, i.e. ``(0 - mean) / std``.
+    both percentiles and ``percentiles=(0, 100)`` gives exactly ``(min, max)``. A few extreme pixels (one 1e9 in a
+    0..4095 image) would squeeze the image into a few bins and collapse that window: when it spans fewer than
+    :data:`REFINE_BELOW_BINS` of the 4096 bins, ``(lo, hi)`` become the exact percentiles (the k-th smallest pixels,
+    as for integer images; computed on the host, from a copy for CUDA input) and ``Letterbox.window_warning`` says
+    how many pixels were clipped. Both devices decide and compute this identically; normal images are unaffected
+    (their window and output are bit-identical to the binned ones) at the cost of one extra min/max pass.
+    When ``lo == hi`` (a constant image, or percentiles that coincide) the window becomes the step
+    ``v' = 1 if v > lo else 0``: a constant image gives ``v' = 0`` everywhere, i.e. ``(0 - mean) / std``.
 
     Args:
         image: ``H x W`` or ``N x H x W`` (a batch of same-size images) of uint8, uint16 or float32; a NumPy array
@@ -154,19 +157,9 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
         >>> lb.to_image([[320.0, 256.0]])  # canvas centre -> image centre
         array([[1280., 1024.]])
     """
-    if not _is_device_array(image):
-        try:
-            image = np.asarray(image)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"image could not be read as an array: {e}") from None
-        if not image.dtype.isnative:  # e.g. big-endian '>u2' from a file: the core reads native byte order
-            image = image.astype(image.dtype.newbyteorder("="))
-        if image.dtype == np.float64:
-            image = image.astype(np.float32)
-        elif image.dtype not in (np.uint8, np.uint16, np.float32):
-            raise ValueError(f"image must be uint8, uint16 or float32 (float64 is converted), got {image.dtype}")
-    out_h, out_w = _pair(out_hw, "out_hw", _int_arg, "integers (out_h, out_w)")
-    p_lo, p_hi = _pair(percentiles, "percentiles")
+    image = array_arg(image, "image", (np.uint8, np.uint16, np.float32), float64_to_float32=True)
+    out_h, out_w = int_pair(out_hw, "out_hw", "integers (out_h, out_w)")
+    p_lo, p_hi = pair(percentiles, "percentiles")
     if window is not None:
         try:
             window = np.asarray(window, dtype=np.float64)
@@ -174,18 +167,63 @@ def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,
             raise ValueError(f"window must be (lo, hi) or an N x 2 array of numbers, got {window!r}") from None
     if isinstance(dtype, str) and dtype not in ("float32", "float16"):
         raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-    tensor, windows = _core.preprocess(image, out_h, out_w, window, dtype, p_lo, p_hi, float(mean), float(std),
-                                       None if pad_value is None else float(pad_value), bool(antialias))
-    h, w = int(image.shape[-2]), int(image.shape[-1])
+    pad = None if pad_value is None else float(pad_value)
+    tensor, windows = _core.preprocess(image, out_h, out_w, window, dtype, p_lo, p_hi, float(mean), float(std), pad,
+                                       bool(antialias))
+    shape = array_shape(image)
+    notes: list[str | None] = [None] * len(windows)
+    if window is None and array_dtype(image) == np.float32:
+        refined, notes = _refine_float_windows(image, windows, p_lo, p_hi)
+        if refined is not None:  # rerun with the exact windows (the others passed back unchanged: same output)
+            tensor, windows = _core.preprocess(image, out_h, out_w, refined[0] if len(shape) == 2 else refined,
+                                               dtype, p_lo, p_hi, float(mean), float(std), pad, bool(antialias))
+    h, w = shape[-2], shape[-1]
     g = _core.letterbox_geometry(h, w, out_h, out_w)
     boxes = [Letterbox(in_hw=tuple(g["in_hw"]), out_hw=tuple(g["out_hw"]), resized_hw=tuple(g["resized_hw"]),
                        scale_x=float(g["scale_x"]), scale_y=float(g["scale_y"]), pad_x=int(g["pad_x"]),
-                       pad_y=int(g["pad_y"]), window=(float(lo), float(hi)))
-             for lo, hi in windows]
-    return tensor, (boxes[0] if len(image.shape) == 2 else boxes)
+                       pad_y=int(g["pad_y"]), window=(float(lo), float(hi)), window_warning=note)
+             for (lo, hi), note in zip(windows, notes)]
+    return tensor, (boxes[0] if len(shape) == 2 else boxes)
 
 
-def _int_arg(v) -> int:
-    if isinstance(v, (bool, np.bool_)) or int(v) != v:
-        raise ValueError(f"expected an integer, got {v!r}")
-    return int(v)
+def _refine_float_windows(image, windows, p_lo: float, p_hi: float):
+    """``(N x 2 windows or None, notes)``: exact percentile windows for the images whose binned window is too coarse
+    (see :func:`preprocess`), None when no image needs one."""
+    # (min, max) of each image exactly as the kernel sees them: its own window at percentiles (0, 100), on a 1 x 1
+    # canvas without antialiasing (the resampling then reads 4 pixels).
+    _, ranges = _core.preprocess(image, 1, 1, None, "float32", 0.0, 100.0, 0.0, 1.0, None, False)
+    # in float64: the windows come as float32 values, whose width times 4096 can overflow float32
+    coarse = []
+    for i, ((lo, hi), (mn, mx)) in enumerate(zip(windows, ranges)):
+        lo, hi, mn, mx = float(lo), float(hi), float(mn), float(mx)
+        if mx > mn and (hi - lo) * 4096.0 < REFINE_BELOW_BINS * (mx - mn):
+            coarse.append(i)
+    notes: list[str | None] = [None] * len(windows)
+    if not coarse:
+        return None, notes
+    host = image if isinstance(image, np.ndarray) else _core.to_host(image)
+    host = host.reshape(-1, host.shape[-2], host.shape[-1])
+    out = np.array([[lo, hi] for lo, hi in windows], dtype=np.float64)
+    for i in coarse:
+        out[i], notes[i] = _exact_window(host[i], p_lo, p_hi, ranges[i])
+    return out, notes
+
+
+def _exact_window(img: np.ndarray, p_lo: float, p_hi: float, value_range) -> tuple[tuple[float, float], str]:
+    """The ``(k_lo, k_hi)``-th smallest pixels (the kernel's rank definition ``k(p) = max(1, ceil(p * n / 100))``,
+    numpy's ``inverted_cdf``) and a sentence on the pixels clipped far outside them."""
+    flat = img.reshape(-1)
+    n = flat.size
+    k_lo, k_hi = (max(1, min(n, math.ceil(p * n / 100.0))) - 1 for p in (p_lo, p_hi))
+    part = np.partition(flat, sorted({k_lo, k_hi}))
+    lo, hi = float(part[k_lo]), float(part[k_hi])
+    if not hi > lo:  # constant apart from the extremes: the smallest window above that value
+        hi = float(np.nextafter(np.float32(lo), np.float32(np.inf)))
+    width = hi - lo
+    far = int(np.count_nonzero((flat < lo - width) | (flat > hi + width)))
+    mn, mx = (float(v) for v in value_range)
+    note = (f"intensity window: {far} pixel(s) lie far outside the {p_lo:g}-{p_hi:g} percentile window "
+            f"[{lo:.6g}, {hi:.6g}] (image range [{mn:.6g}, {mx:.6g}]) and were clipped; the window was taken from the "
+            "exact percentiles because those extremes squeezed the image's histogram")
+    return (lo, hi), note
+

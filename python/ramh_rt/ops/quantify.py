@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .. import _core
+from ._args import array_arg, is_device_array
 
 __all__ = ["EROSION_DTYPE", "quantify_erosions"]
 
@@ -52,10 +53,6 @@ EROSION_DTYPE = np.dtype([
 if np.dtype(_core.EROSION_DTYPE) != EROSION_DTYPE:  # the compiled core and this module must agree on the layout
     raise ImportError(f"ramh_rt._core was built with erosion layout {_core.EROSION_DTYPE}, "
                       f"this module expects {EROSION_DTYPE}: rebuild the core")
-
-
-def _on_device(a) -> bool:
-    return isinstance(a, _core.DeviceArray) or hasattr(a, "__cuda_array_interface__")
 
 
 def quantify_erosions(erosion, bone_masks, boxes, spacing_mm: Union[None, float, Sequence[Optional[float]]],
@@ -103,16 +100,14 @@ def quantify_erosions(erosion, bone_masks, boxes, spacing_mm: Union[None, float,
         >>> float(t["eroded_fraction"][0]), int(t["lesions"][0])
         (0.16666666666666666, 1)
     """
-    if not _on_device(erosion):
-        erosion = np.asarray(erosion)
-    if not _on_device(bone_masks):
-        bone_masks = np.asarray(bone_masks)
+    erosion = array_arg(erosion, "erosion")
+    bone_masks = array_arg(bone_masks, "bone_masks")
     shape = tuple(erosion.shape if hasattr(erosion, "shape") else erosion.__cuda_array_interface__["shape"])
     if len(shape) != 3:
         raise ValueError(f"erosion must be N x h x w, got shape {shape}")
     n = shape[0]
 
-    if not _on_device(boxes):
+    if not is_device_array(boxes):
         try:
             boxes = np.ascontiguousarray(boxes, dtype=np.float32)
         except (TypeError, ValueError):

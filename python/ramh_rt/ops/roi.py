@@ -13,52 +13,20 @@ from typing import Sequence
 import numpy as np
 
 from .. import _core
+from ._args import array_arg, int_pair, is_device_array
 
 __all__ = ["crop_rois", "paste_rois"]
 
 
-def _is_device_array(obj) -> bool:
-    return isinstance(obj, _core.DeviceArray) or hasattr(obj, "__cuda_array_interface__")
-
-
-def _boxes(boxes) -> np.ndarray:
-    """Boxes as a float64 host array (a :class:`ramh_rt.DeviceArray` is copied to the host: boxes are tiny)."""
-    if isinstance(boxes, _core.DeviceArray):
-        boxes = boxes.to_host()
-    elif _is_device_array(boxes):
-        raise ValueError("boxes must be host data (NumPy or a sequence of (cx, cy, w, h, angle_deg) rows); copy the "
-                         "N x 5 box table to the host first")
+def _boxes(boxes):
+    """Boxes as the core takes them: float64 host data, or a CUDA array left on its device (float32, copied to the
+    host by the core: boxes are tiny), as :func:`ramh_rt.ops.quantify_erosions` accepts them."""
+    if is_device_array(boxes):
+        return boxes
     try:
         return np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise ValueError(f"boxes must be an N x 5 array of numbers (cx, cy, w, h, angle_deg): {e}") from None
-
-
-def _hw(out_hw) -> tuple[int, int]:
-    try:
-        h, w = out_hw
-        if isinstance(h, (bool, np.bool_)) or isinstance(w, (bool, np.bool_)) or int(h) != h or int(w) != w:
-            raise ValueError
-        return int(h), int(w)
-    except (TypeError, ValueError):
-        raise ValueError(f"out_hw must be a pair of integers (out_h, out_w), got {out_hw!r}") from None
-
-
-def _host_image(image, name: str, allowed: tuple) -> object:
-    if _is_device_array(image):
-        return image
-    try:
-        a = np.asarray(image)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} could not be read as an array: {e}") from None
-    if a.dtype == np.bool_:
-        a = a.view(np.uint8)
-    if not a.dtype.isnative:  # e.g. big-endian '>u2' from a file: the core reads native byte order
-        a = a.astype(a.dtype.newbyteorder("="))
-    if a.dtype not in allowed:
-        names = ", ".join(np.dtype(t).name for t in allowed)
-        raise ValueError(f"{name} must be of dtype {names}, got {a.dtype}")
-    return a
 
 
 def crop_rois(image, boxes, out_hw: Sequence[int], interpolation: str = "bilinear", fill: float = 0):
@@ -68,8 +36,8 @@ def crop_rois(image, boxes, out_hw: Sequence[int], interpolation: str = "bilinea
         image: ``H x W`` or ``C x H x W`` (e.g. a stack of label maps) of uint8, uint16 or float32 (bool is read as
             uint8); a NumPy array or a CUDA array (:class:`ramh_rt.DeviceArray`, CuPy, torch, any
             ``__cuda_array_interface__``).
-        boxes: ``N x 5`` ``(cx, cy, w, h, angle_deg)`` in image pixels (host data; a DeviceArray is copied to the
-            host). ``N = 0`` (also ``[]``) gives an empty result.
+        boxes: ``N x 5`` ``(cx, cy, w, h, angle_deg)`` in image pixels: host data (any float type), or float32 on a
+            CUDA device (any CUDA array; copied to the host). ``N = 0`` (also ``[]``) gives an empty result.
         out_hw: ``(out_h, out_w)`` of every crop, in ``[1, 2^24]``.
         interpolation: ``"bilinear"``: half-pixel centres, the four pixels around ``p - (0.5, 0.5)``; a neighbour
             outside the image reads ``fill`` (values blend towards ``fill`` within one pixel of the border, like
@@ -97,8 +65,8 @@ def crop_rois(image, boxes, out_hw: Sequence[int], interpolation: str = "bilinea
     """
     if interpolation not in ("bilinear", "nearest"):
         raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
-    image = _host_image(image, "image", (np.uint8, np.uint16, np.float32))
-    out_h, out_w = _hw(out_hw)
+    image = array_arg(image, "image", (np.uint8, np.uint16, np.float32), bool_as_uint8=True)
+    out_h, out_w = int_pair(out_hw, "out_hw", "integers (out_h, out_w)")
     return _core.crop_rois(image, _boxes(boxes), out_h, out_w, interpolation, _fill(fill))
 
 
@@ -113,7 +81,8 @@ def paste_rois(rois, boxes, out_hw: Sequence[int], reduce: str = "max", fill: fl
 
     Args:
         rois: ``N x rh x rw`` float32 or uint8 (bool is read as uint8), NumPy or CUDA array.
-        boxes: ``N x 5`` ``(cx, cy, w, h, angle_deg)`` (host data), the boxes the ROIs were cropped with.
+        boxes: ``N x 5`` ``(cx, cy, w, h, angle_deg)``, the boxes the ROIs were cropped with (host data, or float32
+            on a CUDA device, as for :func:`crop_rois`).
         out_hw: ``(out_h, out_w)`` of the output image, in ``[1, 2^24]``.
         reduce: ``"max"`` (float32: NaN-ignoring like ``numpy.fmax``, +0 over -0; uint8: max) or ``"or"`` (uint8
             only: bitwise or, equal to max for 0/1 masks).
@@ -137,8 +106,8 @@ def paste_rois(rois, boxes, out_hw: Sequence[int], reduce: str = "max", fill: fl
     """
     if reduce not in ("max", "or"):
         raise ValueError(f"reduce must be 'max' or 'or', got {reduce!r}")
-    rois = _host_image(rois, "rois", (np.float32, np.uint8))
-    out_h, out_w = _hw(out_hw)
+    rois = array_arg(rois, "rois", (np.float32, np.uint8), bool_as_uint8=True)
+    out_h, out_w = int_pair(out_hw, "out_hw", "integers (out_h, out_w)")
     return _core.paste_rois(rois, _boxes(boxes), out_h, out_w, reduce, _fill(fill))
 
 

@@ -1,0 +1,146 @@
+"""ramh_rt.fs: atomic output (also exclusive), the one image-file discovery, and collision-free output names."""
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ramh_rt.fs import IMAGE_SUFFIXES, OutputNames, atomic_output, expand_image_paths, write_atomic
+
+
+def test_write_atomic_bytes_and_text(tmp_path):
+    p = write_atomic(tmp_path / "out.bin", b"\x00\x01")
+    assert p.read_bytes() == b"\x00\x01"
+    write_atomic(tmp_path / "out.txt", "héllo")
+    assert (tmp_path / "out.txt").read_text(encoding="utf-8") == "héllo"
+    write_atomic(tmp_path / "out.txt", "second")
+    assert (tmp_path / "out.txt").read_text() == "second"
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["out.bin", "out.txt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "out.bin").stat().st_mode) == 0o666 & ~umask
+    with pytest.raises(TypeError):
+        write_atomic(tmp_path / "x", 3)
+
+
+def test_write_atomic_keeps_existing_permissions(tmp_path):
+    p = tmp_path / "keep"
+    p.write_text("old")
+    p.chmod(0o640)
+    write_atomic(p, "new")
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640 and p.read_text() == "new"
+
+
+def test_atomic_output_leaves_nothing_on_error(tmp_path):
+    p = tmp_path / "result.json"
+    p.write_text("old content")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_output(p, "w") as fh:
+            fh.write("partial")
+            raise RuntimeError("boom")
+    assert p.read_text() == "old content"
+    assert [x.name for x in tmp_path.iterdir()] == ["result.json"]
+    with atomic_output(tmp_path / "new.json", "w") as fh:
+        fh.write("{}")
+    assert (tmp_path / "new.json").read_text() == "{}"
+    with pytest.raises(ValueError, match="mode"):
+        with atomic_output(p, "a"):
+            pass
+    with pytest.raises(ValueError, match="encoding"):
+        with atomic_output(p, "wb", encoding="utf-8"):
+            pass
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "no" / "such" / "dir.txt", "x")
+
+
+def test_write_atomic_exclusive_never_replaces(tmp_path):
+    p = tmp_path / "made.json"
+    write_atomic(p, "first", exclusive=True)
+    with pytest.raises(FileExistsError, match="not overwritten"):
+        write_atomic(p, "second", exclusive=True)
+    assert p.read_text() == "first"
+    assert [x.name for x in tmp_path.iterdir()] == ["made.json"]  # no temporary file left behind
+
+
+def test_atomic_output_accepts_names_that_are_not_utf8(tmp_path):
+    name = os.fsdecode(b"caf\xe9_R.json")  # a Latin-1 name, as old scanners write them
+    write_atomic(tmp_path / name, "{}")
+    assert os.listdir(os.fsencode(tmp_path)) == [b"caf\xe9_R.json"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# inputs
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_expand_image_paths_is_recursive_sorted_and_skips_hidden_and_excluded(tmp_path):
+    for rel in ("b/2.PNG", "b/1.dcm", "a/x.tif", "a/.tmp.png", ".hidden/y.png", "a/notes.txt", "out/o.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    got = expand_image_paths([tmp_path], exclude=[tmp_path / "out"])
+    assert [p.relative_to(tmp_path).as_posix() for p in got] == ["a/x.tif", "b/1.dcm", "b/2.PNG"]
+    # a named file is kept whatever its extension; the same file twice is listed once; missing ones are kept
+    assert expand_image_paths([tmp_path / "a/notes.txt", tmp_path / "a/x.tif", tmp_path / "a"]) == [
+        tmp_path / "a/notes.txt", tmp_path / "a/x.tif"]
+    assert expand_image_paths([tmp_path / "gone.png"]) == [tmp_path / "gone.png"]
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        expand_image_paths([tmp_path / "gone.png"], missing_ok=False)
+    assert {".png", ".dcm", ".tiff", ".jpg"} <= IMAGE_SUFFIXES
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# output names
+# ---------------------------------------------------------------------------------------------------------------------
+
+def test_output_names_mirror_folders(tmp_path):
+    ins = [tmp_path / "a/x.png", tmp_path / "b/x.png", tmp_path / "c/x_1.png"]
+    names = OutputNames(tmp_path / "out", ins)
+    got = [names.claim(p, ".json").relative_to(tmp_path / "out").as_posix() for p in ins]
+    assert got == ["a/x.json", "b/x.json", "c/x_1.json"]
+    assert [names.key(p) for p in ins] == ["a/x", "b/x", "c/x_1"]
+    with pytest.raises(ValueError, match="already claimed"):
+        names.claim(ins[0], ".json")
+    with pytest.raises(ValueError, match="not an input"):
+        names.claim(tmp_path / "z.png", ".json")
+    with pytest.raises(ValueError, match="separator"):
+        names.claim(ins[0], "/x.json")
+
+
+def test_output_names_never_name_an_input(tmp_path):
+    ins = [tmp_path / "d/h.png", tmp_path / "d/h_overlay.png"]
+    names = OutputNames(tmp_path / "d", ins)
+    assert names.claim(ins[0], ".json").name == "h.json"
+    assert names.claim(ins[0], "_overlay.png").name == "h~2_overlay.png"  # d/h_overlay.png is an input
+    assert names.claim(ins[1], "_overlay.png").name == "h_overlay_overlay.png"
+
+
+_segment = st.sampled_from(["a", "b", "x", "x_1", "x~2", "h", "h_overlay", "x_L", "=x", "caf\udce9"])
+_tree = st.lists(st.tuples(st.lists(st.sampled_from(["a", "b", "x"]), max_size=2), _segment,
+                           st.sampled_from([".png", ".dcm", ".PNG", ".tif"])), min_size=1, max_size=12)
+_suffixes = st.lists(st.sampled_from([".json", "_overlay.png", "_L.json", "_R.json", "_dicom", ""]), min_size=1,
+                     max_size=4, unique=True)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=_tree, suffixes=_suffixes, out_inside=st.booleans())
+def test_output_names_are_unique_stable_and_never_an_input(tmp_path_factory, tree, suffixes, out_inside):
+    """Random trees of colliding names (same stems in several folders, stems that look like other inputs' outputs,
+    stems with marks): every claimed path is distinct, none is an input, and the same run names the same way."""
+    root = tmp_path_factory.mktemp("in")
+    inputs = list(dict.fromkeys(root.joinpath(*dirs, stem + ext) for dirs, stem, ext in tree))
+    out = root if out_inside else root.parent / (root.name + "_out")
+
+    def run():
+        names = OutputNames(out, inputs)
+        return [names.claim(p, s) for p in inputs for s in suffixes], names
+
+    first, names = run()
+    assert len(set(first)) == len(first)
+    resolved_inputs = {p.resolve() for p in inputs}
+    assert not resolved_inputs & {p.resolve() for p in first}
+    assert all(out.resolve() in p.resolve().parents for p in first)
+    keys = [names.key(p) for p in inputs]
+    assert len(set(keys)) == len(keys)
+    assert run()[0] == first  # stable
