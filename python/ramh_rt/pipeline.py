@@ -22,10 +22,10 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__, anatomy, geometry, io, ops
+from . import __version__, anatomy, geometry, io, ops, understand
 from .backends import get_backend, is_device_array, select_backend
 from .bundle import Bundle
-from .errors import BackendError, RamhError
+from .errors import BackendError, MultipleHandsError, NotAHandError, RamhError
 from .result import Analysis, BoneRecord, JointRecord, Meta, Totals
 
 ImageLike = Any  # numpy array, path, bytes or io.LoadedImage
@@ -51,7 +51,8 @@ class _Timer:
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
-        self.times[name] = round((now - self._t) * 1e3, 3)
+        # Accumulates: a stage run more than once (the bone model on several turns of a hand) counts in full.
+        self.times[name] = round(self.times.get(name, 0.0) + (now - self._t) * 1e3, 3)
         self._t = now
 
     def total(self) -> dict[str, float]:
@@ -146,18 +147,47 @@ class Analyzer:
     def analyze(self, image: ImageLike, *, spacing_mm: float | None = None, side: str | None = None) -> Analysis:
         """Analyse one PA hand radiograph.
 
+        The film is first understood (:mod:`ramh_rt.understand`): a turned hand is analysed upright and every result
+        mapped back to the pixel frame of ``image``; bones and areas out of view are not reported; ``meta`` carries
+        ``hand_box``, ``orientation``, ``field_of_view`` and ``understanding_reasons``.
+
         Args:
             image: a NumPy array (2-D, or single-channel 3-D; uint8/uint16/float), a path to a PNG/JPEG/BMP/TIFF or
                 DICOM file, bytes of such a file, or a :class:`ramh_rt.io.LoadedImage`.
             spacing_mm: pixel spacing (mm) overriding the file's; needed for areas in mm² when the file has none.
             side: ``"L"``/``"R"`` overriding the file's laterality; otherwise it comes from the DICOM header or the
-                file name, else it is detected from the bones (thumb side).
+                file name, else it is detected from the bones (thumb side). On a film with two hands it picks the
+                hand of that side.
 
         Raises:
             ImageLoadError: unreadable, empty, too small/large or non-finite input.
+            NotAHandError: the image is blank, noise, or not a hand.
+            MultipleHandsError: the film holds two hands and ``side`` does not pick one of them (use
+                :meth:`analyze_hands`).
             RamhError: a model or kernel failure (the message names the stage).
         """
         timer = _Timer()
+        loaded = self._load(image, spacing_mm, side)
+        timer.lap("decode")
+        return self._analyze_loaded(loaded, timer)
+
+    def analyze_hands(self, image: ImageLike, *, spacing_mm: float | None = None,
+                      side: str | None = None) -> list[Analysis]:
+        """Analyse every hand of a film: one :class:`Analysis` per hand, in film order (left to right, or top to
+        bottom when the hands are stacked), each with its own ``meta.hand_box`` and side.
+
+        Arguments as :meth:`analyze`; on a two-hand film a given ``side`` is not applied to either hand (each hand's
+        side comes from its anatomy).
+
+        Raises:
+            ImageLoadError, NotAHandError, RamhError: as :meth:`analyze`.
+        """
+        timer = _Timer()
+        loaded = self._load(image, spacing_mm, side)
+        timer.lap("decode")
+        return self._analyze_film(loaded, timer)
+
+    def _load(self, image: ImageLike, spacing_mm, side) -> io.LoadedImage:
         loaded = image if isinstance(image, io.LoadedImage) else io.load_image(image, spacing_mm=spacing_mm,
                                                                                  side=side)
         if isinstance(image, io.LoadedImage) and (spacing_mm is not None or side is not None):
@@ -166,13 +196,41 @@ class Analyzer:
                                           if spacing_mm is not None else {}),
                                        **({"side": anatomy.normalise_side(side), "side_source": "user"}
                                           if side is not None else {})})
-        timer.lap("decode")
-        return self._analyze_loaded(loaded, timer)
+        return loaded
 
     def _analyze_loaded(self, loaded: io.LoadedImage, timer: _Timer) -> Analysis:
+        """One hand: the film's only hand, or on a two-hand film the one ``side="L"|"R"`` (given by the caller)
+        names; else MultipleHandsError."""
+        results = self._analyze_film(loaded, timer)
+        if len(results) == 1:
+            return results[0]
+        sides = [r.meta.side for r in results]
+        if loaded.side_source == "user":
+            picked = [r for r in results if r.meta.side == loaded.side]
+            if len(picked) == 1:
+                return picked[0]
+        found = ", ".join(f"{s or 'side unknown'} at x {r.meta.hand_box[0]}-{r.meta.hand_box[2]}"
+                          for s, r in zip(sides, results))
+        raise MultipleHandsError(f"{loaded.source}: the film holds {len(results)} hands ({found}); pass side='L' "
+                                 "or 'R' to analyse one, or use analyze_hands()", sides)
+
+    def _analyze_film(self, loaded: io.LoadedImage, timer: _Timer) -> list[Analysis]:
+        survey = understand.survey(loaded.pixels)
+        timer.lap("understand")
+        two = len(survey.hands) > 1
+        out = []
+        for i, region in enumerate(survey.hands):
+            t = timer
+            if i:
+                t = _Timer()
+                t.times.update({k: v for k, v in timer.times.items() if k in ("decode", "understand")})
+            out.append(self._analyze_hand(loaded, region, t, trusted_side=not two))
+        return out
+
+    def _bone_stage(self, pix: np.ndarray, timer: _Timer) -> dict:
+        """Preprocess, bone model, mask postprocessing and bone records of one (normalised) hand image."""
         from . import DeviceArray
 
-        pix = loaded.pixels
         h, w = pix.shape
         src = DeviceArray.from_host(pix, int(self.device or 0)) if self.on_cuda else pix
         pp = self.bones_cfg["preprocess"]
@@ -189,26 +247,61 @@ class Analyzer:
         timer.lap("postprocess")
         bones, model_masks = self._bones(inst, masks_h, logits_h, tf, (h, w))
         timer.lap("bone_records")
-        side, side_source = loaded.side, loaded.side_source
-        if side is None:
-            side = _detect_side(bones)
-            side_source = "detected" if side else None
+        return {"pix": pix, "src": src, "x": x, "tf": tf, "masks_h": masks_h, "bones": bones,
+                "model_masks": model_masks}
+
+    def _analyze_hand(self, loaded: io.LoadedImage, region: understand.HandRegion, timer: _Timer, *,
+                      trusted_side: bool) -> Analysis:
+        film = loaded.pixels
+        frame = understand.HandFrame(region.box, region.rotation_deg, film.shape)
+        # The silhouette's turn first; the other turns only when it was unsure or its turn gives no hand.
+        rot0 = frame.rotation_deg
+        turns = [rot0] + [r for r in (0, 90, 180, 270) if r != rot0]
+        best = None
+        for n, rot in enumerate(turns):
+            if n == 1 and region.confident and best[2].is_hand:
+                break
+            fr = understand.HandFrame(region.box, rot, film.shape)
+            st = self._bone_stage(fr.normalise(film), timer)
+            ass = understand.assess_bones(st["bones"], fr.shape, region, rot)
+            # Another turn must beat the silhouette's clearly: the bone layout of a film far from the training
+            # domain is noisy.
+            if best is None or ass.score > best[2].score + (6.0 if n and best[0].rotation_deg == rot0 else 0.0):
+                best = (fr, st, ass)
+        timer.lap("anatomy")
+        frame, st, ass = best
+        if not ass.is_hand:
+            raise NotAHandError(f"{loaded.source}: the bones found do not make a hand in any orientation "
+                                f"(field of view {ass.field_of_view}, layout score {ass.score:.0f})")
+        pix, src, x, tf, masks_h = st["pix"], st["src"], st["x"], st["tf"], st["masks_h"]
+        h, w = pix.shape
+        bones = [b for b in st["bones"] if b.name in ass.keep]
+        model_masks = {k: v for k, v in st["model_masks"].items() if k in ass.keep}
+        given = (loaded.side, loaded.side_source) if trusted_side else (None, None)
+        side, side_source, mirrored, side_reasons = understand.side_reasons(ass.side, *given)
         rois = geometry.rois_to_image(geometry.joint_rois(model_masks), tf)
         timer.lap("geometry")
         joints, ero_full = self._joints(src, pix, rois, masks_h, tf, loaded.spacing_mm, timer)
         totals, cam = self._totals(joints, x)
+        if ass.field_of_view != "hand":
+            totals.svdh = None
         timer.lap("global_model")
         warnings = list(loaded.warnings)
         missing = [j.stem for j in joints if not j.located]
         if missing:
             warnings.append(f"{len(missing)} SvdH area(s) not located: {', '.join(missing)}")
+        reasons = (understand.orientation_reasons(frame, region) + ass.reasons +
+                   understand.view_reasons(bones, ass) + side_reasons)
         meta = Meta(side=side, side_source=side_source, spacing_mm=loaded.spacing_mm,
                     spacing_source=loaded.spacing_source, image_shape=(h, w), source=loaded.source,
                     bundle_id=self.bundle.id, bundle_version=self.bundle.version, backend=self.backend.name,
                     device=self.device_name, ramh_rt_version=__version__, timings_ms=timer.total(),
-                    warnings=warnings)
-        return Analysis(bones=bones, joints=joints, totals=totals, meta=meta, erosion_mask_fn=ero_full,
-                        image=pix if self.keep_image else None, cam=cam)
+                    warnings=warnings, hand_box=tuple(int(v) for v in frame.box),
+                    orientation={"rotation_deg": frame.rotation_deg, "mirrored": mirrored},
+                    field_of_view=ass.field_of_view, understanding_reasons=[list(r) for r in reasons])
+        result = Analysis(bones=bones, joints=joints, totals=totals, meta=meta, erosion_mask_fn=ero_full,
+                          image=pix if self.keep_image else None, cam=cam)
+        return understand.map_analysis(result, frame, film if self.keep_image else None)
 
     # ---- stages ----------------------------------------------------------------------------------------------
     def _bones(self, inst: np.ndarray, masks: np.ndarray, logits: np.ndarray, tf, shape):
@@ -354,7 +447,8 @@ class Analyzer:
             severity, source = anatomy.severity_of(ero + jsn).name, "joint_scores"
         else:
             severity, source = anatomy.SEVERITY_NAMES[int(np.argmax(g_probs))], "global_model"
-        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn), expected_svdh=float(expected),
+        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn), partial_svdh=int(ero + jsn),
+                      expected_svdh=float(expected),
                       complete=complete, global_svdh=g_total, severity=severity, severity_probs=g_probs,
                       severity_source=source), cam
 
@@ -542,15 +636,6 @@ def _dilated_window(plane: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tu
     return d[wy0 - y0 + 1:wy1 - y0 + 1, wx0 - x0 + 1:wx1 - x0 + 1], (wx0, wy0)
 
 
-def _detect_side(bones: list[BoneRecord]) -> str | None:
-    """Laterality from the bone layout on a PA view: the thumb lies on the image's left for a right hand."""
-    c = {b.name: b.centroid for b in bones if b.instance == 0}
-    for thumb, other in (("MC1", "MC5"), ("Trapezium", "Hamate"), ("Radius", "Ulna")):
-        if thumb in c and other in c:
-            return "R" if c[thumb][0] < c[other][0] else "L"
-    return None
-
-
 class _PerImage:
     """A batch argument given once for all images or once per image: ``per[i]`` is image i's value."""
 
@@ -607,3 +692,16 @@ def analyze(image: ImageLike, *, bundle=None, backend: str = "auto", device=None
         a.overlay("hand_overlay.png")
     """
     return get_analyzer(bundle, backend, device).analyze(image, spacing_mm=spacing_mm, side=side)
+
+
+def analyze_hands(image: ImageLike, *, bundle=None, backend: str = "auto", device=None,
+                  spacing_mm: float | None = None, side: str | None = None) -> list[Analysis]:
+    """Analyse every hand of a film (one or two) with a cached :class:`Analyzer` (see :meth:`Analyzer.analyze_hands`).
+
+    Example::
+
+        import ramh_rt
+        for a in ramh_rt.analyze_hands("both_hands.png"):
+            print(a.meta.side, a.meta.hand_box, a.totals.svdh)
+    """
+    return get_analyzer(bundle, backend, device).analyze_hands(image, spacing_mm=spacing_mm, side=side)
