@@ -69,33 +69,47 @@ def cmd_analyze(args) -> int:
     rows = []
     names_seen: dict[str, int] = {}
     results = analyzer.iter_batch([str(p) for p in paths], spacing_mm=args.spacing_mm, side=args.side,
-                                  progress=len(paths) > 1 and not args.quiet)
-    for path, res in zip(paths, results):
-        if isinstance(res, AnalysisError):
+                                  progress=len(paths) > 1 and not args.quiet, per_hand=True)
+    for path, hands in zip(paths, results):
+        if isinstance(hands, AnalysisError):
             failed += 1
-            print(f"ramh analyze: {path}: {res.error}", file=sys.stderr)
+            print(f"ramh analyze: {path}: {hands.error}", file=sys.stderr)
             continue
         stem = path.stem
         k = names_seen.get(stem, 0)
         names_seen[stem] = k + 1
         base = stem if k == 0 else f"{stem}_{k}"  # two inputs with one stem must not overwrite each other
-        if args.json:
-            text = res.to_json(include_masks=args.masks)
-            if out:
-                write_atomic(out / f"{base}.json", text)
-            else:
-                print(text)
-        if args.overlay:
-            res.overlay(out / f"{base}_overlay.png")
-        if args.csv:
-            if res.meta.side in anatomy.SIDES:
-                rows.append(res.to_ra2_csv_row(patient_id=base))
-            else:
-                print(f"ramh analyze: {path}: hand side unknown, left out of the CSV (pass --side)", file=sys.stderr)
-        if not args.quiet and out:
-            t = res.totals
-            print(f"{path}: SvdH {t.svdh} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity}, "
-                  f"{res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
+        # ---- hands per film: one result per hand (<name>_L, <name>_R) and one CSV row with both sides' columns
+        sides = [h.meta.side for h in hands]
+        if len(hands) == 1:
+            names = [base]
+        elif len(set(sides)) == len(sides) and None not in sides:
+            names = [f"{base}_{s}" for s in sides]
+        else:
+            names = [f"{base}_hand{i + 1}" for i in range(len(hands))]  # sides undecided or alike
+        row: dict = {}
+        for res, name in zip(hands, names):
+            if args.json:
+                text = res.to_json(include_masks=args.masks)
+                if out:
+                    write_atomic(out / f"{name}.json", text)
+                else:
+                    print(text)
+            if args.overlay:
+                res.overlay(out / f"{name}_overlay.png")
+            if args.csv:
+                if res.meta.side in anatomy.SIDES and not any(c.startswith(f"{res.meta.side}H_") for c in row):
+                    row.update(res.to_ra2_csv_row(patient_id=base))
+                else:
+                    print(f"ramh analyze: {path}: hand {name}: side unknown or already filled, left out of the CSV "
+                          "(pass --side)", file=sys.stderr)
+            if not args.quiet and out:
+                t = res.totals
+                print(f"{path} [{name}]: SvdH {t.svdh} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity}, "
+                      f"{res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
+        if args.csv and row:
+            rows.append(row)
+        # ---- end hands per film
     if args.csv and rows:
         header = ["Patient_ID"] + anatomy.ra2_columns("L") + anatomy.ra2_columns("R")
         with atomic_output(out / "ra2_scores.csv", mode="w", encoding="utf-8") as f:

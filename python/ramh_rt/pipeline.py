@@ -266,7 +266,7 @@ class Analyzer:
             ass = understand.assess_bones(st["bones"], fr.shape, region, rot)
             # Another turn must beat the silhouette's clearly: the bone layout of a film far from the training
             # domain is noisy.
-            if best is None or ass.score > best[2].score + (6.0 if n and best[0].rotation_deg == rot0 else 0.0):
+            if best is None or ass.score > best[2].score + (12.0 if n and best[0].rotation_deg == rot0 else 0.0):
                 best = (fr, st, ass)
         timer.lap("anatomy")
         frame, st, ass = best
@@ -469,7 +469,7 @@ class Analyzer:
         return list(self.iter_batch(images, spacing_mm=spacing_mm, side=side, prefetch=prefetch, progress=progress))
 
     def iter_batch(self, images: Iterable[ImageLike], *, spacing_mm=None, side=None, prefetch: int = 2,
-                   progress: bool = False) -> Iterator[Analysis | AnalysisError]:
+                   progress: bool = False, per_hand: bool = False) -> Iterator[Analysis | AnalysisError]:
         """Generator form of :meth:`analyze_batch`: results as they are ready, in input order.
 
         ``images`` is consumed lazily, at most ``prefetch + 1`` items ahead of the result being produced, so a
@@ -477,6 +477,9 @@ class Analyzer:
         ``spacing_mm`` / ``side`` sequences, a length mismatch is found when one of them runs out: ValueError then,
         after the results of the images that had both. An exception from ``images`` itself is likewise raised once
         the images taken before it have their results.
+
+        ``per_hand=True`` yields, per image, the list of :meth:`analyze_hands` (one Analysis per hand) instead of one
+        Analysis (a two-hand film is then no MultipleHandsError).
         """
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
@@ -544,7 +547,8 @@ class Analyzer:
                     else:
                         try:
                             timer.lap("decode")
-                            yield self._analyze_loaded(loaded, timer)
+                            yield (self._analyze_film(loaded, timer) if per_hand
+                                   else self._analyze_loaded(loaded, timer))
                         except Exception as e:  # noqa: BLE001 - reported per image, the batch goes on
                             yield AnalysisError(src, f"{type(e).__name__}: {e}", e)
                     del loaded  # release the decoded image once analysed

@@ -501,19 +501,20 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         dx = np.diff(xs)
         score += 4.0 if (np.all(dx > 0) or np.all(dx < 0)) else -6.0
     wrist_bones = n_forearm >= 1 or n_carpal >= 3
-    if region is not None:
-        rot = region.rotation_deg if rotation_deg is None else rotation_deg
-        sides = {0: ("top", "bottom"), 90: ("right", "left"), 180: ("bottom", "top"), 270: ("left", "right")}[rot]
+    rot = None if region is None else (region.rotation_deg if rotation_deg is None else rotation_deg)
+    if region is not None and region.confident and rot == region.rotation_deg:
         # The silhouette shows the digits (separate runs) and whether the fingertips run off the film.
-        fingers_in_view = region.confident and rot == region.rotation_deg
-        tips_in_view = fingers_in_view and sides[0] not in region.touches
+        distal = {0: "top", 90: "right", 180: "bottom", 270: "left"}[rot]
+        fingers_in_view = True
+        tips_in_view = distal not in region.touches
     else:
+        # No clear silhouette of the fingers: the plausible phalanges decide.
         fingers_in_view = len(pps) >= 3
         edge = max(2.0, 0.005 * h)
-        tips_in_view = len(dps) >= 3 and all(b.bbox[1] > edge for b in dps)
+        tips_in_view = len(dps) >= 2 and all(b.bbox[1] > edge for b in dps)
     if fingers_in_view and tips_in_view and wrist_bones:
         fov = "hand"
-    elif not fingers_in_view and wrist_bones and n_carpal >= 2:
+    elif not fingers_in_view and (n_forearm >= 1 or n_carpal >= 2):
         fov = "wrist"
     elif fingers_in_view and n_carpal == 0 and n_forearm == 0:
         fov = "fingers"
@@ -525,7 +526,10 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
             dropped[b.name] = "a phalanx cannot be in view on a wrist film"
     keep = {b.name for b in bones if b.name not in dropped}
     kept = {n: b for n, b in by.items() if n not in dropped}
-    structured = (n_carpal + n_forearm + n_mc >= 5 and len(order) >= 2 and all(order)) or \
+    # Without a hand silhouette the bones must make a hand on their own: a distal forearm with carpals and/or
+    # metacarpals distal to it, every proximal-to-distal order kept, the metacarpals side by side in order.
+    mc_row_ok = len(xs) < 3 or bool(np.all(np.diff(xs) > 0) or np.all(np.diff(xs) < 0))
+    structured = (n_forearm >= 1 and n_carpal + n_mc >= 4 and len(order) >= 2 and all(order) and mc_row_ok) or \
                  (fov == "fingers" and len(pps) >= 3 and len(dps) >= 2)
     # A clear hand silhouette with bones in it is a hand even where the model's layout is poor (a film far from
     # the training domain); without one, the bones must make a hand on their own.
