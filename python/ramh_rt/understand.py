@@ -166,6 +166,8 @@ class HandRegion:
         touches: the film's sides (``"top"``, ``"right"``, ``"bottom"``, ``"left"``) the hand's silhouette runs
             into (over at least 5 % of that side): the forearm leaves through one; a crop that fills the film
             touches three or four.
+        cropped: the silhouette fills the film or its digits are cut short at the film's edge (a wrist crop): no
+            whole finger can be in view.
     """
 
     box: tuple[int, int, int, int]
@@ -173,6 +175,7 @@ class HandRegion:
     confident: bool
     fingers_score: float
     touches: frozenset = frozenset()
+    cropped: bool = False
 
     @property
     def distal_side(self) -> str:
@@ -252,8 +255,8 @@ def _runs(m: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _finger_direction(comp: np.ndarray, grey: np.ndarray | None = None, bg: float = 0.0,
-                      fg: float = 1.0) -> tuple[int, bool, float]:
-    """(rotation_deg, confident, fingers_score) of one hand's silhouette (its component mask, cropped to its box).
+                      fg: float = 1.0) -> tuple[int, bool, float, bool]:
+    """(rotation_deg, confident, fingers_score, cut) of one hand's silhouette (its component mask, cropped to its box).
 
     The finger axis is the silhouette's long axis when it is clearly elongated (fingers, palm and forearm in a
     line), else the axis whose perpendicular lines cross more separate runs. Along it, the fingers lie on the side
@@ -272,7 +275,7 @@ def _finger_direction(comp: np.ndarray, grey: np.ndarray | None = None, bg: floa
     n = h if vertical else w
     score = float(lines.mean()) if n else 0.0
     if lines.sum() < 3:
-        return 0, False, score
+        return 0, False, score, False
     mass = comp.sum(axis=1 if vertical else 0).astype(np.float64)
     centre = float((mass * np.arange(n)).sum() / max(mass.sum(), 1.0))
     fingers_at = float(np.flatnonzero(lines).mean())
@@ -296,7 +299,7 @@ def _finger_direction(comp: np.ndarray, grey: np.ndarray | None = None, bg: floa
         gaps = g[inside & ~m]
         if gaps.size and float(np.median(gaps)) - bg > 0.5 * (fg - bg):
             confident = False
-    return rot, confident, score
+    return rot, confident, score, cut
 
 
 def survey(pix: np.ndarray) -> Survey:
@@ -364,7 +367,7 @@ def survey(pix: np.ndarray) -> Survey:
     margin = max(2, round(0.03 * max(th, tw)))
     for i, (comp, st) in enumerate(hands):
         x0, y0, x1, y1 = (int(v) for v in st["bbox"])
-        rot, confident, score = _finger_direction(comp[y0:y1, x0:x1], t[y0:y1, x0:x1], bg_level,
+        rot, confident, score, cut = _finger_direction(comp[y0:y1, x0:x1], t[y0:y1, x0:x1], bg_level,
                                                   float(np.median(t[comp])))
         band = b + 1  # the cleared border band plus one pixel
         touches = frozenset(name for name, line, length in (
@@ -386,7 +389,7 @@ def survey(pix: np.ndarray) -> Survey:
         if len(hands) == 1:
             box = (0, 0, W, H)  # one hand: analyse the whole film (the model saw whole films in training)
         regions.append(HandRegion(box=box, rotation_deg=rot, confident=confident, fingers_score=score,
-                                  touches=touches))
+                                  touches=touches, cropped=len(touches) >= 3 or (cut and not confident)))
     return Survey(hands=tuple(regions), film_shape=(H, W), thumb_scale=s, notes=tuple(notes))
 
 
@@ -508,8 +511,9 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         fingers_in_view = True
         tips_in_view = distal not in region.touches
     else:
-        # No clear silhouette of the fingers: the plausible phalanges decide.
-        fingers_in_view = len(pps) >= 3
+        # No clear silhouette of the fingers: the plausible phalanges decide, unless the film is a crop whose digits
+        # run off its edge (a wrist crop: the "phalanges" there are the model's inventions).
+        fingers_in_view = len(pps) >= 3 and not (region is not None and region.cropped)
         edge = max(2.0, 0.005 * h)
         tips_in_view = len(dps) >= 2 and all(b.bbox[1] > edge for b in dps)
     if fingers_in_view and tips_in_view and wrist_bones:
@@ -533,7 +537,13 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
                  (fov == "fingers" and len(pps) >= 3 and len(dps) >= 2)
     # A clear hand silhouette with bones in it is a hand even where the model's layout is poor (a film far from
     # the training domain); without one, the bones must make a hand on their own.
-    is_hand = (fingers_in_view and len(kept) >= 5) or (structured and score >= 8)
+    # A film whose silhouette has inner structure (bones apart from one another, as on a wrist crop) may pass on a
+    # looser layout: a distal forearm below the carpus and carpals or metacarpals. A plain band (a long bone's
+    # shaft) must pass the full layout.
+    below = "forearm" not in ys or "carpus" not in ys or ys["forearm"] > ys["carpus"]
+    loose = n_forearm >= 1 and n_carpal + n_mc >= 4 and below
+    textured = region is not None and region.fingers_score >= 0.05
+    is_hand = (fingers_in_view and len(kept) >= 5) or (structured and score >= 8) or (loose and textured)
     if dropped:
         reasons.append(("implausible_anatomy",
                         f"{len(dropped)} bone(s) the model found are not plausible and are not reported: " +
