@@ -215,7 +215,10 @@ class Analyzer:
                                  "or 'R' to analyse one, or use analyze_hands()", sides)
 
     def _analyze_film(self, loaded: io.LoadedImage, timer: _Timer) -> list[Analysis]:
-        survey = understand.survey(loaded.pixels)
+        try:
+            survey = understand.survey(loaded.pixels)
+        except NotAHandError as e:
+            raise NotAHandError(f"{loaded.source}: {e}") from None
         timer.lap("understand")
         two = len(survey.hands) > 1
         out = []
@@ -358,6 +361,10 @@ class Analyzer:
         cfg = self.joints_cfg
         size = tuple(cfg["roi"]["size"])
         thr = float(cfg.get("erosion_threshold", 0.5))
+        # A degenerate ROI (zero width or height, from bones the model barely found) cannot be cropped: unlocated.
+        rois = {k: (r if r.roi is None or (r.roi.w > 0 and r.roi.h > 0)
+                    else geometry.RoiResult(k, None, "degenerate joint box (zero width or height)"))
+                for k, r in rois.items()}
         stems = [s for s in self.areas if rois[s].roi is not None]
         boxes = np.array([rois[s].roi.as_tuple() for s in stems], np.float32).reshape(-1, 5)
         records: dict[str, JointRecord] = {}

@@ -182,11 +182,6 @@ class HandRegion:
         """The film side the fingers point to."""
         return {0: "top", 90: "right", 180: "bottom", 270: "left"}[self.rotation_deg]
 
-    @property
-    def proximal_side(self) -> str:
-        """The film side the forearm points to."""
-        return {0: "bottom", 90: "left", 180: "top", 270: "right"}[self.rotation_deg]
-
 
 @dataclass(frozen=True)
 class Survey:
@@ -333,6 +328,7 @@ def survey(pix: np.ndarray) -> Survey:
     comps = _components(fg, max(4, int(0.005 * th * tw)))
     hands = []
     notes = []
+    bgs: dict[int, float] = {}  # background level of a hand found on a plate, by id of its component mask
     for comp, st in comps:
         vals = t[comp]
         x0, y0, x1, y1 = (int(v) for v in st["bbox"])
@@ -347,6 +343,7 @@ def survey(pix: np.ndarray) -> Survey:
             inner = comp & (t > _otsu(vals))
             sub = _components(_erode(inner), max(4, int(0.005 * th * tw)), at_most=1)
             if sub:
+                bgs[id(sub[0][0])] = float(np.median(t[comp & ~sub[0][0]]))  # the plate is this hand's background
                 comp, st = sub[0]
                 notes.append("a plate or cassette frame was found around the hand")
         hands.append((comp, st))
@@ -367,8 +364,8 @@ def survey(pix: np.ndarray) -> Survey:
     margin = max(2, round(0.03 * max(th, tw)))
     for i, (comp, st) in enumerate(hands):
         x0, y0, x1, y1 = (int(v) for v in st["bbox"])
-        rot, confident, score, cut = _finger_direction(comp[y0:y1, x0:x1], t[y0:y1, x0:x1], bg_level,
-                                                  float(np.median(t[comp])))
+        rot, confident, score, cut = _finger_direction(comp[y0:y1, x0:x1], t[y0:y1, x0:x1],
+                                                       bgs.get(id(comp), bg_level), float(np.median(t[comp])))
         band = b + 1  # the cleared border band plus one pixel
         touches = frozenset(name for name, line, length in (
             ("top", comp[band], tw), ("bottom", comp[th - 1 - band], tw),
@@ -388,8 +385,12 @@ def survey(pix: np.ndarray) -> Survey:
                min(W, int(np.ceil(bx1 / s))), min(H, int(np.ceil(by1 / s))))
         if len(hands) == 1:
             box = (0, 0, W, H)  # one hand: analyse the whole film (the model saw whole films in training)
+        if box[2] - box[0] < 16 or box[3] - box[1] < 16:
+            continue  # a sliver between two hands, too small to analyse
         regions.append(HandRegion(box=box, rotation_deg=rot, confident=confident, fingers_score=score,
                                   touches=touches, cropped=len(touches) >= 3 or (cut and not confident)))
+    if not regions:
+        raise NotAHandError("nothing in the image is large and structured enough to be a hand")
     return Survey(hands=tuple(regions), film_shape=(H, W), thumb_scale=s, notes=tuple(notes))
 
 
@@ -507,9 +508,8 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     rot = None if region is None else (region.rotation_deg if rotation_deg is None else rotation_deg)
     if region is not None and region.confident and rot == region.rotation_deg:
         # The silhouette shows the digits (separate runs) and whether the fingertips run off the film.
-        distal = {0: "top", 90: "right", 180: "bottom", 270: "left"}[rot]
         fingers_in_view = True
-        tips_in_view = distal not in region.touches
+        tips_in_view = region.distal_side not in region.touches
     else:
         # No clear silhouette of the fingers: the plausible phalanges decide, unless the film is a crop whose digits
         # run off its edge (a wrist crop: the "phalanges" there are the model's inventions).
