@@ -245,3 +245,20 @@ def test_real_two_hand_film(analyzer, reference_dir):
     assert hands[0].meta.hand_box[0] < hands[1].meta.hand_box[0]
     with pytest.raises(RamhError):
         analyzer.analyze(str(path))
+
+
+def test_cli_writes_one_result_per_hand_and_one_csv_row(phantom, tmp_path):
+    from PIL import Image
+
+    from ramh_rt import cli
+
+    film = np.concatenate([phantom.image, np.fliplr(phantom.image)], axis=1)
+    path = tmp_path / "both.png"
+    Image.fromarray(film).save(path)
+    out = tmp_path / "out"
+    assert cli.main(["analyze", str(path), "--out", str(out), "--json", "--csv", "--quiet"]) == 0
+    assert sorted(p.name for p in out.glob("*.json")) == ["both_L.json", "both_R.json"]
+    rows = list(csv.DictReader((out / "ra2_scores.csv").open()))
+    assert len(rows) == 1
+    filled = {c[:3] for c, v in rows[0].items() if c != "Patient_ID" and v != ""}
+    assert filled == {"LH_", "RH_"}

@@ -210,10 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="image files or folders")
     p.add_argument("--sample", action="store_true", help="also analyse the bundled sample image")
     p.add_argument("--out", help="output folder (JSON, overlays, CSV)")
-    p.add_argument("--json", action="store_true", help="write <name>.json (the default output)")
+    p.add_argument("--json", action="store_true", help="write <name>.json (the default output; <name>_L.json and "
+                   "<name>_R.json for a film with two hands)")
     p.add_argument("--masks", action="store_true", help="include bone and erosion masks (COCO RLE) in the JSON")
     p.add_argument("--overlay", action="store_true", help="write <name>_overlay.png")
-    p.add_argument("--csv", action="store_true", help="write ra2_scores.csv (RA2-DREAM columns, one row per hand)")
+    p.add_argument("--csv", action="store_true", help="write ra2_scores.csv (RA2-DREAM columns, one row per film: "
+                   "both hands' columns from a two-hand film)")
     p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
