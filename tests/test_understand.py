@@ -262,3 +262,19 @@ def test_cli_writes_one_result_per_hand_and_one_csv_row(phantom, tmp_path):
     assert len(rows) == 1
     filled = {c[:3] for c, v in rows[0].items() if c != "Patient_ID" and v != ""}
     assert filled == {"LH_", "RH_"}
+
+
+def test_stacked_metacarpals_are_not_a_pa_view():
+    from types import SimpleNamespace
+
+    def mc(d, x):
+        return SimpleNamespace(name=f"MC{d}", instance=0, centroid=(x, 500.0), minor_axis_px=40.0,
+                               bbox=(x - 20, 400, x + 20, 600))
+
+    pa = [mc(2, 100), mc(3, 150), mc(4, 200), mc(5, 250)]
+    lateral = [mc(2, 100), mc(3, 104), mc(4, 108), mc(5, 112)]
+    keep = understand.BoneAssessment(keep={f"MC{d}" for d in range(2, 6)}, dropped={}, field_of_view="hand",
+                                     score=0, is_hand=True, side=None)
+    assert understand.view_reasons(pa, keep) == []
+    (code, _, severity), = understand.view_reasons(lateral, keep)
+    assert (code, severity) == ("view", "review")

@@ -570,8 +570,9 @@ def _anatomy_side(c: dict) -> str | None:
 # ---- view and side ---------------------------------------------------------------------------------------------
 
 def view_reasons(bones: Sequence, assessment: BoneAssessment) -> list[Reason]:
-    """A ``view`` reason when the hand does not look like a PA view: metacarpals 2-5 overlapping one another
-    (oblique or lateral views stack them) where a PA view shows them side by side."""
+    """A ``view`` reason when the hand does not look like a PA view: metacarpals 2-5 stacked on one another
+    (centres closer than 30 % of a shaft width: oblique or lateral views stack them) where a PA view shows them
+    side by side. Returns a list of reasons (empty for a PA view or too few metacarpals to tell)."""
     by = {b.name: b for b in bones if b.instance == 0 and b.name in assessment.keep}
     mcs = [by[f"MC{d}"] for d in range(2, 6) if f"MC{d}" in by]
     if len(mcs) < 3:
@@ -579,8 +580,8 @@ def view_reasons(bones: Sequence, assessment: BoneAssessment) -> list[Reason]:
     mcs.sort(key=lambda b: b.centroid[0])
     overlaps = 0
     for a, b in zip(mcs, mcs[1:]):
-        inter = min(a.bbox[2], b.bbox[2]) - max(a.bbox[0], b.bbox[0])
-        if inter > 0.6 * min(a.bbox[2] - a.bbox[0], b.bbox[2] - b.bbox[0]):
+        # Side by side on a PA view: neighbouring shafts' centres about a shaft width apart; stacked: far closer.
+        if abs(b.centroid[0] - a.centroid[0]) < 0.3 * min(a.minor_axis_px, b.minor_axis_px):
             overlaps += 1
     if overlaps >= 2:
         return [("view", f"metacarpals 2-5 overlap ({overlaps} pairs): the film looks oblique or lateral, and "
