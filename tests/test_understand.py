@@ -278,3 +278,15 @@ def test_stacked_metacarpals_are_not_a_pa_view():
     assert understand.view_reasons(pa, keep) == []
     (code, _, severity), = understand.view_reasons(lateral, keep)
     assert (code, severity) == ("view", "review")
+
+
+def test_finger_crop_of_a_phantom_is_not_a_whole_hand(analyzer, phantom):
+    # The phalanges of digits 2-5 with a margin: no carpus, no forearm.
+    film = _crop(phantom, [f"{g}{d}" for g in ("PP", "MP", "DP") for d in range(2, 6)], pad=60)
+    try:
+        a = analyzer.analyze(film)
+    except NotAHandError:
+        return  # a documented answer for a crop this small
+    assert a.meta.field_of_view in ("fingers", "partial")
+    assert a.totals.svdh is None
+    assert not any(j.located for j in a.joints if j.area.region == "wrist")

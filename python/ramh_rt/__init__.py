@@ -26,7 +26,8 @@ def cuda_available() -> bool:
     return bool(_core.cuda_available())
 
 
-_LAZY = {"analyze": "pipeline", "analyze_hands": "pipeline", "Analyzer": "pipeline", "AnalysisError": "pipeline", "Analysis": "result"}
+_LAZY = {"analyze": "pipeline", "analyze_hands": "pipeline", "Analyzer": "pipeline", "AnalysisError": "pipeline",
+         "Analysis": "result"}
 
 
 def __getattr__(name: str):
@@ -38,5 +39,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ramh_rt' has no attribute {name!r}")
 
 
-__all__ = ["Analysis", "AnalysisError", "Analyzer", "DeviceArray", "analyze", "analyze_hands", "build_info", "cuda_available",
-           "__version__"]
+__all__ = ["Analysis", "AnalysisError", "Analyzer", "DeviceArray", "analyze", "analyze_hands", "build_info",
+           "cuda_available", "__version__"]

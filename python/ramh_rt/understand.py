@@ -45,6 +45,7 @@ _THUMB_LONG_SIDE = 256       # silhouette resolution (long side, pixels)
 _MIN_HAND_FRACTION = 0.04    # a hand covers at least this share of the thumbnail
 _SECOND_HAND_RATIO = 0.35    # a second component this large relative to the first is a second hand
 _UNIFORM_STD = 0.035         # a component this flat (std of the windowed grey levels) is padding or a plate
+_FINGERS_ONLY_SCORE = 0.65  # fingers_score above which a silhouette is digits only (whole hands: 0.15-0.55)
 _CARPALS = ("Capitate", "Hamate", "Lunate", "Pisiform_Triquetrum", "Scaphoid", "Trapezium", "Trapezoid")
 _FOREARM = ("Radius", "Ulna")
 
@@ -427,8 +428,9 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     median metacarpal width; slivers of a wrist crop are far narrower), when it lies distal to its proximal
     neighbour (phalanx, or metacarpal), and when that neighbour is kept. A metacarpal is kept when it lies distal to
     the carpus. The field of view follows from what is left: fingertips (distal phalanges clear of the film's top
-    edge) and the distal forearm both in view -> ``"hand"``; carpus and forearm without fingers -> ``"wrist"``;
-    phalanges without carpus -> ``"fingers"``; else ``"partial"``.
+    edge) and the distal forearm both in view -> ``"hand"``; carpus and forearm without fingers -> ``"wrist"``
+    (phalanges dropped); a silhouette that is digits over most of its length, or phalanges without carpus ->
+    ``"fingers"`` (carpals and forearm dropped); else ``"partial"``.
 
     Args:
         bones: :class:`~ramh_rt.result.BoneRecord` of the upright hand (``name``, ``instance``, ``bbox``,
@@ -516,7 +518,14 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         fingers_in_view = len(pps) >= 3 and not (region is not None and region.cropped)
         edge = max(2.0, 0.005 * h)
         tips_in_view = len(dps) >= 2 and all(b.bbox[1] > edge for b in dps)
-    if fingers_in_view and tips_in_view and wrist_bones:
+    # A silhouette crossed by several digits over most of its length is fingers only (a whole hand's digits take
+    # well under two thirds of it, palm, wrist and forearm the rest): whatever the model calls a carpal or a
+    # forearm bone there is not one.
+    digits_only = region is not None and region.confident and rot == region.rotation_deg and \
+        region.fingers_score >= _FINGERS_ONLY_SCORE
+    if digits_only:
+        fov = "fingers"
+    elif fingers_in_view and tips_in_view and wrist_bones:
         fov = "hand"
     elif not fingers_in_view and (n_forearm >= 1 or n_carpal >= 2):
         fov = "wrist"
@@ -524,6 +533,10 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         fov = "fingers"
     else:
         fov = "partial"
+    if fov == "fingers":
+        for name in _CARPALS + _FOREARM:
+            if name in kept:
+                dropped[name] = "a carpal or forearm bone cannot be in view on a film of the fingers"
     if fov == "wrist":
         # No finger is in view on a wrist: whatever the model called a phalanx there is not one.
         for b in pps + dps + [kept[f"MP{d}"] for d in range(2, 6) if f"MP{d}" in kept]:
