@@ -73,7 +73,11 @@ def test_frame_rejects_bad_arguments():
 
 def test_upright_phantom_is_one_whole_hand(upright, phantom):
     m = upright.meta
-    assert m.hand_box == (0, 0, phantom.image.shape[1], phantom.image.shape[0])
+    x0, y0, x1, y1 = m.hand_box
+    h, w = phantom.image.shape
+    assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    ys, xs = np.nonzero(np.any([phantom.bone_masks[n] for n in ("MC3", "DP3", "Radius")], axis=0))
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
     assert m.orientation == {"rotation_deg": 0, "mirrored": False}
     assert m.field_of_view == "hand"
     assert upright.totals.svdh is not None and upright.totals.svdh == upright.totals.partial_svdh

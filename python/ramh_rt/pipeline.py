@@ -300,7 +300,7 @@ class Analyzer:
                     spacing_source=loaded.spacing_source, image_shape=(h, w), source=loaded.source,
                     bundle_id=self.bundle.id, bundle_version=self.bundle.version, backend=self.backend.name,
                     device=self.device_name, ramh_rt_version=__version__, timings_ms=timer.total(),
-                    warnings=warnings, hand_box=tuple(int(v) for v in frame.box),
+                    warnings=warnings, hand_box=tuple(int(v) for v in (region.hand_box or frame.box)),
                     orientation={"rotation_deg": frame.rotation_deg, "mirrored": mirrored},
                     field_of_view=ass.field_of_view, understanding_reasons=[list(r) for r in reasons])
         result = Analysis(bones=bones, joints=joints, totals=totals, meta=meta, erosion_mask_fn=ero_full,

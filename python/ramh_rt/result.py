@@ -176,7 +176,8 @@ class Meta:
     understanding found (:mod:`ramh_rt.understand`).
 
     Attributes (understanding):
-        hand_box: ``(x0, y0, x1, y1)`` of the analysed hand in the film, pixels (the whole film for a single hand).
+        hand_box: ``(x0, y0, x1, y1)`` of the hand in the film, pixels: its silhouette with a margin of 3 % of the
+            film (a single hand is analysed on the whole film; each hand of a two-hand film on its box).
         orientation: ``{"rotation_deg": 0|90|180|270, "mirrored": bool}``: how far the hand was turned clockwise
             from fingers-up in the film (it was analysed upright and the results mapped back), and whether the film
             is a left-right mirror (decided only against a trusted side: DICOM laterality or ``side=``).

@@ -159,7 +159,8 @@ class HandRegion:
     """One hand found by :func:`survey`.
 
     Attributes:
-        box: ``(x0, y0, x1, y1)`` in film pixels (exclusive at the far end).
+        box: ``(x0, y0, x1, y1)`` in film pixels (exclusive at the far end) of the part of the film analysed for
+            this hand: the whole film when it holds one hand, the hand's box when it holds two.
         rotation_deg: 0/90/180/270 (see :class:`HandFrame`), the silhouette's best guess.
         confident: True when the silhouette showed the fingers clearly (several separate digits across the lines
             perpendicular to them); False when the pipeline must decide the turn from the bones.
@@ -169,6 +170,7 @@ class HandRegion:
             touches three or four.
         cropped: the silhouette fills the film or its digits are cut short at the film's edge (a wrist crop): no
             whole finger can be in view.
+        hand_box: ``(x0, y0, x1, y1)``: the hand's silhouette with a margin of 3 % of the film, in film pixels.
     """
 
     box: tuple[int, int, int, int]
@@ -177,6 +179,7 @@ class HandRegion:
     fingers_score: float
     touches: frozenset = frozenset()
     cropped: bool = False
+    hand_box: tuple[int, int, int, int] | None = None
 
     @property
     def distal_side(self) -> str:
@@ -382,14 +385,15 @@ def survey(pix: np.ndarray) -> Survey:
             else:
                 mid = 0.5 * ((y1 + int(other[1])) if i == 0 else (int(other[3]) + y0))
                 by0, by1 = (by0, min(by1, mid)) if i == 0 else (max(by0, mid), by1)
-        box = (max(0, int(np.floor(bx0 / s))), max(0, int(np.floor(by0 / s))),
-               min(W, int(np.ceil(bx1 / s))), min(H, int(np.ceil(by1 / s))))
-        if len(hands) == 1:
-            box = (0, 0, W, H)  # one hand: analyse the whole film (the model saw whole films in training)
-        if box[2] - box[0] < 16 or box[3] - box[1] < 16:
+        hand_box = (max(0, int(np.floor(bx0 / s))), max(0, int(np.floor(by0 / s))),
+                    min(W, int(np.ceil(bx1 / s))), min(H, int(np.ceil(by1 / s))))
+        # One hand: analyse the whole film (the model saw whole films in training); two: each hand's box.
+        box = (0, 0, W, H) if len(hands) == 1 else hand_box
+        if hand_box[2] - hand_box[0] < 16 or hand_box[3] - hand_box[1] < 16:
             continue  # a sliver between two hands, too small to analyse
         regions.append(HandRegion(box=box, rotation_deg=rot, confident=confident, fingers_score=score,
-                                  touches=touches, cropped=len(touches) >= 3 or (cut and not confident)))
+                                  touches=touches, cropped=len(touches) >= 3 or (cut and not confident),
+                                  hand_box=hand_box))
     if not regions:
         raise NotAHandError("nothing in the image is large and structured enough to be a hand")
     return Survey(hands=tuple(regions), film_shape=(H, W), thumb_scale=s, notes=tuple(notes))
