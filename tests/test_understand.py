@@ -172,20 +172,23 @@ def test_wrist_crop_of_a_phantom_reports_no_phalanx(analyzer, phantom):
     assert not any(j.located for j in a.joints if j.stem.startswith(("PIP", "IP", "MCP")))
 
 
-@pytest.mark.parametrize("kind", ["blank", "noise", "long_bone"])
+@pytest.mark.parametrize("kind", ["blank", "noise", "long_bone", "gradient"])
 def test_negatives_are_not_hands(analyzer, kind):
     rng = np.random.default_rng(880002)
     if kind == "blank":
         film = np.zeros((800, 600), np.uint8)
     elif kind == "noise":
         film = rng.integers(0, 256, (800, 600), dtype=np.uint8)
+    elif kind == "gradient":  # a smooth exposure ramp, no structure
+        film = np.linspace(0.0, 1.0, 800 * 600, dtype=np.float32).reshape(800, 600)
     else:  # a tibia-like shaft: soft tissue band, a bright cortex tube, a darker medulla
         yy, xx = np.mgrid[0:1000, 0:500].astype(np.float32)
         d = np.abs(xx - 250 - 0.03 * (yy - 500))
         film = 20 + 70 * (d < 140) + 110 * (d < 60) - 50 * (d < 35) + rng.normal(0, 3, yy.shape)
         film = np.clip(film, 0, 255).astype(np.uint8)
-    with pytest.raises(NotAHandError):
+    with pytest.raises(NotAHandError) as e:
         analyzer.analyze(film)
+    assert e.value.reason_code == "not_a_hand"
     batch = analyzer.analyze_batch([film])
     assert not batch[0] and isinstance(batch[0].exception, NotAHandError)
 

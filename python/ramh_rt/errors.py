@@ -46,8 +46,11 @@ class NotAHandError(RamhError, ValueError):
     """The image is not a hand radiograph: blank, noise, a photograph, or a radiograph of another body part.
 
     The message says what was seen (a uniform image, noise, no structure the size of a hand, bones that do not make
-    a hand in any orientation). In a batch it becomes that image's ``AnalysisError``.
+    a hand in any orientation). In a batch it becomes that image's ``AnalysisError``. :attr:`reason_code` is the
+    quality-control reason code of this outcome.
     """
+
+    reason_code = "not_a_hand"
 
 
 class MultipleHandsError(RamhError, ValueError):

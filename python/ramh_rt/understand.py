@@ -44,6 +44,7 @@ Reason = tuple[str, str, str]
 _THUMB_LONG_SIDE = 256       # silhouette resolution (long side, pixels)
 _MIN_HAND_FRACTION = 0.04    # a hand covers at least this share of the thumbnail
 _SECOND_HAND_RATIO = 0.35    # a second component this large relative to the first is a second hand
+_MIN_EDGE_ENERGY = 0.01    # mean |Laplacian| inside a hand's silhouette (measured on the real and phantom films: 0.03-0.1)
 _UNIFORM_STD = 0.035         # a component this flat (std of the windowed grey levels) is padding or a plate
 _FINGERS_ONLY_SCORE = 0.65  # fingers_score above which a silhouette is digits only (whole hands: 0.15-0.55)
 _CARPALS = ("Capitate", "Hamate", "Lunate", "Pisiform_Triquetrum", "Scaphoid", "Trapezium", "Trapezoid")
@@ -330,6 +331,9 @@ def survey(pix: np.ndarray) -> Survey:
     fg[:b] = fg[-b:] = False  # bright film edges would join the hand to a frame around it
     fg[:, :b] = fg[:, -b:] = False
     comps = _components(fg, max(4, int(0.005 * th * tw)))
+    # Edge energy (|Laplacian| of the thumbnail): bones and their cortices give a radiograph of a hand edges
+    # everywhere inside its silhouette; a smooth gradient or a flat exposure has none.
+    lap = np.abs(4.0 * t[1:-1, 1:-1] - t[:-2, 1:-1] - t[2:, 1:-1] - t[1:-1, :-2] - t[1:-1, 2:])
     hands = []
     notes = []
     bgs: dict[int, float] = {}  # background level of a hand found on a plate, by id of its component mask
@@ -341,6 +345,9 @@ def survey(pix: np.ndarray) -> Survey:
             continue
         if float(vals.std()) < _UNIFORM_STD:
             notes.append("a uniform bright region (padding or plate) was ignored")
+            continue
+        if float(lap[comp[1:-1, 1:-1]].mean()) < _MIN_EDGE_ENERGY:
+            notes.append("a smooth region without edges (no bone in it) was ignored")
             continue
         if fill > 0.8 and (x1 - x0) * (y1 - y0) > 0.3 * th * tw and (x0, y0, x1, y1) != (0, 0, tw, th):
             # A bright plate holding the hand: look for the hand inside it.
