@@ -438,8 +438,9 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     A phalanx is kept only when it is as wide as a phalanx can be relative to the metacarpals (at least 25 % of the
     median metacarpal width; slivers of a wrist crop are far narrower), when it lies distal to its proximal
     neighbour (phalanx, or metacarpal), and when that neighbour is kept. A metacarpal is kept when it lies distal to
-    the carpus. The field of view follows from what is left: fingertips (distal phalanges clear of the film's top
-    edge) and the distal forearm both in view -> ``"hand"``; carpus and forearm without fingers -> ``"wrist"``
+    the carpus. The field of view follows from what is left: fingertips in view (the silhouette's digits end inside
+    the film; without a clear silhouette, three plausible proximal phalanges and distal phalanges clear of the top
+    edge) and the distal forearm or carpus in view -> ``"hand"``; carpus and forearm without fingers -> ``"wrist"``
     (phalanges dropped); a silhouette that is digits over most of its length, or phalanges without carpus ->
     ``"fingers"`` (carpals and forearm dropped); else ``"partial"``.
 
@@ -450,6 +451,10 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         region: the hand's silhouette (:func:`survey`); it decides whether the fingers and fingertips are in view
             (the bone model's phalanges alone are not trusted for that). None: decided from the bones only.
         rotation_deg: the turn under which ``bones`` were found (default: the region's).
+
+    Returns:
+        :class:`BoneAssessment`; its ``is_hand`` is False when the bones make no hand (the caller raises
+        :class:`~ramh_rt.errors.NotAHandError` when no turn gives one).
     """
     h, w = shape
     by = {b.name: b for b in bones if b.instance == 0 and anatomy.bone(b.name).is_bone}
@@ -648,7 +653,13 @@ def map_analysis(analysis, frame: HandFrame, film: np.ndarray | None):
 
     Bone masks, boxes, centroids and axis angles; joint ROIs and boxes; the erosion mask; the image shape and the
     kept image all end in the film's pixel frame. Sizes (areas, axis lengths, ROI width/height) do not change: the
-    normalisation neither scales nor resamples.
+    normalisation neither scales nor resamples. ``analysis.cam`` (over the whole-image model's input) stays in the
+    frame of the upright hand that model saw.
+
+    Args:
+        analysis: the result on the normalised hand (its records are modified).
+        frame: the hand's :class:`HandFrame`.
+        film: the film's pixels to keep in ``analysis.image`` (None keeps none).
     """
     if frame.identity:
         return analysis
