@@ -26,8 +26,8 @@ def cuda_available() -> bool:
     return bool(_core.cuda_available())
 
 
-_LAZY = {"analyze": "pipeline", "Analyzer": "pipeline", "AnalysisError": "pipeline", "Analysis": "result",
-         "compare": "progression", "Progression": "progression"}
+_LAZY = {"analyze": "pipeline", "analyze_hands": "pipeline", "Analyzer": "pipeline", "AnalysisError": "pipeline",
+         "Analysis": "result", "compare": "progression", "Progression": "progression"}
 
 
 def __getattr__(name: str):
@@ -39,5 +39,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'ramh_rt' has no attribute {name!r}")
 
 
-__all__ = ["Analysis", "AnalysisError", "Analyzer", "DeviceArray", "Progression", "analyze", "build_info", "compare",
+__all__ = ["Analysis", "AnalysisError", "Analyzer", "DeviceArray", "Progression", "analyze", "analyze_hands",
+           "build_info", "compare",
            "cuda_available", "__version__"]

@@ -202,35 +202,52 @@ def cmd_analyze(args) -> int:
             lines = [os.fsencode(os.path.relpath(p, out)) for p in _read_outputs_record(out) + new]
             write_atomic(out / OUTPUTS_RECORD, b"\n".join(lines) + b"\n")
 
-    def write_outputs(path: Path, res) -> None:
-        if names is None:  # one input, JSON to stdout
-            print(res.to_json(include_masks=args.masks))
+    def hand_tags(hands: list) -> list[str]:
+        """Output-name suffix of each hand of a film: none for a one-hand film; ``_L``/``_R`` for two hands of known,
+        different sides; ``_hand1``/``_hand2`` when the sides are unknown or alike."""
+        if len(hands) == 1:
+            return [""]
+        sides = [h.meta.side for h in hands]
+        if None not in sides and len(set(sides)) == len(sides):
+            return [f"_{s}" for s in sides]
+        return [f"_hand{i + 1}" for i in range(len(hands))]
+
+    def write_outputs(path: Path, hands: list) -> None:
+        if names is None:  # one input, JSON to stdout (an array for a film with two hands)
+            docs = [res.to_json(include_masks=args.masks) for res in hands]
+            print(docs[0] if len(docs) == 1 else "[\n" + ",\n".join(docs) + "\n]")
             return
         # Everything is computed before anything is written, so a failure leaves no partial set of outputs.
-        text = res.to_json(include_masks=args.masks) if args.json else None
-        picture = res.overlay() if args.overlay else None
-        row = None
-        if args.csv:
-            if res.meta.side in anatomy.SIDES:
-                row = {k: csv_cell(v) for k, v in
-                       res.to_ra2_csv_row(patient_id=display_path(names.key(path))).items()}
-            else:
-                print(f"ramh analyze: {display_path(path)}: hand side unknown, left out of the CSV (pass --side)",
-                      file=sys.stderr)
-        dicom = None
-        if dicom_names is not None:
-            from .dicom_out import dataset_bytes, kind_of
+        planned = []
+        row: dict = {}
+        for res, tag in zip(hands, hand_tags(hands)):
+            text = res.to_json(include_masks=args.masks) if args.json else None
+            picture = res.overlay() if args.overlay else None
+            dicom = []
+            if dicom_names is not None:
+                from .dicom_out import dataset_bytes, kind_of
 
-            dicom = [(kind_of(ds), dataset_bytes(ds)) for ds in res.to_dicom(path, bundle=analyzer.bundle)]
-        if text is not None:
-            written.append(write_atomic(names.claim(path, ".json"), text))
-        if picture is not None:
-            from .overlay import save_png
+                dicom = [(kind_of(ds), dataset_bytes(ds)) for ds in res.to_dicom(path, bundle=analyzer.bundle)]
+            if args.csv:
+                # One row per film: a two-hand film fills both the LH_ and the RH_ columns.
+                side = res.meta.side
+                if side in anatomy.SIDES and not any(c.startswith(f"{side}H_") for c in row):
+                    row.update({k: csv_cell(v) for k, v in
+                                res.to_ra2_csv_row(patient_id=display_path(names.key(path))).items()})
+                else:
+                    print(f"ramh analyze: {display_path(path)}: hand{tag or ''}: side unknown or taken by the other "
+                          "hand, left out of the CSV (pass --side)", file=sys.stderr)
+            planned.append((tag, text, picture, dicom))
+        for tag, text, picture, dicom in planned:
+            if text is not None:
+                written.append(write_atomic(names.claim(path, f"{tag}.json"), text))
+            if picture is not None:
+                from .overlay import save_png
 
-            written.append(save_png(picture, names.claim(path, "_overlay.png")))
-        for kind, data in dicom or ():
-            written.append(write_atomic(dicom_names.claim(path, f"_{kind}.dcm"), data))
-        if row is not None:
+                written.append(save_png(picture, names.claim(path, f"{tag}_overlay.png")))
+            for kind, data in dicom:
+                written.append(write_atomic(dicom_names.claim(path, f"{tag}_{kind}.dcm"), data))
+        if row:
             rows.append(row)
 
     interrupted: _Interrupted | None = None
@@ -238,25 +255,27 @@ def cmd_analyze(args) -> int:
     with _Signals() as signals:
         try:
             results = analyzer.iter_batch([str(p) for p in paths], spacing_mm=args.spacing_mm, side=args.side,
-                                          progress=len(paths) > 1 and not args.quiet)
-            for path, res in zip(paths, results):
-                if isinstance(res, AnalysisError):
+                                          progress=len(paths) > 1 and not args.quiet, per_hand=True)
+            for path, hands in zip(paths, results):
+                if isinstance(hands, AnalysisError):
                     failed += 1
-                    print(f"ramh analyze: {display_path(path)}: {res.error}", file=sys.stderr)
+                    print(f"ramh analyze: {display_path(path)}: {hands.error}", file=sys.stderr)
                     continue
                 try:
                     with signals.deferred():
-                        write_outputs(path, res)
+                        write_outputs(path, hands)
                         done += 1
                         flush_csv(force=False)
                 except (OSError, ValueError, RamhError) as e:  # this image's outputs fail, the run goes on
                     failed += 1
                     print(f"ramh analyze: {display_path(path)}: output not written: {e}", file=sys.stderr)
                     continue
-                if not args.quiet and out:
-                    t = res.totals
-                    print(f"{display_path(path)}: SvdH {t.svdh} (erosion {t.erosion}, JSN {t.jsn}), severity "
-                          f"{t.severity}, {res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
+                for res, tag in zip(hands, hand_tags(hands)):
+                    if not args.quiet and out:
+                        t = res.totals
+                        print(f"{display_path(path)}{' [' + tag[1:] + ']' if tag else ''}: SvdH {t.svdh} (erosion "
+                              f"{t.erosion}, JSN {t.jsn}), severity {t.severity}, "
+                              f"{res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
         except _Interrupted as e:
             interrupted = e
         except KeyboardInterrupt:  # a SIGINT that arrived before the handler was set
@@ -479,10 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="image files or folders")
     p.add_argument("--sample", action="store_true", help="also analyse the bundled sample image")
     p.add_argument("--out", help="output folder (JSON, overlays, CSV)")
-    p.add_argument("--json", action="store_true", help="write <name>.json (the default output)")
+    p.add_argument("--json", action="store_true", help="write <name>.json (the default output; <name>_L.json and "
+                   "<name>_R.json for a film with two hands)")
     p.add_argument("--masks", action="store_true", help="include bone and erosion masks (COCO RLE) in the JSON")
     p.add_argument("--overlay", action="store_true", help="write <name>_overlay.png")
-    p.add_argument("--csv", action="store_true", help="write ra2_scores.csv (RA2-DREAM columns, one row per hand)")
+    p.add_argument("--csv", action="store_true", help="write ra2_scores.csv (RA2-DREAM columns, one row per film: "
+                   "both hands' columns from a two-hand film)")
     p.add_argument("--spacing-mm", type=_spacing_arg, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--dicom-out", metavar="DIR", help="also write DICOM SR, SEG and overlay SC: DIR/<name>_<kind>.dcm")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")

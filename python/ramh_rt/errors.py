@@ -42,4 +42,29 @@ class FeedError(BackendError, ValueError):
     expected. Also a ``ValueError``: it is the caller's argument that is wrong."""
 
 
-__all__ = ["RamhError", "ImageLoadError", "BundleError", "BackendError", "FeedError"]
+class NotAHandError(RamhError, ValueError):
+    """The image is not a hand radiograph: blank, noise, a photograph, or a radiograph of another body part.
+
+    The message says what was seen (a uniform image, noise, no structure the size of a hand, bones that do not make
+    a hand in any orientation). In a batch it becomes that image's ``AnalysisError``. :attr:`reason_code` is the
+    quality-control reason code of this outcome.
+    """
+
+    reason_code = "not_a_hand"
+
+
+class MultipleHandsError(RamhError, ValueError):
+    """``analyze`` was given a film with two hands and no ``side=`` to choose one (or a side no hand has).
+
+    Attributes:
+        sides: the side of each hand found, in film order (``"L"``, ``"R"`` or None when undecided).
+    Use ``analyze_hands`` to analyse every hand of the film.
+    """
+
+    def __init__(self, message: str, sides: list[str | None] | tuple = ()):
+        super().__init__(message)
+        self.sides = list(sides)
+
+
+__all__ = ["RamhError", "ImageLoadError", "BundleError", "BackendError", "FeedError", "NotAHandError",
+           "MultipleHandsError"]

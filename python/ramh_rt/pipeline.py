@@ -1,8 +1,9 @@
 """``ramh_rt.analyze``: one hand radiograph in, an :class:`~ramh_rt.result.Analysis` out (DESIGN.md section 2).
 
-    decode -> preprocess -> bone model -> mask postprocess -> bone instances
+    decode -> understand (hands, orientation: ramh_rt.understand) -> per hand, upright:
+           preprocess -> bone model -> mask postprocess -> bone instances -> plausibility and field of view
            -> joint geometry (SvdH ROIs) -> ROI crops at native resolution -> joint model (erosion mask, BE/JSN)
-           -> erosion quantification -> paste-back -> whole-image model -> totals
+           -> erosion quantification -> paste-back -> whole-image model -> totals -> mapped back to the film
 
 :class:`Analyzer` loads a bundle and its inference sessions once and serves many calls. It is thread-safe: it holds
 no per-call state, ONNX Runtime sessions may run concurrently, and the TensorRT backend keeps one execution context
@@ -23,10 +24,10 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__, anatomy, geometry, io, ops
+from . import __version__, anatomy, geometry, io, ops, understand
 from .backends import get_backend, is_device_array, select_backend
 from .bundle import Bundle
-from .errors import BackendError, RamhError
+from .errors import BackendError, MultipleHandsError, NotAHandError, RamhError
 from .result import Analysis, BoneRecord, JointRecord, Meta, Totals
 
 ImageLike = Any  # numpy array, path, bytes or io.LoadedImage
@@ -49,11 +50,22 @@ class _Timer:
         self.times: dict[str, float] = {}
         self._t = time.perf_counter()
         self._start = self._t
+        self._paused = self._t
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
-        self.times[name] = round((now - self._t) * 1e3, 3)
+        # Accumulates: a stage run more than once (the bone model on several turns of a hand) counts in full.
+        self.times[name] = round(self.times.get(name, 0.0) + (now - self._t) * 1e3, 3)
         self._t = now
+
+    def pause(self) -> None:
+        """Stop the clock (e.g. a decoded image waiting in the prefetch queue): :meth:`resume` leaves the gap out."""
+        self._paused = time.perf_counter()
+
+    def resume(self) -> None:
+        gap = time.perf_counter() - self._paused
+        self._t += gap
+        self._start += gap
 
     def total(self) -> dict[str, float]:
         self.times["total"] = round((time.perf_counter() - self._start) * 1e3, 3)
@@ -147,6 +159,10 @@ class Analyzer:
     def analyze(self, image: ImageLike, *, spacing_mm: float | None = None, side: str | None = None) -> Analysis:
         """Analyse one PA hand radiograph.
 
+        The film is first understood (:mod:`ramh_rt.understand`): a turned hand is analysed upright and every result
+        mapped back to the pixel frame of ``image``; bones and areas out of view are not reported; ``meta`` carries
+        ``hand_box``, ``orientation``, ``field_of_view`` and ``understanding_reasons``.
+
         Args:
             image: a NumPy array (2-D, or single-channel 3-D; uint8/uint16/float), a path to a PNG/JPEG/BMP/TIFF or
                 DICOM file, bytes of such a file, or a :class:`ramh_rt.io.LoadedImage`.
@@ -158,23 +174,78 @@ class Analyzer:
                 checked against the bones: when they disagree the bones' side is reported
                 (``meta.side_source == "detected"``) with a warning in ``meta.warnings``.
 
+            On a film with two hands ``side`` picks the hand of that side.
+
         Raises:
             ImageLoadError: unreadable, empty, too small/large or non-finite input.
             ValueError: ``spacing_mm`` not a finite number > 0, or ``side`` not L/R/left/right (named).
+            NotAHandError: the image is blank, noise, or not a hand.
+            MultipleHandsError: the film holds two hands and ``side`` does not pick one of them (use
+                :meth:`analyze_hands`).
             RamhError: a model or kernel failure (the message names the stage).
         """
         timer = _Timer()
-        if isinstance(image, io.LoadedImage):
-            loaded = io.with_overrides(image, spacing_mm=spacing_mm, side=side)
-        else:
-            loaded = io.load_image(image, spacing_mm=spacing_mm, side=side)
+        loaded = self._load(image, spacing_mm, side)
         timer.lap("decode")
         return self._analyze_loaded(loaded, timer)
 
+    def analyze_hands(self, image: ImageLike, *, spacing_mm: float | None = None,
+                      side: str | None = None) -> list[Analysis]:
+        """Analyse every hand of a film: one :class:`Analysis` per hand, in film order (left to right, or top to
+        bottom when the hands are stacked), each with its own ``meta.hand_box`` and side.
+
+        Arguments as :meth:`analyze`; on a two-hand film a given ``side`` is not applied to either hand (each hand's
+        side comes from its anatomy).
+
+        Raises:
+            ImageLoadError, NotAHandError, RamhError: as :meth:`analyze`.
+        """
+        timer = _Timer()
+        loaded = self._load(image, spacing_mm, side)
+        timer.lap("decode")
+        return self._analyze_film(loaded, timer)
+
+    def _load(self, image: ImageLike, spacing_mm, side) -> io.LoadedImage:
+        if isinstance(image, io.LoadedImage):
+            return io.with_overrides(image, spacing_mm=spacing_mm, side=side)
+        return io.load_image(image, spacing_mm=spacing_mm, side=side)
+
     def _analyze_loaded(self, loaded: io.LoadedImage, timer: _Timer) -> Analysis:
+        """One hand: the film's only hand, or on a two-hand film the one ``side="L"|"R"`` (given by the caller)
+        names; else MultipleHandsError."""
+        results = self._analyze_film(loaded, timer)
+        if len(results) == 1:
+            return results[0]
+        sides = [r.meta.side for r in results]
+        if loaded.side_source == "user":
+            picked = [r for r in results if r.meta.side == loaded.side]
+            if len(picked) == 1:
+                return picked[0]
+        found = ", ".join(f"{s or 'side unknown'} at x {r.meta.hand_box[0]}-{r.meta.hand_box[2]}"
+                          for s, r in zip(sides, results))
+        raise MultipleHandsError(f"{loaded.source}: the film holds {len(results)} hands ({found}); pass side='L' "
+                                 "or 'R' to analyse one, or use analyze_hands()", sides)
+
+    def _analyze_film(self, loaded: io.LoadedImage, timer: _Timer) -> list[Analysis]:
+        try:
+            survey = understand.survey(loaded.pixels)
+        except NotAHandError as e:
+            raise NotAHandError(f"{loaded.source}: {e}") from None
+        timer.lap("understand")
+        two = len(survey.hands) > 1
+        out = []
+        for i, region in enumerate(survey.hands):
+            t = timer
+            if i:
+                t = _Timer()
+                t.times.update({k: v for k, v in timer.times.items() if k in ("decode", "understand")})
+            out.append(self._analyze_hand(loaded, region, t, trusted_side=not two))
+        return out
+
+    def _bone_stage(self, pix: np.ndarray, timer: _Timer) -> dict:
+        """Preprocess, bone model, mask postprocessing and bone records of one (normalised) hand image."""
         from . import DeviceArray
 
-        pix = loaded.pixels
         h, w = pix.shape
         src = DeviceArray.from_host(pix, int(self.device or 0)) if self.on_cuda else pix
         pp = self.bones_cfg["preprocess"]
@@ -191,32 +262,62 @@ class Analyzer:
         timer.lap("postprocess")
         bones, model_masks = self._bones(inst, masks_h, logits_h, tf, (h, w))
         timer.lap("bone_records")
-        side, side_source = loaded.side, loaded.side_source
+        return {"pix": pix, "src": src, "x": x, "tf": tf, "masks_h": masks_h, "bones": bones,
+                "model_masks": model_masks}
+
+    def _analyze_hand(self, loaded: io.LoadedImage, region: understand.HandRegion, timer: _Timer, *,
+                      trusted_side: bool) -> Analysis:
+        film = loaded.pixels
+        frame = understand.HandFrame(region.box, region.rotation_deg, film.shape)
+        # The silhouette's turn first; the other turns only when it was unsure or its turn gives no hand.
+        rot0 = frame.rotation_deg
+        turns = [rot0] + [r for r in (0, 90, 180, 270) if r != rot0]
+        best = None
+        for n, rot in enumerate(turns):
+            if n == 1 and region.confident and best[2].is_hand:
+                break
+            fr = understand.HandFrame(region.box, rot, film.shape)
+            st = self._bone_stage(fr.normalise(film), timer)
+            ass = understand.assess_bones(st["bones"], fr.shape, region, rot)
+            # Another turn must beat the silhouette's clearly: the bone layout of a film far from the training
+            # domain is noisy.
+            if best is None or ass.score > best[2].score + (12.0 if n and best[0].rotation_deg == rot0 else 0.0):
+                best = (fr, st, ass)
+        timer.lap("anatomy")
+        frame, st, ass = best
+        if not ass.is_hand:
+            raise NotAHandError(f"{loaded.source}: the bones found do not make a hand in any orientation "
+                                f"(field of view {ass.field_of_view}, layout score {ass.score:.0f})")
+        pix, src, x, tf, masks_h = st["pix"], st["src"], st["x"], st["tf"], st["masks_h"]
+        h, w = pix.shape
+        bones = [b for b in st["bones"] if b.name in ass.keep]
+        model_masks = {k: v for k, v in st["model_masks"].items() if k in ass.keep}
+        given = (loaded.side, loaded.side_source) if trusted_side else (None, None)
+        side, side_source, mirrored, side_reasons = understand.side_reasons(ass.side, *given)
         warnings = list(loaded.warnings) + ([tf.window_warning] if tf.window_warning else [])
-        if side is None or side_source == "filename":
-            # A file name is a weak hint (a right hand saved as x_L.png happens): the anatomy wins over it, and the
-            # contradiction is reported. Sides given by the caller or a DICOM header are used as given.
-            detected = _detect_side(bones)
-            if side is not None and detected is not None and detected != side:
-                warnings.append(f"the file name says side {side} but the anatomy (thumb side on a PA view) says "
-                                f"{detected}; using {detected} (pass side= to override)")
-            if side is None or (detected is not None and detected != side):
-                side, side_source = detected, "detected" if detected else None
+        warnings += [message for code, message, _ in side_reasons if code == "side_conflict"]
         rois = geometry.rois_to_image(geometry.joint_rois(model_masks), tf)
         timer.lap("geometry")
         joints, ero_full = self._joints(src, pix, rois, masks_h, tf, loaded.spacing_mm, timer)
         totals, cam = self._totals(joints, x)
+        if ass.field_of_view != "hand":
+            totals.svdh = None
         timer.lap("global_model")
         missing = [j.stem for j in joints if not j.located]
         if missing:
             warnings.append(f"{len(missing)} SvdH area(s) not located: {', '.join(missing)}")
+        reasons = (understand.orientation_reasons(frame, region) + ass.reasons +
+                   understand.view_reasons(bones, ass) + side_reasons)
         meta = Meta(side=side, side_source=side_source, spacing_mm=loaded.spacing_mm,
                     spacing_source=loaded.spacing_source, image_shape=(h, w), source=loaded.source,
                     bundle_id=self.bundle.id, bundle_version=self.bundle.version, backend=self.backend.name,
                     device=self.device_name, ramh_rt_version=__version__, timings_ms=timer.total(),
-                    warnings=warnings)
-        return Analysis(bones=bones, joints=joints, totals=totals, meta=meta, erosion_mask_fn=ero_full,
-                        image=pix if self.keep_image else None, cam=cam)
+                    warnings=warnings, hand_box=tuple(int(v) for v in (region.hand_box or frame.box)),
+                    orientation={"rotation_deg": frame.rotation_deg, "mirrored": mirrored},
+                    field_of_view=ass.field_of_view, understanding_reasons=[list(r) for r in reasons])
+        result = Analysis(bones=bones, joints=joints, totals=totals, meta=meta, erosion_mask_fn=ero_full,
+                          image=pix if self.keep_image else None, cam=cam)
+        return understand.map_analysis(result, frame, film if self.keep_image else None)
 
     # ---- stages ----------------------------------------------------------------------------------------------
     def _bones(self, inst: np.ndarray, masks: np.ndarray, logits: np.ndarray, tf, shape):
@@ -273,6 +374,10 @@ class Analyzer:
         cfg = self.joints_cfg
         size = tuple(cfg["roi"]["size"])
         thr = float(cfg.get("erosion_threshold", 0.5))
+        # A degenerate ROI (zero width or height, from bones the model barely found) cannot be cropped: unlocated.
+        rois = {k: (r if r.roi is None or (r.roi.w > 0 and r.roi.h > 0)
+                    else geometry.RoiResult(k, None, "degenerate joint box (zero width or height)"))
+                for k, r in rois.items()}
         stems = [s for s in self.areas if rois[s].roi is not None]
         boxes = np.array([rois[s].roi.as_tuple() for s in stems], np.float32).reshape(-1, 5)
         records: dict[str, JointRecord] = {}
@@ -362,7 +467,8 @@ class Analyzer:
             severity, source = anatomy.severity_of(ero + jsn).name, "joint_scores"
         else:
             severity, source = anatomy.SEVERITY_NAMES[int(np.argmax(g_probs))], "global_model"
-        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn), expected_svdh=float(expected),
+        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn), partial_svdh=int(ero + jsn),
+                      expected_svdh=float(expected),
                       complete=complete, global_svdh=g_total, severity=severity, severity_probs=g_probs,
                       severity_source=source), cam
 
@@ -383,7 +489,7 @@ class Analyzer:
         return list(self.iter_batch(images, spacing_mm=spacing_mm, side=side, prefetch=prefetch, progress=progress))
 
     def iter_batch(self, images: Iterable[ImageLike], *, spacing_mm=None, side=None, prefetch: int = 2,
-                   progress: bool = False) -> Iterator[Analysis | AnalysisError]:
+                   progress: bool = False, per_hand: bool = False) -> Iterator[Analysis | AnalysisError]:
         """Generator form of :meth:`analyze_batch`: results as they are ready, in input order.
 
         ``images`` is consumed lazily, at most ``prefetch + 1`` items ahead of the result being produced, so a
@@ -391,6 +497,9 @@ class Analyzer:
         ``spacing_mm`` / ``side`` sequences, a length mismatch is found when one of them runs out: ValueError then,
         after the results of the images that had both. An exception from ``images`` itself is likewise raised once
         the images taken before it have their results.
+
+        ``per_hand=True`` yields, per image, the list of :meth:`analyze_hands` (one Analysis per hand) instead of one
+        Analysis (a two-hand film is then no MultipleHandsError).
         """
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
@@ -407,10 +516,15 @@ class Analyzer:
             t = _Timer()
             try:
                 if isinstance(item, io.LoadedImage):
-                    return io.with_overrides(item, spacing_mm=spacing, side=side_), t
-                return io.load_image(item, spacing_mm=spacing, side=side_), t
+                    loaded = io.with_overrides(item, spacing_mm=spacing, side=side_)
+                else:
+                    loaded = io.load_image(item, spacing_mm=spacing, side=side_)
             except BaseException as e:  # noqa: BLE001 - reported per image
                 return e, t
+            # The time the decoded image then waits in the prefetch queue is not this image's: leave it out.
+            t.lap("decode")
+            t.pause()
+            return loaded, t
 
         bar = None
         if progress:
@@ -457,8 +571,9 @@ class Analyzer:
                         yield AnalysisError(src, f"{type(loaded).__name__}: {loaded}", loaded)
                     else:
                         try:
-                            timer.lap("decode")
-                            yield self._analyze_loaded(loaded, timer)
+                            timer.resume()
+                            yield (self._analyze_film(loaded, timer) if per_hand
+                                   else self._analyze_loaded(loaded, timer))
                         except Exception as e:  # noqa: BLE001 - reported per image, the batch goes on
                             yield AnalysisError(src, f"{type(e).__name__}: {e}", e)
                     del loaded  # release the decoded image once analysed
@@ -550,15 +665,6 @@ def _dilated_window(plane: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tu
     return d[wy0 - y0 + 1:wy1 - y0 + 1, wx0 - x0 + 1:wx1 - x0 + 1], (wx0, wy0)
 
 
-def _detect_side(bones: list[BoneRecord]) -> str | None:
-    """Laterality from the bone layout on a PA view: the thumb lies on the image's left for a right hand."""
-    c = {b.name: b.centroid for b in bones if b.instance == 0}
-    for thumb, other in (("MC1", "MC5"), ("Trapezium", "Hamate"), ("Radius", "Ulna")):
-        if thumb in c and other in c:
-            return "R" if c[thumb][0] < c[other][0] else "L"
-    return None
-
-
 class _PerImage:
     """A batch argument given once for all images or once per image: ``per[i]`` is image i's value."""
 
@@ -626,3 +732,16 @@ def analyze(image: ImageLike, *, bundle=None, backend: str = "auto", device=None
         a.overlay("hand_overlay.png")
     """
     return get_analyzer(bundle, backend, device).analyze(image, spacing_mm=spacing_mm, side=side)
+
+
+def analyze_hands(image: ImageLike, *, bundle=None, backend: str = "auto", device=None,
+                  spacing_mm: float | None = None, side: str | None = None) -> list[Analysis]:
+    """Analyse every hand of a film (one or two) with a cached :class:`Analyzer` (see :meth:`Analyzer.analyze_hands`).
+
+    Example::
+
+        import ramh_rt
+        for a in ramh_rt.analyze_hands("both_hands.png"):
+            print(a.meta.side, a.meta.hand_box, a.totals.svdh)
+    """
+    return get_analyzer(bundle, backend, device).analyze_hands(image, spacing_mm=spacing_mm, side=side)

@@ -143,7 +143,8 @@ class Totals:
     Attributes:
         erosion: sum of the erosion scores of the located erosion areas (0..80).
         jsn: sum of the JSN scores of the located JSN areas (0..60).
-        svdh: erosion + jsn (0..140).
+        svdh: erosion + jsn (0..140) when the whole hand is in view (``meta.field_of_view == "hand"``), else None.
+        partial_svdh: erosion + jsn of the areas that are in view and located (equals ``svdh`` for a whole hand).
         expected_svdh: the same from the score probabilities (sum of expected values), a smoother estimate.
         complete: True when all 31 scores were produced (every area located).
         global_svdh: the whole-image regressor's estimate of the hand total (None without a global model).
@@ -156,13 +157,14 @@ class Totals:
 
     erosion: int
     jsn: int
-    svdh: int
+    svdh: int | None
     expected_svdh: float
     complete: bool
     global_svdh: float | None
     severity: str
     severity_probs: list[float] | None
     severity_source: str
+    partial_svdh: int | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -170,7 +172,19 @@ class Totals:
 
 @dataclass
 class Meta:
-    """Provenance of an analysis: laterality, spacing, model bundle, backend, device, timings."""
+    """Provenance of an analysis: laterality, spacing, model bundle, backend, device, timings, and what input
+    understanding found (:mod:`ramh_rt.understand`).
+
+    Attributes (understanding):
+        hand_box: ``(x0, y0, x1, y1)`` of the hand in the film, pixels: its silhouette with a margin of 3 % of the
+            film (a single hand is analysed on the whole film; each hand of a two-hand film on its box).
+        orientation: ``{"rotation_deg": 0|90|180|270, "mirrored": bool}``: how far the hand was turned clockwise
+            from fingers-up in the film (it was analysed upright and the results mapped back), and whether the film
+            is a left-right mirror (decided only against a trusted side: DICOM laterality or ``side=``).
+        field_of_view: ``"hand"``, ``"wrist"``, ``"fingers"`` or ``"partial"``.
+        understanding_reasons: ``[code, message, severity]`` lists, severity ``"info"``/``"review"``/``"reject"``;
+            codes in :data:`ramh_rt.understand.REASON_CODES`.
+    """
 
     side: str | None
     side_source: str | None
@@ -185,10 +199,17 @@ class Meta:
     ramh_rt_version: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    hand_box: tuple[int, int, int, int] | None = None
+    orientation: dict = field(default_factory=lambda: {"rotation_deg": 0, "mirrored": False})
+    field_of_view: str | None = None
+    understanding_reasons: list[list[str]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["image_shape"] = list(self.image_shape)
+        d["hand_box"] = None if self.hand_box is None else [int(v) for v in self.hand_box]
+        d["orientation"] = dict(self.orientation)
+        d["understanding_reasons"] = [list(r) for r in self.understanding_reasons]
         return d
 
 
