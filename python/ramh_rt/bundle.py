@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
-from . import anatomy
+from . import anatomy, qc
 from .errors import BundleError
 
 #: Manifest schema versions this runtime reads.
@@ -435,6 +435,8 @@ def validate_manifest(manifest: Any) -> list[str]:
         for name in MODEL_TASKS:
             if name in models:
                 _validate_model(v, name, models[name])
+    if "qc" in manifest:  # the quality-control statistics (ramh_rt.qc owns their format)
+        v.problems.extend(qc.manifest_problems(manifest["qc"]))
     return v.problems
 
 

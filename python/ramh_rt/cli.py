@@ -1,12 +1,15 @@
 """``ramh``: the command line of ramh_rt.
 
-    ramh analyze PATH... [--out DIR] [--json] [--overlay] [--csv] [--sample]   analyse radiographs
+    ramh analyze PATH... [--out DIR] [--json] [--overlay] [--csv] [--sample] [--fail-on review|reject]
     ramh bench [--backend NAME|all] [--runs N]                                latency and throughput per stage
     ramh build-engine [--precision fp16|fp32|int8]                            prebuild TensorRT engines
     ramh info                                                                 build, devices, backends, bundle
 
 Outputs are written atomically (temporary file + rename); a file that cannot be analysed is reported and skipped
-and the exit code is 1 when any failed. Exit code 2 is a usage error.
+and the exit code is 1 when any failed. Exit code 2 is a usage error. ``ramh analyze`` prints each result's quality
+control status (ok / review / reject, with its reason codes) and, with ``--fail-on review`` (or ``reject``), exits
+with 3 when no input failed but at least one result's status is at least that level, so scripts can stop on results
+that need a person.
 """
 from __future__ import annotations
 
@@ -66,6 +69,7 @@ def cmd_analyze(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     analyzer = Analyzer(args.bundle, backend=args.backend, device=args.device)
     failed = 0
+    qc_flagged = 0  # results whose qc status reaches --fail-on
     rows = []
     names_seen: dict[str, int] = {}
     results = analyzer.iter_batch([str(p) for p in paths], spacing_mm=args.spacing_mm, side=args.side,
@@ -96,6 +100,13 @@ def cmd_analyze(args) -> int:
             t = res.totals
             print(f"{path}: SvdH {t.svdh} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity}, "
                   f"{res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
+        # ---- quality control (ramh_rt.qc): the status of every result, and --fail-on
+        if res.qc is not None:
+            if args.fail_on and _QC_LEVEL[res.qc.status] >= _QC_LEVEL[args.fail_on]:
+                qc_flagged += 1
+            if not args.quiet:
+                codes = ", ".join(r.code for r in res.qc.reasons if r.severity != "info")
+                print(f"{path}: qc {res.qc.status}" + (f" ({codes})" if codes else ""), file=sys.stderr)
     if args.csv and rows:
         header = ["Patient_ID"] + anatomy.ra2_columns("L") + anatomy.ra2_columns("R")
         with atomic_output(out / "ra2_scores.csv", mode="w", encoding="utf-8") as f:
@@ -104,7 +115,14 @@ def cmd_analyze(args) -> int:
             w.writerows(rows)
     if failed:
         print(f"ramh analyze: {failed} of {len(paths)} input(s) failed", file=sys.stderr)
+    if qc_flagged and not failed:
+        print(f"ramh analyze: {qc_flagged} result(s) with qc status {args.fail_on} or worse (--fail-on)",
+              file=sys.stderr)
+        return 3
     return 1 if failed else 0
+
+
+_QC_LEVEL = {"ok": 0, "review": 1, "reject": 2}
 
 
 def cmd_info(args) -> int:
@@ -203,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
+    p.add_argument("--fail-on", choices=["review", "reject"],
+                   help="exit with 3 when a result's qc status is at least this (and no input failed)")
     _common(p)
     p.set_defaults(func=cmd_analyze)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import anatomy, rle
 
-SCHEMA_VERSION = "ramh_rt.analysis/1"
+SCHEMA_VERSION = "ramh_rt.analysis/2"
 
 
 @dataclass(eq=False)
@@ -91,6 +91,9 @@ class JointRecord:
         eroded_fraction: eroded share of the joint's bone area (bone ∪ erosion) inside the ROI, 0..1.
         lesions: number of erosion lesions (connected components above the minimum size).
         largest_lesion_px: area of the largest lesion in image pixels.
+        uncertainty: the calibrated expected absolute error, in SvdH points, of this area's contribution to the hand
+            total (BE and JSN together; :func:`ramh_rt.qc.annotate_uncertainty`); None where not located.
+        review: True when ``uncertainty`` reaches the bundle's review threshold (a person should check this area).
     """
 
     stem: str
@@ -109,6 +112,8 @@ class JointRecord:
     lesions: int | None = None
     largest_lesion_px: float | None = None
     note: str | None = None
+    uncertainty: float | None = None
+    review: bool = False
 
     @property
     def area(self) -> anatomy.SvdHArea:
@@ -133,7 +138,8 @@ class JointRecord:
                 "jsn_score": self.jsn_score, "jsn_probs": self.jsn_probs,
                 "eroded_px": f(self.eroded_px), "eroded_mm2": f(self.eroded_mm2),
                 "eroded_fraction": f(self.eroded_fraction), "lesions": self.lesions,
-                "largest_lesion_px": f(self.largest_lesion_px), "note": self.note}
+                "largest_lesion_px": f(self.largest_lesion_px), "note": self.note,
+                "uncertainty": f(self.uncertainty), "review": bool(self.review)}
 
 
 @dataclass
@@ -152,17 +158,24 @@ class Totals:
             the bundle has one (an incomplete joint sum would understate the total), else the class of ``svdh``.
         severity_probs: the class probabilities of the global model (None without one), whatever ``severity`` used.
         severity_source: ``"global_model"`` or ``"joint_scores"``.
+        partial_svdh: the sum of the scores of the areas in view when the image does not show the whole hand (None
+            when it does).
+        svdh_interval: ``[lo, hi]``, the interval (nominally 90%, see the bundle's ``qc.uncertainty``) of the hand total
+            from the joint probabilities (:func:`ramh_rt.qc.total_interval`); None when ``svdh`` is None or not
+            every area was scored.
     """
 
     erosion: int
     jsn: int
-    svdh: int
+    svdh: int | None
     expected_svdh: float
     complete: bool
     global_svdh: float | None
     severity: str
     severity_probs: list[float] | None
     severity_source: str
+    partial_svdh: int | None = None
+    svdh_interval: list[int] | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -170,7 +183,12 @@ class Totals:
 
 @dataclass
 class Meta:
-    """Provenance of an analysis: laterality, spacing, model bundle, backend, device, timings."""
+    """Provenance of an analysis: laterality, spacing, model bundle, backend, device, timings.
+
+    The input understanding's findings (None / empty when it did not run): ``hand_box`` (x0, y0, x1, y1) of this hand
+    in the image, ``orientation`` ``{"rotation_deg", "mirrored"}``, ``field_of_view`` and ``understanding_reasons``
+    (``[code, message, severity]`` lists, see :mod:`ramh_rt.qc`).
+    """
 
     side: str | None
     side_source: str | None
@@ -185,10 +203,16 @@ class Meta:
     ramh_rt_version: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    hand_box: tuple[int, int, int, int] | None = None
+    orientation: dict | None = None
+    field_of_view: str | None = None
+    understanding_reasons: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
         d["image_shape"] = list(self.image_shape)
+        d["hand_box"] = None if self.hand_box is None else [int(v) for v in self.hand_box]
+        d["understanding_reasons"] = [list(r) for r in self.understanding_reasons]
         return d
 
 
@@ -205,6 +229,8 @@ class Analysis:
         meta: :class:`Meta`.
         erosion_mask: full-image H x W boolean bone-erosion mask (built on first access).
         cam: the global model's class-activation map (h x w float32 over the model input) or None.
+        qc: :class:`ramh_rt.qc.QualityControl` (status, reasons, field of view, orientation, domain distance), set by
+            the pipeline; None for an Analysis built by hand.
     """
 
     bones: list[BoneRecord]
@@ -214,6 +240,7 @@ class Analysis:
     erosion_mask_fn: Callable[[], np.ndarray] = field(repr=False)
     image: np.ndarray | None = field(default=None, repr=False)
     cam: np.ndarray | None = field(default=None, repr=False)
+    qc: Any = None
 
     @cached_property
     def erosion_mask(self) -> np.ndarray:
@@ -251,7 +278,8 @@ class Analysis:
              "joints": [j.to_dict() for j in self.joints],
              "scores": self.scores,
              "totals": self.totals.to_dict(),
-             "meta": self.meta.to_dict()}
+             "meta": self.meta.to_dict(),
+             "qc": None if self.qc is None else self.qc.to_dict()}
         if include_masks:
             d["erosion_mask_rle"] = rle.encode(self.erosion_mask)
         return d
