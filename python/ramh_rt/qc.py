@@ -365,14 +365,12 @@ def anatomy_reasons(bones: Iterable[Any]) -> list[Reason]:
             if d <= last:
                 disorder.append(name)
             last = max(last, d)
-    out = []
+    found = []
     if slivers:
-        out.append(Reason("implausible_anatomy", f"bone(s) far smaller than their metacarpal: {', '.join(slivers)}"))
+        found.append(f"bone(s) far smaller than their metacarpal: {', '.join(slivers)}")
     if disorder:
-        out.append(Reason("implausible_anatomy", f"finger bone(s) out of order along their finger: "
-                                                 f"{', '.join(disorder)}"))
-    return out[:1] if len(out) == 1 else ([Reason("implausible_anatomy", "; ".join(r.message for r in out))]
-                                          if out else [])
+        found.append(f"finger bone(s) out of order along their finger: {', '.join(disorder)}")
+    return [Reason("implausible_anatomy", "; ".join(found))] if found else []
 
 
 def score_reasons(totals: Any) -> list[Reason]:
