@@ -257,12 +257,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", help="write the raw per-image records here")
     ap.add_argument("--from-records", help="evaluate recorded records instead of analysing again")
     ap.add_argument("--no-real", action="store_true", help="skip the real reference films (quick checks)")
+    ap.add_argument("--refresh-real", action="store_true",
+                    help="with --from-records: analyse the real films again (the phantom records are kept)")
     args = ap.parse_args(argv)
     from ramh_train.qc_stats import ImageSet, collect
 
     bundle = Bundle.load(args.bundle)
     if args.from_records:
         recs = json.loads(Path(args.from_records).read_text())
+        if args.refresh_real and reference_root():
+            from ramh_rt.pipeline import Analyzer
+
+            recs["real"] = collect_real(Analyzer(bundle, backend="onnxruntime-cpu"), reference_root())
+            if args.records:
+                write_atomic(args.records, json.dumps(recs))
     else:
         from ramh_rt.pipeline import Analyzer
 

@@ -398,10 +398,14 @@ def score_reasons(totals: Any) -> list[Reason]:
 #: plates as well. A ray counts as immature when its second-deepest valley is at least :data:`PHYSIS_RATIO` of the
 #: deepest and at least :data:`PHYSIS_MIN_DEPTH` of the profile's range; the hand when :data:`PHYSIS_MIN_RAYS` rays of
 #: 2..5 do. On the unseen-seed phantoms (adults, RA of every grade) the ratio stays below 0.15; on real children's
-#: hands it is 0.35-0.95.
+#: hands it is 0.35-0.95. A ray is only measured when both bones look like what they are named (the metacarpal at
+#: least :data:`PHYSIS_MC_ELONGATION` times as long as wide, the phalanx :data:`PHYSIS_PP_AREA` of its area): the
+#: "finger bones" a bone model finds in a wrist crop are fragments, and lines between them cross anything.
 PHYSIS_RATIO = 0.35
 PHYSIS_MIN_DEPTH = 0.15
 PHYSIS_MIN_RAYS = 2
+PHYSIS_MC_ELONGATION = 2.5
+PHYSIS_PP_AREA = (0.15, 1.5)
 
 
 def _line_profile(pixels: np.ndarray, p: Sequence[float], q: Sequence[float], half_width: float,
@@ -446,15 +450,19 @@ def maturity_reasons(pixels: np.ndarray, bones: Iterable[Any]) -> list[Reason]:
 
     Args:
         pixels: the analysed H x W image (any real dtype, bone bright).
-        bones: its :class:`~ramh_rt.result.BoneRecord` list (MC2-5 and PP2-5 are used; rays without both, or with a
-            phalanx smaller than :data:`MIN_FINGER_BONE_RATIO` of its metacarpal, are skipped).
+        bones: its :class:`~ramh_rt.result.BoneRecord` list (MC2-5 and PP2-5 are used; rays without both, or whose
+            bones do not look like a metacarpal and its phalanx (:data:`PHYSIS_MC_ELONGATION`,
+            :data:`PHYSIS_PP_AREA`), are skipped).
     """
     by = {b.name: b for b in bones if getattr(b, "instance", 0) == 0}
     img = np.asarray(pixels)
     rays = []
     for k in (2, 3, 4, 5):
         mc, pp = by.get(f"MC{k}"), by.get(f"PP{k}")
-        if mc is None or pp is None or pp.area_px < MIN_FINGER_BONE_RATIO * mc.area_px:
+        if mc is None or pp is None or not (PHYSIS_PP_AREA[0] * mc.area_px <= pp.area_px
+                                            <= PHYSIS_PP_AREA[1] * mc.area_px):
+            continue
+        if mc.major_axis_px < PHYSIS_MC_ELONGATION * max(mc.minor_axis_px, 1e-9):
             continue
         depths = _valley_depths(_line_profile(img, mc.centroid, pp.centroid, 0.2 * mc.minor_axis_px))
         if len(depths) >= 2 and depths[1] >= PHYSIS_MIN_DEPTH and depths[1] >= PHYSIS_RATIO * depths[0]:
@@ -512,7 +520,7 @@ def assess(analysis: Any, *, features: np.ndarray | None = None, domain: DomainM
     if qc.orientation["mirrored"]:
         qc.add("mirrored", "the image was mirrored; analysed un-mirrored")
     if getattr(meta, "spacing_mm", None) is None:
-        qc.add("spacing_unknown", "no pixel spacing: eroded areas in pixels only (no mm²)")
+        qc.add("spacing_unknown", "no pixel spacing: eroded areas in pixels only, not in square millimetres")
     for r in image_reasons:
         qc.add(r.code, r.message, r.severity)
     if features is not None:
