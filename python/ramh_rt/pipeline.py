@@ -208,7 +208,7 @@ class Analyzer:
         qc.annotate_uncertainty(analysis, self.qc_calibration)
         analysis.qc = qc.assess(analysis, features=features, domain=self.qc_domain,
                                 image_reasons=qc.image_quality(pix, tf.window, loaded.bits_stored)
-                                + qc.maturity_reasons(pix, bones))
+                                + qc.maturity_reasons(pix, bones, meta.field_of_view))
         timer.lap("qc")
         meta.timings_ms = timer.total()
         return analysis

@@ -398,14 +398,12 @@ def score_reasons(totals: Any) -> list[Reason]:
 #: plates as well. A ray counts as immature when its second-deepest valley is at least :data:`PHYSIS_RATIO` of the
 #: deepest and at least :data:`PHYSIS_MIN_DEPTH` of the profile's range; the hand when :data:`PHYSIS_MIN_RAYS` rays of
 #: 2..5 do. On the unseen-seed phantoms (adults, RA of every grade) the ratio stays below 0.15; on real children's
-#: hands it is 0.35-0.95. A ray is only measured when both bones look like what they are named (the metacarpal at
-#: least :data:`PHYSIS_MC_ELONGATION` times as long as wide, the phalanx :data:`PHYSIS_PP_AREA` of its area): the
-#: "finger bones" a bone model finds in a wrist crop are fragments, and lines between them cross anything.
+#: hands it is 0.35-0.95. The check needs the metacarpal heads and phalanx bases in view: it is skipped for a
+#: "wrist" field of view, where the "finger bones" a bone model finds are fragments and the lines between them cross
+#: anything (on the adult RAM-W600 wrist crops it fires when the field of view is not known).
 PHYSIS_RATIO = 0.35
 PHYSIS_MIN_DEPTH = 0.15
 PHYSIS_MIN_RAYS = 2
-PHYSIS_MC_ELONGATION = 2.5
-PHYSIS_PP_AREA = (0.15, 1.5)
 
 
 def _line_profile(pixels: np.ndarray, p: Sequence[float], q: Sequence[float], half_width: float,
@@ -445,24 +443,23 @@ def _valley_depths(profile: np.ndarray) -> list[float]:
     return sorted((float(v) for v in depth if v > 0), reverse=True)
 
 
-def maturity_reasons(pixels: np.ndarray, bones: Iterable[Any]) -> list[Reason]:
+def maturity_reasons(pixels: np.ndarray, bones: Iterable[Any], field_of_view: str | None = None) -> list[Reason]:
     """``skeletally_immature`` when open growth plates are seen (see :data:`PHYSIS_RATIO`).
 
     Args:
         pixels: the analysed H x W image (any real dtype, bone bright).
-        bones: its :class:`~ramh_rt.result.BoneRecord` list (MC2-5 and PP2-5 are used; rays without both, or whose
-            bones do not look like a metacarpal and its phalanx (:data:`PHYSIS_MC_ELONGATION`,
-            :data:`PHYSIS_PP_AREA`), are skipped).
+        bones: its :class:`~ramh_rt.result.BoneRecord` list (MC2-5 and PP2-5 are used; rays without both, or with a
+            phalanx smaller than :data:`MIN_FINGER_BONE_RATIO` of its metacarpal, are skipped).
+        field_of_view: the input understanding's field of view; ``"wrist"`` skips the check (None: not known).
     """
+    if field_of_view == "wrist":
+        return []
     by = {b.name: b for b in bones if getattr(b, "instance", 0) == 0}
     img = np.asarray(pixels)
     rays = []
     for k in (2, 3, 4, 5):
         mc, pp = by.get(f"MC{k}"), by.get(f"PP{k}")
-        if mc is None or pp is None or not (PHYSIS_PP_AREA[0] * mc.area_px <= pp.area_px
-                                            <= PHYSIS_PP_AREA[1] * mc.area_px):
-            continue
-        if mc.major_axis_px < PHYSIS_MC_ELONGATION * max(mc.minor_axis_px, 1e-9):
+        if mc is None or pp is None or pp.area_px < MIN_FINGER_BONE_RATIO * mc.area_px:
             continue
         depths = _valley_depths(_line_profile(img, mc.centroid, pp.centroid, 0.2 * mc.minor_axis_px))
         if len(depths) >= 2 and depths[1] >= PHYSIS_MIN_DEPTH and depths[1] >= PHYSIS_RATIO * depths[0]:
