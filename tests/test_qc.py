@@ -172,7 +172,12 @@ def test_inconsistent_scores():
     assert r.code == "inconsistent_scores" and "104" in r.message and "34" in r.message
     assert qc.score_reasons(_totals(svdh=104, global_svdh=None)) == []  # nothing to compare
     assert qc.score_reasons(_totals(svdh=None, global_svdh=34.0)) == []  # no whole-hand total
-    assert qc.score_reasons(_totals(svdh=104, global_svdh=34.0, complete=False)) == []
+    # not every area scored: the partial sum is a lower bound of the total
+    (r,) = qc.score_reasons(_totals(svdh=104, global_svdh=34.0, complete=False))  # severity "minimal"
+    assert "scored areas alone total 104" in r.message
+    t = _totals(svdh=None, global_svdh=34.0, complete=False)
+    t.partial_svdh, t.severity = 3, "minimal"
+    assert qc.score_reasons(t) == []
 
 
 # ---- uncertainty -----------------------------------------------------------------------------------------------------

@@ -376,12 +376,26 @@ def anatomy_reasons(bones: Iterable[Any]) -> list[Reason]:
 def score_reasons(totals: Any) -> list[Reason]:
     """``inconsistent_scores`` when the whole-image model's total and the joint-score total contradict each other.
 
-    Compared only when both exist and the joint total covers the whole hand (``totals.svdh`` not None and
-    ``complete``); the tolerance is :data:`SCORE_TOLERANCE_POINTS` + :data:`SCORE_TOLERANCE_SHARE` x the larger.
+    When the joint total covers the whole hand (``totals.svdh`` not None and ``complete``) and the whole-image model
+    ran, they contradict each other when they differ by more than :data:`SCORE_TOLERANCE_POINTS` +
+    :data:`SCORE_TOLERANCE_SHARE` x the larger. When not every area was scored, the sum of the scored ones (``svdh`` or
+    ``partial_svdh``) can only grow with the rest: it contradicts a reported ``severity`` whose class lies below the
+    class of that partial sum.
     """
     g = getattr(totals, "global_svdh", None)
     s = getattr(totals, "svdh", None)
-    if g is None or s is None or not getattr(totals, "complete", False):
+    if not getattr(totals, "complete", False):
+        part = s if s is not None else getattr(totals, "partial_svdh", None)
+        sev = getattr(totals, "severity", None)
+        if part is None or sev not in anatomy.SEVERITY_NAMES:
+            return []
+        floor = anatomy.severity_of(part)
+        if floor.index > anatomy.SEVERITY_NAMES.index(sev):
+            return [Reason("inconsistent_scores",
+                           f"the scored areas alone total {part} ({floor.name}), more than the reported severity "
+                           f"'{sev}' ({totals.severity_source.replace('_', ' ')}) allows")]
+        return []
+    if g is None or s is None:
         return []
     tol = SCORE_TOLERANCE_POINTS + SCORE_TOLERANCE_SHARE * max(g, s)
     if abs(g - s) <= tol:
