@@ -144,7 +144,7 @@ def test_json_validates_against_the_shipped_schema(cases, tmp_path):
     _, a = cases[0]
     doc = json.loads(a.to_json(include_masks=True))
     jsonschema.validate(doc, json_schema())
-    assert doc["schema"] == "ramh_rt.analysis/1"
+    assert doc["schema"] == "ramh_rt.analysis/2"
     from ramh_rt import rle
 
     for b in doc["bones"][:3]:

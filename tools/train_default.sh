@@ -87,5 +87,10 @@ export_args=(--bones "$runs/bones" --joints "$runs/joints-refit" --global "$runs
 ramh-train export "${export_args[@]}" --bundle "$runs/bundle-eval" --overwrite
 ramh-train evaluate --bundle "$runs/bundle-eval" --data "$work/ph-test" --split test --out "$runs/test_metrics.json"
 ramh-train export "${export_args[@]}" --metrics "$runs/test_metrics.json" --bundle models/ramh-default --overwrite
+# 5. Quality-control statistics (manifest "qc"): training-domain features of 200 and held-out distances and uncertainty
+#    calibration of 100 phantoms of dataset seeds used nowhere else; then the calibration report on 100 more.
+ramh-train qc-stats --bundle models/ramh-default --train phantoms:3000:200 --heldout phantoms:4000:100
+python benchmarks/qc_calibration.py --bundle models/ramh-default --test phantoms:5000:100 \
+  --out benchmarks/results/qc_calibration.json
 mkdir -p benchmarks/results
 cp "$runs/test_metrics.json" benchmarks/results/default_bundle_test_metrics.json

@@ -1,6 +1,6 @@
 """``ramh``: the command line of ramh_rt.
 
-    ramh analyze PATH... [--out DIR] [--json] [--overlay] [--csv] [--sample]   analyse radiographs
+    ramh analyze PATH... [--out DIR] [--json] [--overlay] [--csv] [--sample] [--fail-on review|reject]
     ramh analyze PATH... --out DIR --ray [ADDRESS]                            the same on a Ray cluster (Parquet)
     ramh bench [--backend NAME|all] [--runs N]                                latency and throughput per stage
     ramh build-engine [--precision fp16|fp32|int8]                            prebuild TensorRT engines
@@ -13,10 +13,13 @@ ramh analyze writes its outputs under --out mirroring the input folders (a/x.png
 b/x.json), never over an input and never twice to one path in a run; every file is written atomically (temporary
 file + rename). ra2_scores.csv is rewritten atomically as results arrive (at most every 2 s, and always at the end
 and on SIGINT/SIGTERM), so an interrupted run keeps a row for every image it finished. A file that cannot be
-analysed is reported (by name) and skipped.
+analysed is reported (by name) and skipped. Each result's quality-control status is printed (ok / review / reject,
+with its reason codes).
 
-Exit codes: 0 every input analysed; 1 some input failed (or another error, printed); 2 usage error;
-130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the outputs of the images finished so far are complete.
+Exit codes: 0 every input analysed; 1 some input failed (or another error, printed); 2 usage error; 3 (with
+--fail-on review|reject) no input failed but some result's qc status is at least that level, so scripts can stop on
+results that need a person; 130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the outputs of the images finished
+so far are complete.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from .errors import RamhError
 from .fs import OutputNames, atomic_output, expand_image_paths, write_atomic
 
 #: Exit codes of ``ramh analyze`` (see the module docstring).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QC, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
 #: What ``ramh analyze`` calls the CSV it writes under --out.
 CSV_NAME = "ra2_scores.csv"
 #: Record of the files ``ramh analyze`` wrote in an output folder (one path per line, relative to the folder), so
@@ -180,6 +183,7 @@ def cmd_analyze(args) -> int:
     rows: list[dict] = []
     written: list[Path] = []
     failed = done = 0
+    qc_flagged = 0  # results whose qc status reaches --fail-on
     csv_state = {"rows_written": -1, "at": 0.0}
 
     def flush_csv(force: bool) -> None:
@@ -271,11 +275,18 @@ def cmd_analyze(args) -> int:
                     print(f"ramh analyze: {display_path(path)}: output not written: {e}", file=sys.stderr)
                     continue
                 for res, tag in zip(hands, hand_tags(hands)):
+                    label = f"{display_path(path)}{' [' + tag[1:] + ']' if tag else ''}"
                     if not args.quiet and out:
                         t = res.totals
-                        print(f"{display_path(path)}{' [' + tag[1:] + ']' if tag else ''}: SvdH {t.svdh} (erosion "
-                              f"{t.erosion}, JSN {t.jsn}), severity {t.severity}, "
+                        print(f"{label}: SvdH {t.svdh} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity}, "
                               f"{res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
+                    # ---- quality control (ramh_rt.qc): the status of every result, and --fail-on
+                    if res.qc is not None:
+                        if args.fail_on and _QC_LEVEL[res.qc.status] >= _QC_LEVEL[args.fail_on]:
+                            qc_flagged += 1
+                        if not args.quiet:
+                            codes = ", ".join(r.code for r in res.qc.reasons if r.severity != "info")
+                            print(f"{label}: qc {res.qc.status}" + (f" ({codes})" if codes else ""), file=sys.stderr)
         except _Interrupted as e:
             interrupted = e
         except KeyboardInterrupt:  # a SIGINT that arrived before the handler was set
@@ -295,7 +306,14 @@ def cmd_analyze(args) -> int:
         return EXIT_SIGTERM if interrupted.signum == signal.SIGTERM else EXIT_SIGINT
     if failed:
         print(f"ramh analyze: {failed} of {len(paths)} input(s) failed", file=sys.stderr)
+    if qc_flagged and not failed:
+        print(f"ramh analyze: {qc_flagged} result(s) with qc status {args.fail_on} or worse (--fail-on)",
+              file=sys.stderr)
+        return EXIT_QC
     return EXIT_FAILED if failed else EXIT_OK
+
+
+_QC_LEVEL = {"ok": 0, "review": 1, "reject": 2}
 
 
 def cmd_compare(args) -> int:
@@ -508,9 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom-out", metavar="DIR", help="also write DICOM SR, SEG and overlay SC: DIR/<name>_<kind>.dcm")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
-    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
-                   help="score on a Ray cluster (ADDRESS e.g. auto or ray://host:10001; none: a local one); writes "
-                        "scores.parquet and json/ under --out, resumable")
+    p.add_argument("--fail-on", choices=["review", "reject"],
+                   help="exit with 3 when a result's qc status is at least this (and no input failed)")
     _common(p)
     p.set_defaults(func=cmd_analyze)
 

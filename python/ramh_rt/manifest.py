@@ -258,10 +258,17 @@ def _check_window(v: "_Validator", w: Any, path: str) -> None:
 
 #: Top-level sections and their checks (run when the section is present; required ones are listed by
 #: _check_top_level). A new section: one function here and its entry in the JSON schema.
+def _check_qc(v: "_Validator", section: Any, path: str) -> None:
+    from . import qc  # the quality-control statistics: ramh_rt.qc owns their format
+
+    v.problems.extend(qc.manifest_problems(section, path))
+
+
 SECTIONS: dict[str, Callable[["_Validator", Any, str], None]] = {
     "training_data": _check_training_data,
     "metrics": _check_metrics,
     "models": _check_models,
+    "qc": _check_qc,
 }
 
 #: Role-specific checks of a model entry (after the fields every model has).

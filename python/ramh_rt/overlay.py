@@ -210,7 +210,10 @@ def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosions
     lh = int(font.size * 1.35) if hasattr(font, "size") else 14
     y = 8
     for i, line in enumerate(lines):
-        d.text((ow + 10, y), line, fill=(255, 255, 255) if i else (255, 220, 0), font=font)
+        fill = (255, 255, 255) if i else (255, 220, 0)
+        if line.startswith("QC: "):  # the quality-control status in its colour (qc_legend)
+            fill = QC_RGB.get(line[4:].split(" ")[0].lower(), fill)
+        d.text((ow + 10, y), line, fill=fill, font=font)
         y += lh
     y += lh // 2
     for layer in erosions:
@@ -230,6 +233,28 @@ def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosions
         d.rectangle((cx, cy + 2, cx + lh - 6, cy + lh - 4), fill=bone_color(name))
         d.text((cx + lh, cy), name, fill=(220, 220, 220), font=font)
     return out
+
+
+#: Legend colour of each quality-control status.
+QC_RGB = {"ok": (80, 220, 100), "review": (255, 170, 0), "reject": (255, 60, 60)}
+
+
+def qc_legend(qc, max_reasons: int = 6, width: int = 40) -> list[str]:
+    """Legend lines of a :class:`ramh_rt.qc.QualityControl`: the status, then each reason (review and reject first)
+    wrapped to ``width`` characters, at most two lines each. Empty for None."""
+    import textwrap
+
+    if qc is None:
+        return []
+    lines = [f"QC: {qc.status.upper()}" + (f"  (domain {qc.domain_score:.1f} / {qc.domain_threshold:.1f})"
+                                           if qc.domain_score is not None and qc.domain_threshold else "")]
+    order = {"reject": 0, "review": 1, "info": 2}
+    for r in sorted(qc.reasons, key=lambda r: order[r.severity])[:max_reasons]:
+        wrapped = textwrap.wrap(f"{r.severity}: {r.code}: {r.message}", width, subsequent_indent="   ")
+        if len(wrapped) > 2:
+            wrapped = [wrapped[0], wrapped[1][:width - 1] + "…"]
+        lines += [" " + w for w in wrapped]
+    return lines
 
 
 def roi_label(stem: str, be: int | None, jsn: int | None) -> str:
@@ -272,6 +297,7 @@ def render_analysis(analysis, path: str | Path | None = None, *, max_side: int =
     ]
     if missing:
         legend.append("not located: " + ", ".join(missing))
+    legend += qc_legend(getattr(analysis, "qc", None))
     legend.append("NOT FOR CLINICAL USE: demo weights")
     img = draw_overlay(analysis.image, bones=bones, erosions=[ErosionLayer("bone erosion", analysis.erosion_mask)],
                        rois=rois,

@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__, anatomy, geometry, io, ops, understand
+from . import __version__, anatomy, geometry, io, ops, qc, understand
 from .backends import get_backend, is_device_array, select_backend
 from .bundle import Bundle
 from .errors import BackendError, MultipleHandsError, NotAHandError, RamhError
@@ -117,6 +117,9 @@ class Analyzer:
         self.keep = [keep.get(c, keep.get("*", "largest")) for c in self.classes]
         self.areas = list(self.joints_cfg["areas"])
         self.device_name = self._device_name()
+        # The bundle's training-domain statistics and uncertainty calibration (None / defaults without a qc section).
+        self.qc_domain = qc.DomainModel.from_manifest(self.bundle.manifest.get("qc"))
+        self.qc_calibration = qc.UncertaintyCalibration.from_manifest(self.bundle.manifest.get("qc"))
 
     def _sessions(self, backend, device, options: dict) -> dict[str, Any]:
         return {name: backend.create_session(self.bundle.model(name), device, **options)
@@ -248,22 +251,14 @@ class Analyzer:
 
         h, w = pix.shape
         src = DeviceArray.from_host(pix, int(self.device or 0)) if self.on_cuda else pix
-        pp = self.bones_cfg["preprocess"]
-        x, tf = ops.preprocess(src, pp["input_hw"], percentiles=pp["window"]["percentiles"],
-                               mean=pp["window"]["mean"], std=pp["window"]["std"], antialias=pp["antialias"])
-        timer.lap("preprocess")
-        logits = self.sessions["bones"].run({"image": x})["logits"]
-        timer.lap("bone_model")
-        post = self.bones_cfg["postprocess"]
-        masks, inst = ops.postprocess_masks(logits, mode=post["mode"], threshold=post["threshold"], keep=self.keep,
-                                            min_area=post["min_area"], fill_holes=post["fill_holes"])
+        x, tf, logits, masks, inst, features = self._segment(src, timer)
         masks_h = _host(masks)[0]
         logits_h = _host(logits)[0]
         timer.lap("postprocess")
         bones, model_masks = self._bones(inst, masks_h, logits_h, tf, (h, w))
         timer.lap("bone_records")
         return {"pix": pix, "src": src, "x": x, "tf": tf, "masks_h": masks_h, "bones": bones,
-                "model_masks": model_masks}
+                "model_masks": model_masks, "features": features}
 
     def _analyze_hand(self, loaded: io.LoadedImage, region: understand.HandRegion, timer: _Timer, *,
                       trusted_side: bool) -> Analysis:
@@ -315,9 +310,45 @@ class Analyzer:
                     warnings=warnings, hand_box=tuple(int(v) for v in (region.hand_box or frame.box)),
                     orientation={"rotation_deg": frame.rotation_deg, "mirrored": mirrored},
                     field_of_view=ass.field_of_view, understanding_reasons=[list(r) for r in reasons])
-        result = Analysis(bones=bones, joints=joints, totals=totals, meta=meta, erosion_mask_fn=ero_full,
-                          image=pix if self.keep_image else None, cam=cam)
-        return understand.map_analysis(result, frame, film if self.keep_image else None)
+        analysis = Analysis(bones=bones, joints=joints, totals=totals, meta=meta, erosion_mask_fn=ero_full,
+                            image=pix if self.keep_image else None, cam=cam)
+        # ---- quality control (ramh_rt.qc): uncertainty, then the coded reasons and status; in the hand's upright
+        # frame, where its bones and pixels are, before the results are mapped back to the film
+        qc.annotate_uncertainty(analysis, self.qc_calibration)
+        analysis.qc = qc.assess(analysis, features=st["features"], domain=self.qc_domain,
+                                image_reasons=qc.image_quality(pix, tf.window, loaded.bits_stored)
+                                + qc.maturity_reasons(pix, bones, meta.field_of_view))
+        timer.lap("qc")
+        meta.timings_ms = timer.total()
+        return understand.map_analysis(analysis, frame, film if self.keep_image else None)
+
+    def _segment(self, src, timer: _Timer):
+        """Preprocess, bone model, mask postprocess; and the domain features of the model input (ramh_rt.qc)."""
+        pp = self.bones_cfg["preprocess"]
+        x, tf = ops.preprocess(src, pp["input_hw"], percentiles=pp["window"]["percentiles"],
+                               mean=pp["window"]["mean"], std=pp["window"]["std"], antialias=pp["antialias"])
+        timer.lap("preprocess")
+        logits = self.sessions["bones"].run({"image": x})["logits"]
+        timer.lap("bone_model")
+        post = self.bones_cfg["postprocess"]
+        masks, inst = ops.postprocess_masks(logits, mode=post["mode"], threshold=post["threshold"], keep=self.keep,
+                                            min_area=post["min_area"], fill_holes=post["fill_holes"])
+        features = qc.domain_features(_host(x), tf, inst, self.classes, pp["window"]["mean"], pp["window"]["std"])
+        return x, tf, logits, masks, inst, features
+
+    def domain_features(self, image: ImageLike) -> np.ndarray:
+        """The :func:`ramh_rt.qc.domain_features` vector of one image (decode, preprocess, bone model only): what a
+        bundle's training-domain statistics are fitted on (``ramh-train qc-stats``).
+
+        Raises:
+            ImageLoadError: unreadable or unacceptable input.
+            RamhError: a model or kernel failure.
+        """
+        from . import DeviceArray
+
+        loaded = image if isinstance(image, io.LoadedImage) else io.load_image(image)
+        src = DeviceArray.from_host(loaded.pixels, int(self.device or 0)) if self.on_cuda else loaded.pixels
+        return self._segment(src, _Timer())[-1]
 
     # ---- stages ----------------------------------------------------------------------------------------------
     def _bones(self, inst: np.ndarray, masks: np.ndarray, logits: np.ndarray, tf, shape):

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import anatomy, rle
 
-SCHEMA_VERSION = "ramh_rt.analysis/1"
+SCHEMA_VERSION = "ramh_rt.analysis/2"
 
 
 @dataclass(eq=False)
@@ -91,6 +91,9 @@ class JointRecord:
         eroded_fraction: eroded share of the joint's bone area (bone ∪ erosion) inside the ROI, 0..1.
         lesions: number of erosion lesions (connected components above the minimum size).
         largest_lesion_px: area of the largest lesion in image pixels.
+        uncertainty: the calibrated expected absolute error, in SvdH points, of this area's contribution to the hand
+            total (BE and JSN together; :func:`ramh_rt.qc.annotate_uncertainty`); None where not located.
+        review: True when ``uncertainty`` reaches the bundle's review threshold (a person should check this area).
     """
 
     stem: str
@@ -109,6 +112,8 @@ class JointRecord:
     lesions: int | None = None
     largest_lesion_px: float | None = None
     note: str | None = None
+    uncertainty: float | None = None
+    review: bool = False
 
     @property
     def area(self) -> anatomy.SvdHArea:
@@ -133,7 +138,8 @@ class JointRecord:
                 "jsn_score": self.jsn_score, "jsn_probs": self.jsn_probs,
                 "eroded_px": f(self.eroded_px), "eroded_mm2": f(self.eroded_mm2),
                 "eroded_fraction": f(self.eroded_fraction), "lesions": self.lesions,
-                "largest_lesion_px": f(self.largest_lesion_px), "note": self.note}
+                "largest_lesion_px": f(self.largest_lesion_px), "note": self.note,
+                "uncertainty": f(self.uncertainty), "review": bool(self.review)}
 
 
 @dataclass
@@ -153,6 +159,11 @@ class Totals:
             the bundle has one (an incomplete joint sum would understate the total), else the class of ``svdh``.
         severity_probs: the class probabilities of the global model (None without one), whatever ``severity`` used.
         severity_source: ``"global_model"`` or ``"joint_scores"``.
+        partial_svdh: the sum of the scores of the areas in view when the image does not show the whole hand (None
+            when it does).
+        svdh_interval: ``[lo, hi]``, the interval (nominally 90%, see the bundle's ``qc.uncertainty``) of the hand total
+            from the joint probabilities (:func:`ramh_rt.qc.total_interval`); None when ``svdh`` is None or not
+            every area was scored.
     """
 
     erosion: int
@@ -165,6 +176,7 @@ class Totals:
     severity_probs: list[float] | None
     severity_source: str
     partial_svdh: int | None = None
+    svdh_interval: list[int] | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -226,6 +238,8 @@ class Analysis:
         meta: :class:`Meta`.
         erosion_mask: full-image H x W boolean bone-erosion mask (built on first access).
         cam: the global model's class-activation map (h x w float32 over the model input) or None.
+        qc: :class:`ramh_rt.qc.QualityControl` (status, reasons, field of view, orientation, domain distance), set by
+            the pipeline; None for an Analysis built by hand.
     """
 
     bones: list[BoneRecord]
@@ -235,6 +249,7 @@ class Analysis:
     erosion_mask_fn: Callable[[], np.ndarray] = field(repr=False)
     image: np.ndarray | None = field(default=None, repr=False)
     cam: np.ndarray | None = field(default=None, repr=False)
+    qc: Any = None
 
     @cached_property
     def erosion_mask(self) -> np.ndarray:
@@ -272,7 +287,8 @@ class Analysis:
              "joints": [j.to_dict() for j in self.joints],
              "scores": self.scores,
              "totals": self.totals.to_dict(),
-             "meta": self.meta.to_dict()}
+             "meta": self.meta.to_dict(),
+             "qc": None if self.qc is None else self.qc.to_dict()}
         if include_masks:
             from .geometry import mask_bounds
 

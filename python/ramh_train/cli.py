@@ -9,6 +9,7 @@
     ramh-train evaluate --bundle OUT --data DIR [--split test] [--out FILE]
     ramh-train quantize --bundle OUT --images PATH... --out OUT_INT8   (INT8 Q/DQ copy for TensorRT's INT8 path)
     ramh-train card     --bundle OUT   (MODEL_CARD.md from the manifest; export writes it too)
+    ramh-train qc-stats --bundle OUT --train phantoms:SEED:N|DIR --heldout phantoms:SEED:N|DIR   (manifest qc section)
 
 Training resumes from RUN/last.pt when it exists; ``torchrun --nproc_per_node=K -m ramh_train.cli bones ...`` trains
 with DistributedDataParallel on K GPUs (or processes). Exit codes: 0 ok, 1 failure, 2 usage error.
@@ -235,6 +236,13 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_qc_stats(args) -> int:
+    from .qc_stats import run
+
+    run(args.bundle, args.train, args.heldout, quantile=args.quantile, level=args.level, records_out=args.records)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ramh-train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -334,6 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", help="write the quantization report (agreement with fp32) as JSON")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("qc-stats", help="fit the bundle's quality-control statistics (training domain, uncertainty "
+                                        "calibration) and write them into its manifest")
+    p.add_argument("--bundle", required=True, help="bundle directory (its manifest.json is updated in place)")
+    p.add_argument("--train", required=True, help="training-domain images: phantoms:SEED:N or a directory")
+    p.add_argument("--heldout", required=True,
+                   help="held-out images of the same domain: phantoms:SEED:N (also calibrates the uncertainty) or a "
+                        "directory (domain threshold only)")
+    p.add_argument("--quantile", type=float, default=0.99, help="domain threshold: this quantile of the held-out "
+                                                                "distances")
+    p.add_argument("--level", type=float, default=0.9, help="nominal coverage of the total's interval")
+    p.add_argument("--records", help="also write the per-image records (features, probabilities) as JSON here")
+    p.set_defaults(func=cmd_qc_stats)
     return ap
 
 
