@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO / "python"))
 from ramh_rt import qc  # noqa: E402
 from ramh_rt.bundle import Bundle  # noqa: E402
 from ramh_rt.errors import RamhError  # noqa: E402
-from ramh_rt.io import write_atomic  # noqa: E402
+from ramh_rt.fs import write_atomic  # noqa: E402
 
 
 def reference_root() -> Path | None:

@@ -526,6 +526,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dicom-out", metavar="DIR", help="also write DICOM SR, SEG and overlay SC: DIR/<name>_<kind>.dcm")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-image summary")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="score on a Ray cluster (ADDRESS e.g. auto or ray://host:10001; none: a local one); writes "
+                        "scores.parquet and json/ under --out, resumable")
     p.add_argument("--fail-on", choices=["review", "reject"],
                    help="exit with 3 when a result's qc status is at least this (and no input failed)")
     _common(p)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ramh_rt import qc
 from ramh_rt.bundle import read_manifest, validate_manifest
-from ramh_rt.io import write_atomic
+from ramh_rt.fs import write_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 
