@@ -310,3 +310,30 @@ def test_masks_false_keeps_labels_and_rois(cache):
         np.testing.assert_array_equal(a.image, b.image)
         assert all(h.bone_masks == {} for h in b.hands)
         assert json.dumps(a.labels(), sort_keys=True) == json.dumps(b.labels(), sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ramh-data variants
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_ramh_data_variants_writes_pngs_and_labels(tmp_path, capsys):
+    from PIL import Image
+
+    from ramh_train import data_cli
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"spacing_mm": [0.5, 0.5]}))
+    out = tmp_path / "films"
+    code = data_cli.main(["variants", "--out", str(out), "--n", "2", "--seed", "7", "--kinds", "rot180", "two_hands",
+                          "blank", "--config", str(cfg)])
+    assert code == 0, capsys.readouterr().err
+    labels = json.loads((out / "labels.json").read_text())
+    assert [f["file"] for f in labels["films"]] == ["rot180_7.png", "two_hands_7.png", "blank_7.png",
+                                                    "rot180_8.png", "two_hands_8.png", "blank_8.png"]
+    for f in labels["films"]:
+        v = make_variant(f["kind"], f["seed"], SMALL, masks=False)
+        np.testing.assert_array_equal(np.asarray(Image.open(out / f["file"])), v.image)
+        assert {k: f[k] for k in f if k != "file"} == json.loads(json.dumps(v.labels()))
+    assert data_cli.main(["variants", "--out", str(out), "--n", "1", "--seed", "1", "--kinds", "elbow"]) == 2
+    assert "unknown variant kind" in capsys.readouterr().err

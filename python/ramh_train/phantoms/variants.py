@@ -28,7 +28,11 @@ same generator seed), so the rates of a benchmark over kinds compare the same ha
 from __future__ import annotations
 
 import datetime as _dt
+import io
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -784,5 +788,61 @@ def make_variant(kind: str, seed: int, config: PhantomConfig | None = None, *, m
     return _hand_kind(kind, seed, cfg, masks, cache)
 
 
+def write_variant_set(out: str | os.PathLike, n: int, seed: int, kinds: Sequence[str] | None = None,
+                      config: PhantomConfig | None = None, *, log: Callable[[str], None] | None = None) -> Path:
+    """Write ``n`` films of every kind as PNG files plus one ``labels.json`` into the folder ``out``.
+
+    Film ``i`` of kind ``k`` is ``make_variant(k, seed + i, config)`` written as ``<k>_<seed + i>.png`` (8-bit, or
+    16-bit for a ``uint16`` config); ``labels.json`` holds ``{"generator", "seed", "n", "kinds", "config",
+    "films": [{"file", **VariantSample.labels()}]}`` in the order written. Every file is written atomically and the
+    labels last, so a folder with a ``labels.json`` is complete.
+
+    Args:
+        out: output folder (created when missing; existing films of the same names are replaced).
+        n: films per kind, >= 1.
+        seed: first variant seed; ``seed + n - 1`` must stay below 2**63.
+        kinds: kinds to write (default :data:`KINDS`).
+        config: the hands' :class:`PhantomConfig` (default settings when None).
+        log: called with one line per seed done (progress), or None.
+
+    Returns:
+        The path of ``labels.json``.
+
+    Raises:
+        ValueError: ``n`` < 1, an unknown kind, a seed out of range, or ``out`` is an existing file.
+    """
+    from ..datasets.fileio import atomic_write_bytes, atomic_write_json
+    from .generator import GENERATOR_VERSION
+
+    kinds = list(KINDS if kinds is None else kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown variant kind(s) {', '.join(map(repr, unknown))}; known: {', '.join(KINDS)}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    _check_seed(seed)
+    _check_seed(seed + n - 1)
+    root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root} exists and is not a folder")
+    cfg = PhantomConfig() if config is None else config
+    films = []
+    for i in range(n):
+        cache: dict = {}
+        for kind in kinds:
+            v = make_variant(kind, seed + i, cfg, masks=False, cache=cache)
+            name = f"{kind}_{seed + i}.png"
+            buf = io.BytesIO()
+            Image.fromarray(v.image).save(buf, format="PNG")
+            atomic_write_bytes(root / name, buf.getvalue())
+            films.append({"file": name, **v.labels()})
+        if log is not None:
+            log(f"seed {seed + i}: {len(kinds)} film(s) written ({i + 1}/{n})")
+    path = root / "labels.json"
+    atomic_write_json(path, {"generator": GENERATOR_VERSION, "seed": seed, "n": n, "kinds": kinds,
+                             "config": repr(cfg), "films": films}, indent=1)
+    return path
+
+
 __all__ = ["FIELDS_OF_VIEW", "HAND_KINDS", "HandTruth", "KINDS", "NEGATIVE_KINDS", "VariantSample", "hand_seed",
-           "make_variant"]
+           "make_variant", "write_variant_set"]
