@@ -158,8 +158,9 @@ def check_hand_film(v, outcome: str, results: list, have_hands_api: bool) -> dic
     return checks
 
 
-def evaluate(n: int, base_seed: int, kinds: list[str], sdk: SDK, log=print) -> tuple[list[dict], dict]:
-    """Run every kind on ``n`` seeds; returns (per-kind rows, API description)."""
+def evaluate(n: int, base_seed: int, kinds: list[str], sdk: SDK, log=print, on_seed=None) -> tuple[list[dict], dict]:
+    """Run every kind on ``n`` seeds; returns (per-kind rows, API description). ``on_seed(rows, seeds_done)`` is
+    called after each seed with the rows so far (to save partial results of a long run)."""
     from ramh_train.phantoms.variants import NEGATIVE_KINDS, make_variant
 
     have_hands_api = sdk.analyze_hands is not None or sdk.module_analyze_hands is not None
@@ -197,16 +198,22 @@ def evaluate(n: int, base_seed: int, kinds: list[str], sdk: SDK, log=print) -> t
                 row["failures"].append({"seed": seed, "outcome": outcome, "error": err,
                                         "failed_checks": [c for c, x in verdicts.items() if x is False]})
         log(f"seed {seed}: done ({i + 1}/{n})")
+        if on_seed is not None:
+            on_seed(_summarise(rows, kinds), i + 1)
+    return _summarise(rows, kinds), sdk.api()
+
+
+def _summarise(rows: dict, kinds: list[str]) -> list[dict]:
     out = []
     for k in kinds:
-        r = rows[k]
-        secs = sorted(r.pop("seconds_sdk"))
+        r = {key: val for key, val in rows[k].items() if key != "seconds_sdk"}
+        secs = sorted(rows[k]["seconds_sdk"])
         r["rate"] = r["recognised"] / r["n"] if r["n"] else None
         r["meets_target"] = r["rate"] is not None and r["rate"] >= TARGET
         r["undocumented_exceptions"] = r["outcomes"].get("undocumented_exception", 0)
         r["sdk_seconds_p50"] = secs[len(secs) // 2] if secs else None
         out.append(r)
-    return out, sdk.api()
+    return out
 
 
 def markdown(rows: list[dict], api: dict) -> str:
@@ -245,16 +252,22 @@ def main(argv=None) -> int:
     if unknown or args.n < 1:
         ap.error(f"unknown kinds {unknown}; known: {', '.join(KINDS)}" if unknown else "--n must be >= 1")
     sdk = SDK(args.backend, args.bundle, **({"intra_op_threads": args.threads} if args.threads else {}))
+    cmd = ("python benchmarks/qc_phantoms.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
     t0 = time.perf_counter()
-    rows, api = evaluate(args.n, args.seed, kinds, sdk, log=lambda m: print(m, file=sys.stderr))
-    wall = time.perf_counter() - t0
+
+    def save(rows: list[dict], done: int) -> Path | None:
+        # Written after every seed: a long run that is stopped keeps what it measured (seeds_done says how much).
+        if args.no_write:
+            return None
+        return write_results(args.name, rows, args.out, command=cmd, api=sdk.api(), backend=sdk.backend,
+                             seeds=[args.seed, args.seed + done - 1], seeds_done=done, seeds_asked=args.n,
+                             target=TARGET, wall_s=time.perf_counter() - t0)
+
+    rows, api = evaluate(args.n, args.seed, kinds, sdk, log=lambda m: print(m, file=sys.stderr), on_seed=save)
     print(markdown(rows, api))
-    print(f"\n{args.n} seeds x {len(kinds)} kinds in {wall:.0f} s on {sdk.backend}")
+    print(f"\n{args.n} seeds x {len(kinds)} kinds in {time.perf_counter() - t0:.0f} s on {sdk.backend}")
     if not args.no_write:
-        cmd = "python benchmarks/qc_phantoms.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        path = write_results(args.name, rows, args.out, command=cmd.strip(), api=api, backend=sdk.backend,
-                             seeds=[args.seed, args.seed + args.n - 1], target=TARGET, wall_s=wall)
-        print(f"wrote {path}")
+        print(f"wrote {args.out / (args.name + '.json')}")
     return 0
 
 
