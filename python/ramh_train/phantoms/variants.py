@@ -365,23 +365,26 @@ def _strip(s: HandSample, hand: _Hand, sp: float, rng) -> tuple[np.ndarray, int]
     return _crop(s.image, [hand], x0, 0, x1, s.image.shape[0]), x0
 
 
-def _side_by_side(strips: list[tuple[np.ndarray, _Hand]], sp: float, rng, separator: bool
+def _side_by_side(strips: list[tuple[np.ndarray, _Hand]], keep_rows: list[int], sp: float, rng, separator: bool
                   ) -> tuple[np.ndarray, dict]:
-    """Place column strips side by side on one film, each with its own vertical offset; the rows a strip does not
-    cover are filled with film background like its top rows (above the fingertips)."""
+    """Place column strips side by side on one film, each with its own vertical offset. The film ends where the
+    shortest strip ends (the forearms run off the bottom edge, as on a real film) but never above the first
+    ``keep_rows[i]`` rows of a strip (its bones); rows a strip does not cover are filled with film background like
+    its top rows (above the fingertips)."""
     heights = [im.shape[0] for im, _ in strips]
     offsets = [int(rng.uniform(0.0, 25.0) / sp) for _ in strips]
-    H = max(h + o for h, o in zip(heights, offsets))
+    H = max(min(h + o for h, o in zip(heights, offsets)), max(k + o for k, o in zip(keep_rows, offsets)))
     cols = []
     x = 0
     for (im, hand), off in zip(strips, offsets):
-        h, w = im.shape
+        h = min(im.shape[0], H - off)
+        w = im.shape[1]
         band = im[:max(4, int(4.0 / sp))]
         col = np.empty((H, w), im.dtype)
         col[:off] = _background(band, rng, (off, w))
-        col[off:off + h] = im
+        col[off:off + h] = im[:h]
         col[off + h:] = _background(band, rng, (H - off - h, w))
-        hand.masks = {k: np.pad(m, ((off, H - off - h), (x, 0))) for k, m in hand.masks.items()}
+        hand.masks = {k: np.pad(m[:h], ((off, H - off - h), (x, 0))) for k, m in hand.masks.items()}
         hand.rois = {k: replace(r, cx=r.cx + x, cy=r.cy + off) for k, r in hand.rois.items()}
         cols.append(col)
         x += w
@@ -491,7 +494,7 @@ def _collimate(image: np.ndarray, hands: list[_Hand], sp: float, rng) -> dict:
     fx1 = W - rng.uniform(0.0, max(W - keep[2] - g, 0.0))
     fy1 = H - rng.uniform(0.0, max(H - keep[3] - g, 0.0) * 0.8)
     ang = float(rng.uniform(-3.0, 3.0))
-    # A field tilted about its centre; shrink nothing: points of `keep` must stay inside, so tilt only if they do.
+    # The field is tilted about its centre only when the hand's bounds stay inside the tilted field.
     c = ((fx0 + fx1) / 2, (fy0 + fy1) / 2)
     box = RotatedBox(c[0], c[1], fx1 - fx0, fy1 - fy0, ang)
     corners = np.array([[keep[0], keep[1]], [keep[2], keep[1]], [keep[2], keep[3]], [keep[0], keep[3]]], float)
@@ -526,16 +529,20 @@ def _hand_kind(kind: str, seed: int, cfg: PhantomConfig, masks: bool, cache: dic
         # One acquisition: both hands with the same spacing and the same centre, no collimation of their own.
         sp = float(rng.uniform(*cfg.spacing_mm))
         prof = cfg.profiles[int(rng.integers(len(cfg.profiles)))]
-        strips = []
+        strips, keep = [], []
         for j, side in enumerate(("L", "R")):  # thumbs towards each other, as the patient lays the hands down
             c = replace(cfg, side=side, spacing_mm=(sp, sp), profiles=(prof,), collimation_probability=0.0)
             s = _source(seed, j, c, cache)
             hand = _from_sample(s)
+            # The film may cut the forearm's shafts, not the carpus or the distal radius and ulna (areas R, U).
+            low = max(_bbox(_union(hand.masks, _CARPUS, s.image.shape))[3],
+                      *(hand.rois[a].bbox()[3] for a in ("R", "U")))
+            keep.append(min(int(np.ceil(low)) + int(5.0 / sp), s.image.shape[0]))
             if not masks:
                 _prune(hand)
             strip, _ = _strip(s, hand, sp, rng)
             strips.append((strip, hand))
-        image, meta = _side_by_side(strips, sp, rng, separator=False)
+        image, meta = _side_by_side(strips, keep, sp, rng, separator=False)
         return _finish(kind, seed, image, sp, [h for _, h in strips], masks, meta)
 
     s = _source(seed, 0, cfg, cache)
@@ -553,7 +560,7 @@ def _hand_kind(kind: str, seed: int, cfg: PhantomConfig, masks: bool, cache: dic
         pair = [(strip, hand), (twin_strip, twin)]
         if rng.random() < 0.5:
             pair.reverse()
-        image, meta = _side_by_side(pair, sp, rng, separator=bool(rng.random() < 0.5))
+        image, meta = _side_by_side(pair, [strip.shape[0]] * 2, sp, rng, separator=bool(rng.random() < 0.5))
         return _finish(kind, seed, image, sp, [hand, twin], masks, meta)
     if kind in ("wrist", "fingers", "partial"):
         cut = {"wrist": _wrist, "fingers": _fingers, "partial": _partial}[kind]
