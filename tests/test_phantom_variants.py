@@ -337,3 +337,25 @@ def test_ramh_data_variants_writes_pngs_and_labels(tmp_path, capsys):
         assert {k: f[k] for k in f if k != "file"} == json.loads(json.dumps(v.labels()))
     assert data_cli.main(["variants", "--out", str(out), "--n", "1", "--seed", "1", "--kinds", "elbow"]) == 2
     assert "unknown variant kind" in capsys.readouterr().err
+
+
+def test_turning_a_finished_film_equals_building_it_turned(cache):
+    from ramh_train.phantoms.variants import turn_variant
+
+    up = _v("hand", 3, cache)
+    for deg, mirrored, kind in ((90, False, "rot90"), (270, False, "rot270"), (90, True, "rot90_mirrored")):
+        t, built = turn_variant(up, deg, mirrored), _v(kind, 3, cache)
+        np.testing.assert_array_equal(t.image, built.image)
+        assert [h.labels() for h in t.hands] == [h.labels() for h in built.hands]
+    # a bilateral film on its side: the hands are one above the other, boxes follow the masks
+    v = _v("two_hands", 2, cache)
+    t = turn_variant(v, 270, mirrored=True)
+    assert [h.rotation_deg for h in t.hands] == [270, 270] and all(h.mirrored for h in t.hands)
+    for h in t.hands:
+        st = h.bone_masks["SoftTissue"]
+        assert _inside(h.box, st) and st[h.box[1]].any() and st[:, h.box[0]].any()
+    a, b = t.hands
+    assert a.box[3] <= b.box[1] or b.box[3] <= a.box[1]
+    np.testing.assert_array_equal(v.image, _v("two_hands", 2, cache).image)   # the input is not modified
+    with pytest.raises(ValueError, match="rotation_deg"):
+        turn_variant(v, 45)

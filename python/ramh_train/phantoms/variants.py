@@ -795,6 +795,50 @@ def make_variant(kind: str, seed: int, config: PhantomConfig | None = None, *, m
     return _hand_kind(kind, seed, cfg, masks, cache)
 
 
+def turn_variant(v: VariantSample, rotation_deg: int, mirrored: bool = False) -> VariantSample:
+    """The film ``v`` flipped left-right (when ``mirrored``) and then turned counter-clockwise by ``rotation_deg``,
+    with its truth carried along: e.g. a bilateral or a wrist film lying on its side.
+
+    Labels compose: a hand that was already turned or mirrored gets the combined orientation (in the flip-then-turn
+    form of the module docstring). Boxes are mapped exactly (``masks=False`` samples need no masks for it); hands are
+    re-ordered left to right (then top to bottom). ``meta`` is copied with a ``"turned"`` entry added; its other pixel
+    positions (crops, marker boxes) keep referring to the film as it was built.
+
+    Args:
+        v: a :class:`VariantSample` (not modified).
+        rotation_deg: 0, 90, 180 or 270.
+        mirrored: flip left-right before turning.
+
+    Returns:
+        A new :class:`VariantSample` of the same kind and seed.
+
+    Raises:
+        ValueError: ``rotation_deg`` not one of 0, 90, 180, 270.
+    """
+    if rotation_deg not in (0, 90, 180, 270) or isinstance(rotation_deg, bool):
+        raise ValueError(f"rotation_deg must be 0, 90, 180 or 270, got {rotation_deg!r}")
+    hands = [_Hand(side=t.side, seed=t.source_seed, masks=dict(t.bone_masks), rois=dict(t.joint_rois),
+                   rotation_deg=t.rotation_deg, mirrored=t.mirrored, fov=t.field_of_view) for t in v.hands]
+    boxes = [t.box for t in v.hands]
+    image = v.image
+    if mirrored:
+        W = image.shape[1]
+        image = _mirror(image, hands)
+        boxes = [(W - x1, y0, W - x0, y1) for x0, y0, x1, y1 in boxes]
+    for _ in range(rotation_deg // 90):
+        W = image.shape[1]
+        image = _rot90(image, hands, 1)
+        boxes = [(y0, W - x1, y1, W - x0) for x0, y0, x1, y1 in boxes]
+    if image is v.image:
+        image = image.copy()
+    out = [HandTruth(side=h.side, box=tuple(int(c) for c in b), rotation_deg=h.rotation_deg, mirrored=h.mirrored,
+                     field_of_view=h.fov, source_seed=h.seed, bone_masks=h.masks, joint_rois=h.rois)
+           for h, b in zip(hands, boxes)]
+    out.sort(key=lambda t: (t.box[0] + t.box[2], t.box[1] + t.box[3]))
+    meta = {**v.meta, "turned": {"rotation_deg": rotation_deg, "mirrored": bool(mirrored)}}
+    return VariantSample(kind=v.kind, seed=v.seed, image=image, spacing_mm=v.spacing_mm, hands=out, meta=meta)
+
+
 def write_variant_set(out: str | os.PathLike, n: int, seed: int, kinds: Sequence[str] | None = None,
                       config: PhantomConfig | None = None, *, log: Callable[[str], None] | None = None) -> Path:
     """Write ``n`` films of every kind as PNG files plus one ``labels.json`` into the folder ``out``.
@@ -852,4 +896,4 @@ def write_variant_set(out: str | os.PathLike, n: int, seed: int, kinds: Sequence
 
 
 __all__ = ["FIELDS_OF_VIEW", "HAND_KINDS", "HandTruth", "KINDS", "NEGATIVE_KINDS", "VariantSample", "hand_seed",
-           "make_variant", "write_variant_set"]
+           "make_variant", "turn_variant", "write_variant_set"]
