@@ -165,7 +165,7 @@ def evaluate(n: int, base_seed: int, kinds: list[str], sdk: SDK, log=print, on_s
 
     have_hands_api = sdk.analyze_hands is not None or sdk.module_analyze_hands is not None
     rows = {k: {"kind": k, "n": 0, "recognised": 0, "not_available": 0, "outcomes": {}, "checks": {},
-                "seconds_sdk": [], "failures": []} for k in kinds}
+                "seconds_sdk": [], "failures": [], "exception_examples": []} for k in kinds}
     for i in range(n):
         seed = base_seed + i
         cache: dict = {}
@@ -194,6 +194,8 @@ def evaluate(n: int, base_seed: int, kinds: list[str], sdk: SDK, log=print, on_s
                 row["recognised"] += 1
             elif ok is None:
                 row["not_available"] += 1
+            if outcome == "undocumented_exception" and len(row["exception_examples"]) < 10:
+                row["exception_examples"].append({"seed": seed, "error": err})
             if ok is not True and len(row["failures"]) < 3:
                 row["failures"].append({"seed": seed, "outcome": outcome, "error": err,
                                         "failed_checks": [c for c, x in verdicts.items() if x is False]})
