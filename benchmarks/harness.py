@@ -144,13 +144,14 @@ def script_main(run: Callable[[str], list[dict]]) -> None:
     print_table(run(sys.argv[1] if len(sys.argv) > 1 else "cpu"))
 
 
-def write_results(name: str, records: list[dict], out_dir: Path | None = None) -> Path:
-    """Write ``records`` with the machine description to ``results/<name>.json`` (atomically) and return the path."""
+def write_results(name: str, records: list[dict], out_dir: Path | None = None, **extra) -> Path:
+    """Write ``records`` with the machine description (and any ``extra`` top-level fields) to
+    ``results/<name>.json`` (atomically) and return the path."""
     out_dir = Path(out_dir or RESULTS_DIR)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
     payload = {"benchmark": name, "revision": git_revision(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-               "machine": machine(), "results": records}
+               "machine": machine(), **extra, "results": records}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=_json_default))
     os.replace(tmp, path)

@@ -144,7 +144,7 @@ def test_usage_errors_found_after_parsing_exit_2(tmp_path, capsys):
     assert code == 2 and "must hold a JSON object" in err
 
 
-@pytest.mark.parametrize("cmd", ["phantoms", "validate", "stats"])
+@pytest.mark.parametrize("cmd", ["phantoms", "variants", "validate", "stats"])
 def test_every_subcommand_has_help(capsys, cmd):
     code, out, _ = run(capsys, cmd, "--help")
     assert code == 0 and f"usage: ramh-data {cmd}" in out and len(out.splitlines()) > 5

@@ -2,6 +2,7 @@
 
 Subcommands:
     phantoms  generate a synthetic dataset with the phantom generator
+    variants  phantom films as stations send them (crops, two hands, turned, markers, negatives) with labels
     validate  report every problem of a dataset folder
     stats     statistics report (Markdown + JSON)
 
@@ -93,6 +94,18 @@ def _parser() -> argparse.ArgumentParser:
                    help="index of the first hand, to extend a dataset with --append (default 0)")
     _joints_arg(p)
 
+    p = sub.add_parser("variants", help="phantom films as stations send them, with labels",
+                       description="Write N films of each kind of ramh_train.phantoms.variants (wrist and finger "
+                       "crops, partial hands, two-hand and composite films, turned and mirrored films, markers, "
+                       "collimation, non-hand negatives) as PNG files and one labels.json (hands per film, each "
+                       "hand's box, rotation, mirroring, field of view, side, joint ROIs).")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to write (created if needed)")
+    p.add_argument("--n", required=True, type=_positive_int, metavar="N", help="films per kind")
+    p.add_argument("--seed", required=True, type=_non_negative_int, metavar="S", help="first seed (S..S+N-1)")
+    p.add_argument("--kinds", nargs="+", metavar="KIND", default=None, help="kinds to write (default: all)")
+    p.add_argument("--config", type=Path, metavar="FILE.json", default=None,
+                   help="JSON object of phantom-generator settings for the hands (PhantomConfig fields)")
+
     p = sub.add_parser("validate", help="report every problem of a dataset folder",
                        description="Check every file of a dataset in the RAM-H1200 layout (annotation files, "
                        "images, every mask, crops, scores, metadata) and print all problems grouped by file. Exit "
@@ -155,6 +168,28 @@ def _cmd_phantoms(args: argparse.Namespace, generator: Callable | None) -> int:
         print(f"{len(report.failed)} hand(s) failed: " + ", ".join(str(i) for i, _, _ in report.failed),
               file=sys.stderr)
         return EXIT_FAIL
+    return EXIT_OK
+
+
+def _cmd_variants(args: argparse.Namespace) -> int:
+    from ramh_train.datasets.synthetic import phantom_config
+    from ramh_train.phantoms.variants import KINDS, write_variant_set
+
+    config = None
+    if args.config is not None:
+        try:
+            config = phantom_config(json.loads(args.config.read_text(encoding="utf-8")))
+        except OSError as e:
+            raise _UsageError(f"--config {args.config}: {e.strerror or e}") from None
+        except (json.JSONDecodeError, ValueError) as e:
+            raise _UsageError(f"--config {args.config}: {e}") from None
+    kinds = args.kinds or list(KINDS)
+    log = (lambda m: print(f"ramh-data: {m}", file=sys.stderr)) if _progress() else None
+    try:
+        path = write_variant_set(args.out, args.n, args.seed, kinds, config, log=log)
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
+    print(f"wrote {args.n} film(s) of each of {len(kinds)} kind(s) to {args.out}, labels in {path}")
     return EXIT_OK
 
 
@@ -223,6 +258,8 @@ def main(argv: Sequence[str] | None = None, *, generator: Callable | None = None
     try:
         if args.command == "phantoms":
             return _cmd_phantoms(args, generator)
+        if args.command == "variants":
+            return _cmd_variants(args)
         if args.command == "validate":
             return _cmd_validate(args)
         return _cmd_stats(args)
