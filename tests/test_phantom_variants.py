@@ -111,7 +111,7 @@ def test_turned_and_mirrored_truth_is_the_upright_truth_transformed(kind, k, mir
     v = _v(kind, 3, cache)
     H, W = up.image.shape
     (hu,), (hv,) = up.hands, v.hands
-    assert (hv.rotation_deg, hv.mirrored, hv.field_of_view, hv.side) == (90 * k, mirrored, "hand", hu.side)
+    assert (hv.rotation_deg, hv.mirrored, hv.field_of_view, hv.side) == ((-90 * k) % 360, mirrored, "hand", hu.side)
     # The point map agrees with the pixels: sample pixel centres of the upright film and read them back.
     rng = np.random.default_rng(0)
     for _ in range(200):
@@ -144,7 +144,7 @@ def test_fingers_point_the_labelled_way(cache):
         tip = np.argwhere(h.bone_masks["DP3"]).mean(axis=0)       # (row, col)
         wrist = np.argwhere(h.bone_masks["Capitate"]).mean(axis=0)
         d = tip - wrist
-        direction = {0: np.array([-1, 0]), 90: np.array([0, -1]), 180: np.array([1, 0]), 270: np.array([0, 1])}
+        direction = {0: np.array([-1, 0]), 90: np.array([0, 1]), 180: np.array([1, 0]), 270: np.array([0, -1])}
         assert d @ direction[h.rotation_deg] > 0.8 * np.linalg.norm(d), kind
 
 
@@ -350,7 +350,7 @@ def test_turning_a_finished_film_equals_building_it_turned(cache):
     # a bilateral film on its side: the hands are one above the other, boxes follow the masks
     v = _v("two_hands", 2, cache)
     t = turn_variant(v, 270, mirrored=True)
-    assert [h.rotation_deg for h in t.hands] == [270, 270] and all(h.mirrored for h in t.hands)
+    assert [h.rotation_deg for h in t.hands] == [90, 90] and all(h.mirrored for h in t.hands)
     for h in t.hands:
         st = h.bone_masks["SoftTissue"]
         assert _inside(h.box, st) and st[h.box[1]].any() and st[:, h.box[0]].any()

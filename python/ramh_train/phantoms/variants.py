@@ -9,8 +9,9 @@ orientation, field-of-view and not-a-hand stages of the SDK can be trained and c
 
 Conventions (the labels of every :class:`HandTruth`):
 
-* ``rotation_deg`` (0, 90, 180, 270): the counter-clockwise turn on screen (image y down) applied to the upright
-  film, i.e. the direction the fingers point: 0 up, 90 left, 180 down, 270 right. The generator's own small in-plane
+* ``rotation_deg`` (0, 90, 180, 270): how far the hand is turned clockwise on screen from fingers-up, the convention
+  of the SDK's ``meta.orientation``: the fingers point up at 0, right at 90, down at 180, left at 270 (the ``rot90``
+  kind is ``np.rot90`` of the film, a quarter turn counter-clockwise, so its hand is at 270). The generator's own small in-plane
   tilt (within +-20 degrees) stays and is not counted.
 * ``mirrored``: the film was flipped left-right *before* the turn (``image = rot90(fliplr(upright), k)``); a mirrored
   right hand looks like a left hand. ``side`` is always the anatomical side of the hand that was drawn.
@@ -68,7 +69,7 @@ class HandTruth:
     Attributes:
         side: anatomical side of the hand drawn, ``"L"`` or ``"R"`` (a mirrored film does not change it).
         box: ``(x0, y0, x1, y1)`` int pixels, half-open: bounds of the hand's silhouette in the variant image.
-        rotation_deg: 0, 90, 180 or 270, the direction the fingers point (see the module docstring).
+        rotation_deg: 0, 90, 180 or 270, clockwise from fingers-up (see the module docstring).
         mirrored: True when the hand is shown mirrored.
         field_of_view: one of :data:`FIELDS_OF_VIEW`.
         source_seed: the :func:`~ramh_train.phantoms.generate` seed of the hand (regenerate it upright with it).
@@ -218,7 +219,7 @@ def _rot90(image: np.ndarray, hands: list[_Hand], k: int) -> np.ndarray:
         image = np.rot90(image)
     for h in hands:
         h.masks = {n: np.ascontiguousarray(np.rot90(m, k)) for n, m in h.masks.items()}
-        h.rotation_deg = (h.rotation_deg + 90 * k) % 360
+        h.rotation_deg = (h.rotation_deg - 90 * k) % 360  # a counter-clockwise film turn: the hand's angle falls
     return np.ascontiguousarray(image)
 
 
@@ -796,8 +797,8 @@ def make_variant(kind: str, seed: int, config: PhantomConfig | None = None, *, m
 
 
 def turn_variant(v: VariantSample, rotation_deg: int, mirrored: bool = False) -> VariantSample:
-    """The film ``v`` flipped left-right (when ``mirrored``) and then turned counter-clockwise by ``rotation_deg``,
-    with its truth carried along: e.g. a bilateral or a wrist film lying on its side.
+    """The film ``v`` flipped left-right (when ``mirrored``) and then turned counter-clockwise by ``rotation_deg``
+    (``np.rot90``; each hand's clockwise ``rotation_deg`` label falls by that angle), with its truth carried along: e.g. a bilateral or a wrist film lying on its side.
 
     Labels compose: a hand that was already turned or mirrored gets the combined orientation (in the flip-then-turn
     form of the module docstring). Boxes are mapped exactly (``masks=False`` samples need no masks for it); hands are
