@@ -157,12 +157,16 @@ def test_sr_values_equal_the_analysis_values(objects, analysis):
     assert _value(hand, "EXPECTED-SVDH") == pytest.approx(t.expected_svdh, rel=1e-6)
     assert _evaluation(hand, "SEVERITY") == [f"SEV-{t.severity}"]
     assert _evaluation(hand, "CLINICAL-USE") == ["NOT-CLINICAL"]
-    assert _evaluation(hand, "QC-STATUS") == []  # this Analysis has no qc: nothing is invented
+    assert _evaluation(hand, "QC-STATUS") == [dicom_out.QC_STATUS_CODES[analysis.qc.status][0]]
+    codes = {r.code for r in analysis.qc.reasons}
+    assert set(_evaluation(hand, "QC-REVIEW-REASON") + _evaluation(hand, "QC-REJECT-REASON")
+               + _evaluation(hand, "QC-INFO")) == codes
 
 
 def test_sr_carries_qc_and_uncertainty_when_the_analysis_has_them(analysis, analyzer, source):
     a = analysis
     located = [j for j in a.joints if j.located]
+    saved = (a.qc, a.totals.svdh_interval, [j.uncertainty for j in located])
     try:
         a.qc = SimpleNamespace(status="review", field_of_view="hand",
                                reasons=[("side_conflict", "header says L, anatomy says R", "review"),
@@ -172,10 +176,9 @@ def test_sr_carries_qc_and_uncertainty_when_the_analysis_has_them(analysis, anal
             j.uncertainty = 0.1 * k
         sr = a.to_dicom(source, kinds=("sr",), bundle=analyzer.bundle)[0]
     finally:
-        del a.qc
-        del a.totals.svdh_interval
-        for j in located:
-            del j.uncertainty
+        a.qc, a.totals.svdh_interval = saved[0], saved[1]  # the fixture is shared: put back what it had
+        for j, u in zip(located, saved[2]):
+            j.uncertainty = u
     groups = _groups(pydicom.dcmread(io.BytesIO(dicom_out.dataset_bytes(sr))))
     hand = groups["hand"]
     assert _evaluation(hand, "QC-STATUS") == ["QC-REVIEW"]

@@ -19,8 +19,8 @@ Rules (``a`` = distal unit direction, ``W`` = local width; constants in :data:`R
 
 The hand axis is MC3's axis (distal), the forearm axis the radius's axis. Bone axes are principal axes of the mask
 pixels, oriented distally along each finger's chain of bones. The constants were calibrated on the synthetic phantoms'
-ground-truth ROIs (``benchmarks/geometry_iou.py`` measures the agreement); real RAM-H1200 joint boxes may follow
-another convention.
+ground-truth ROIs (``tests/test_geometry.py::test_rois_match_the_phantom_ground_truth`` holds the agreement; the
+bundle's recorded ``roi_mean_iou`` measures it end to end); real RAM-H1200 joint boxes may follow another convention.
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""``ramh_rt.analyze``: one hand radiograph in, an :class:`~ramh_rt.result.Analysis` out (DESIGN.md section 2).
+"""``ramh_rt.analyze``: one hand radiograph in, an :class:`~ramh_rt.result.Analysis` out (docs/architecture.md).
 
     decode -> understand (hands, orientation: ramh_rt.understand) -> per hand, upright:
            preprocess -> bone model -> mask postprocess -> bone instances -> plausibility and field of view
            -> joint geometry (SvdH ROIs) -> ROI crops at native resolution -> joint model (erosion mask, BE/JSN)
-           -> erosion quantification -> paste-back -> whole-image model -> totals -> mapped back to the film
+           -> erosion quantification -> paste-back -> whole-image model -> totals -> quality control (ramh_rt.qc)
+           -> mapped back to the film
 
 :class:`Analyzer` loads a bundle and its inference sessions once and serves many calls. It is thread-safe: it holds
 no per-call state, ONNX Runtime sessions may run concurrently, and the TensorRT backend keeps one execution context

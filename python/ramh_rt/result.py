@@ -227,7 +227,7 @@ class Meta:
 
 @dataclass(eq=False)
 class Analysis:
-    """Everything ramh_rt found in one hand radiograph (see DESIGN.md section 1).
+    """Everything ramh_rt found in one hand radiograph (docs/architecture.md describes how each part is produced).
 
     Attributes:
         bones: bone instances (28 bones, Sesamoid instances, SoftTissue), in :data:`ramh_rt.anatomy.BONE_NAMES`
