@@ -149,9 +149,17 @@ def test_trained_runs_export_to_a_bundle_that_runs(tiny_cache, tmp_path):
 
     ds = RamH1200(Path(tiny_cache).parent / "ds")
     s = ds.load(ds.stems("train")[0], "train")
-    a = Analyzer(b, backend="onnxruntime-cpu").analyze(s.image, spacing_mm=s.spacing_mm)
-    assert [j.stem for j in a.joints] == list(__import__("ramh_rt").anatomy.AREA_STEMS)
-    assert a.meta.bundle_id == "ramh-default" and a.erosion_mask.shape == s.shape
+    # Two steps of training find no plausible hand: the input understanding then refuses the film by name (the
+    # documented NotAHandError) after the bone model ran; with bones it accepts, the full record comes back.
+    from ramh_rt.errors import NotAHandError
+
+    try:
+        a = Analyzer(b, backend="onnxruntime-cpu").analyze(s.image, spacing_mm=s.spacing_mm)
+    except NotAHandError as e:
+        assert "bones found do not make a hand" in str(e)
+    else:
+        assert [j.stem for j in a.joints] == list(__import__("ramh_rt").anatomy.AREA_STEMS)
+        assert a.meta.bundle_id == "ramh-default" and a.erosion_mask.shape == s.shape
 
 
 def test_weighted_batches_oversample_and_resume_identically():

@@ -8,7 +8,7 @@ import numpy.dtypes
 import numpy.typing
 import typing
 import typing_extensions
-__all__: list[str] = ['DeviceArray', 'EROSION_DTYPE', 'INSTANCE_DTYPE', 'build_info', 'crop_rois', 'cuda_available', 'cuda_compiled', 'cuda_device_count', 'device_of_pointer', 'device_properties', 'letterbox_geometry', 'paste_rois', 'pool_stats', 'postprocess_masks', 'preprocess', 'quantify_erosions', 'stream_handle', 'synchronize', 'trim_pool']
+__all__: list[str] = ['DeviceArray', 'EROSION_DTYPE', 'INSTANCE_DTYPE', 'build_info', 'crop_rois', 'cuda_available', 'cuda_compiled', 'cuda_device_count', 'device_of_pointer', 'device_properties', 'letterbox_geometry', 'paste_rois', 'pool_stats', 'postprocess_masks', 'preprocess', 'quantify_erosions', 'stream_handle', 'synchronize', 'to_host', 'trim_pool']
 class DeviceArray:
     """
     A dense CUDA array owned by the ramh_rt core (pooled device memory).
@@ -121,6 +121,10 @@ def stream_handle(device: typing.SupportsInt | typing.SupportsIndex = 0) -> int:
 def synchronize(device: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
     Wait for all work queued on the core's stream of a device.
+    """
+def to_host(array: typing.Any) -> numpy.ndarray:
+    """
+    Copy any C-contiguous CUDA array (DeviceArray, CuPy, PyTorch, __cuda_array_interface__) to a new NumPy array.
     """
 def trim_pool(device: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
     """
