@@ -6,7 +6,8 @@
 For each of N seeds it builds the ordinary upright hand and every variant of
 :mod:`ramh_train.phantoms.variants` (wrist and finger crops, partial hands, bilateral and composite films, turned and
 mirrored films, markers, collimation, and non-hand negatives) and runs the SDK on the image alone (no spacing, no
-file name, no header), then scores each film against its ground truth:
+file name; one-hand films get their true side as ``side=``, as a DICOM header would give it, unless
+``--image-only``), then scores each film against its ground truth:
 
 * a hand film is *recognised* when the SDK returns one result per hand (``analyze_hands``), each result's
   ``meta.hand_box`` overlaps its hand's true box (IoU >= 0.5, hands matched left to right), and its orientation
@@ -100,17 +101,17 @@ class SDK:
                 "errors.NotAHandError": self.NotAHandError is not None,
                 "errors.MultipleHandsError": self.MultipleHandsError is not None}
 
-    def run(self, image: np.ndarray) -> tuple[str, list, str | None]:
+    def run(self, image: np.ndarray, side: str | None = None) -> tuple[str, list, str | None]:
         """(outcome, results, error text): outcome ``"results"``, ``"not_a_hand"``, ``"multiple_hands"``,
         ``"ramh_error"`` or ``"undocumented_exception"``; ``results`` holds one Analysis per hand found, or the single
         Analysis of ``analyze`` when no ``analyze_hands`` exists (then ``count`` is n/a)."""
         try:
             if self.analyze_hands is not None:
-                return "results", list(self.analyze_hands(image)), None
+                return "results", list(self.analyze_hands(image, side=side)), None
             if self.module_analyze_hands is not None:
                 return "results", list(self.module_analyze_hands(image, bundle=self.analyzer.bundle,
-                                                                 backend=self.backend)), None
-            return "results", [self.analyzer.analyze(image)], None
+                                                                 backend=self.backend, side=side)), None
+            return "results", [self.analyzer.analyze(image, side=side)], None
         except Exception as e:  # noqa: BLE001 - classifying every exception is the point
             text = f"{type(e).__name__}: {e}"
             if self.NotAHandError is not None and isinstance(e, self.NotAHandError):
@@ -158,9 +159,12 @@ def check_hand_film(v, outcome: str, results: list, have_hands_api: bool) -> dic
     return checks
 
 
-def evaluate(n: int, base_seed: int, kinds: list[str], sdk: SDK, log=print, on_seed=None) -> tuple[list[dict], dict]:
+def evaluate(n: int, base_seed: int, kinds: list[str], sdk: SDK, log=print, on_seed=None,
+             give_side: bool = True) -> tuple[list[dict], dict]:
     """Run every kind on ``n`` seeds; returns (per-kind rows, API description). ``on_seed(rows, seeds_done)`` is
-    called after each seed with the rows so far (to save partial results of a long run)."""
+    called after each seed with the rows so far (to save partial results of a long run). ``give_side``: a one-hand
+    film is analysed with its true side as ``side=`` (what a DICOM header or the station says): mirroring is only
+    decidable against a trusted side."""
     from ramh_train.phantoms.variants import NEGATIVE_KINDS, make_variant
 
     have_hands_api = sdk.analyze_hands is not None or sdk.module_analyze_hands is not None
@@ -172,7 +176,8 @@ def evaluate(n: int, base_seed: int, kinds: list[str], sdk: SDK, log=print, on_s
         for kind in kinds:
             v = make_variant(kind, seed, masks=False, cache=cache)
             t0 = time.perf_counter()
-            outcome, results, err = sdk.run(v.image)
+            side = v.hands[0].side if give_side and len(v.hands) == 1 else None
+            outcome, results, err = sdk.run(v.image, side)
             dt = time.perf_counter() - t0
             row = rows[kind]
             row["n"] += 1
@@ -245,6 +250,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=RESULTS_DIR)
     ap.add_argument("--name", default="qc_phantoms", help="results file name without .json")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--image-only", action="store_true",
+                    help="do not give one-hand films their true side (mirroring then cannot be decided)")
     args = ap.parse_args(argv)
 
     from ramh_train.phantoms.variants import KINDS
@@ -265,7 +272,8 @@ def main(argv=None) -> int:
                              seeds=[args.seed, args.seed + done - 1], seeds_done=done, seeds_asked=args.n,
                              target=TARGET, wall_s=time.perf_counter() - t0)
 
-    rows, api = evaluate(args.n, args.seed, kinds, sdk, log=lambda m: print(m, file=sys.stderr), on_seed=save)
+    rows, api = evaluate(args.n, args.seed, kinds, sdk, log=lambda m: print(m, file=sys.stderr), on_seed=save,
+                         give_side=not args.image_only)
     print(markdown(rows, api))
     print(f"\n{args.n} seeds x {len(kinds)} kinds in {time.perf_counter() - t0:.0f} s on {sdk.backend}")
     if not args.no_write:

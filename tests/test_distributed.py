@@ -142,3 +142,29 @@ def test_cli_analyze_ray(first_run, images, capsys):
     # `--ray FOLDER` would take the folder for the cluster address: refused with a usage error
     assert main(["analyze", str(paths[0]), "--ray", str(d), "--out", str(out)]) == 2
     assert "--ray=ADDRESS" in capsys.readouterr().err
+
+
+def test_a_two_hand_film_gives_a_row_per_hand(cluster, tmp_path):
+    """A bilateral film is one image and two rows (column ``hand``), each with its JSON, as the serial
+    analyze_hands gives them."""
+    from PIL import Image
+
+    from ramh_train.phantoms.variants import make_variant
+
+    v = make_variant("two_hands", 5, masks=False)
+    films = tmp_path / "films"
+    films.mkdir()
+    p = films / "both.png"
+    Image.fromarray(v.image).save(p)
+    serial = ramh_rt.Analyzer(backend="onnxruntime-cpu", keep_image=False).analyze_hands(p)
+    out = tmp_path / "scores"
+    report = distributed.score([p], out, num_workers=1, backend="onnxruntime-cpu", progress=False)
+    assert report.scored == 1 and report.failed == 0
+    rows = sorted(distributed.read_scores(out).to_pylist(), key=lambda r: r["hand"])
+    assert len(rows) == len(serial) == 2
+    by_side = {a.meta.side: a for a in serial}
+    assert [r["hand"] for r in rows] == sorted(by_side) == ["L", "R"]
+    for r in rows:
+        a = by_side[r["hand"]]
+        assert r["status"] == "ok" and (r["svdh"], r["side"]) == (a.totals.svdh, a.meta.side)
+        assert json.loads((out / "json" / r["json"]).read_text())["meta"]["hand_box"] == list(a.meta.hand_box)

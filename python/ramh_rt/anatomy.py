@@ -19,6 +19,11 @@ from typing import Iterable, Literal
 ANATOMY_VERSION = "ramh1200-anatomy-1"
 
 Side = Literal["L", "R"]
+#: Fields of view of a hand radiograph: ``"hand"`` (fingertips to the distal radius/ulna), ``"wrist"`` (carpus,
+#: distal radius/ulna, metacarpal bases), ``"fingers"`` (phalanges and metacarpal heads), ``"partial"`` (anything else:
+#: a hand cut by the film's border...).
+FIELDS_OF_VIEW: tuple[str, ...] = ("hand", "wrist", "fingers", "partial")
+
 SIDES: tuple[str, str] = ("L", "R")
 SIDE_NAMES = {"L": "left", "R": "right"}
 

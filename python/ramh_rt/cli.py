@@ -37,7 +37,7 @@ from pathlib import Path
 
 from . import anatomy
 from .errors import RamhError
-from .fs import OutputNames, atomic_output, expand_image_paths, write_atomic
+from .fs import OutputNames, atomic_output, expand_image_paths, hand_suffixes, write_atomic
 
 #: Exit codes of ``ramh analyze`` (see the module docstring).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QC, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
@@ -157,14 +157,21 @@ def cmd_analyze(args) -> int:
         return EXIT_USAGE
     if not (args.json or args.overlay or args.csv):
         args.json = True
-    if out is None and (args.overlay or args.csv or len(paths) > 1):
-        print("ramh analyze: --out DIR is needed for overlays, CSV or several inputs", file=sys.stderr)
+    if out is None and (args.overlay or args.csv or args.dicom_out or len(paths) > 1):
+        print("ramh analyze: --out DIR is needed for overlays, CSV, DICOM outputs or several inputs", file=sys.stderr)
         return EXIT_USAGE
     if args.ray is not None:  # a Ray cluster scores the images: Parquet rows + JSON per image (ramh-rt[ray])
         from .distributed import score
 
         if out is None:
             print("ramh analyze: --ray needs --out DIR", file=sys.stderr)
+            return EXIT_USAGE
+        # The cluster writes scores.parquet and one JSON per hand; other outputs are the serial run's.
+        other = [flag for flag, given in (("--overlay", args.overlay), ("--csv", args.csv), ("--masks", args.masks),
+                                          ("--dicom-out", args.dicom_out), ("--fail-on", args.fail_on)) if given]
+        if other:
+            print(f"ramh analyze: {', '.join(other)} cannot be combined with --ray (it writes scores.parquet and the "
+                  "JSON of each hand; the qc status is a column)", file=sys.stderr)
             return EXIT_USAGE
         if Path(args.ray).exists():  # `--ray IMAGES` took the input folder for the cluster address
             print(f"ramh analyze: --ray got {args.ray!r}, a file or folder; write --ray=ADDRESS or put --ray after "
@@ -207,14 +214,7 @@ def cmd_analyze(args) -> int:
             write_atomic(out / OUTPUTS_RECORD, b"\n".join(lines) + b"\n")
 
     def hand_tags(hands: list) -> list[str]:
-        """Output-name suffix of each hand of a film: none for a one-hand film; ``_L``/``_R`` for two hands of known,
-        different sides; ``_hand1``/``_hand2`` when the sides are unknown or alike."""
-        if len(hands) == 1:
-            return [""]
-        sides = [h.meta.side for h in hands]
-        if None not in sides and len(set(sides)) == len(sides):
-            return [f"_{s}" for s in sides]
-        return [f"_hand{i + 1}" for i in range(len(hands))]
+        return hand_suffixes([h.meta.side for h in hands])
 
     def write_outputs(path: Path, hands: list) -> None:
         if names is None:  # one input, JSON to stdout (an array for a film with two hands)
@@ -224,6 +224,7 @@ def cmd_analyze(args) -> int:
         # Everything is computed before anything is written, so a failure leaves no partial set of outputs.
         planned = []
         row: dict = {}
+        source = path  # for DICOM outputs: the film, or the capture made of a non-DICOM film for its first hand
         for res, tag in zip(hands, hand_tags(hands)):
             text = res.to_json(include_masks=args.masks) if args.json else None
             picture = res.overlay() if args.overlay else None
@@ -231,7 +232,10 @@ def cmd_analyze(args) -> int:
             if dicom_names is not None:
                 from .dicom_out import dataset_bytes, kind_of
 
-                dicom = [(kind_of(ds), dataset_bytes(ds)) for ds in res.to_dicom(path, bundle=analyzer.bundle)]
+                objs = res.to_dicom(source, bundle=analyzer.bundle)
+                # One film, one source capture and study: the other hand's objects reference the first's capture.
+                source = next((ds for ds in objs if kind_of(ds) == "source"), source)
+                dicom = [(kind_of(ds), dataset_bytes(ds)) for ds in objs]
             if args.csv:
                 # One row per film: a two-hand film fills both the LH_ and the RH_ columns.
                 side = res.meta.side
@@ -317,6 +321,8 @@ _QC_LEVEL = {"ok": 0, "review": 1, "reject": 2}
 
 
 def cmd_compare(args) -> int:
+    """``ramh compare BASELINE FOLLOWUP --out DIR``: progression.json and progression_overlay.png; exit code 0, or 1
+    when a film cannot be analysed or the two films cannot be compared (printed)."""
     from .fs import write_atomic
     from .pipeline import Analyzer
     from .progression import DEFAULT_SDC, compare
@@ -553,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("followup", help="the later radiograph of the same hand")
     p.add_argument("--out", required=True, help="output folder (progression.json, progression_overlay.png)")
     p.add_argument("--sdc", type=float, help="smallest detectable change of the SvdH hand total (default 5.0)")
-    p.add_argument("--spacing-mm", type=float, help="pixel spacing for inputs that carry none (mm)")
+    p.add_argument("--spacing-mm", type=_spacing_arg, help="pixel spacing for inputs that carry none (mm)")
     p.add_argument("--side", choices=["L", "R"], help="hand side for inputs that carry none")
     _common(p)
     p.set_defaults(func=cmd_compare)

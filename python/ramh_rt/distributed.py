@@ -7,11 +7,12 @@ retries lost workers and shows the progress.
 
 Output folder ``out``:
 
-* ``json/<stem>.<hash8>.json``: each image's :meth:`Analysis.to_json` (the hash of the absolute path keeps two
-  images with one file name apart);
-* ``rows/<run id>/*.parquet``: the rows each run wrote (one row per image: :data:`COLUMNS`);
-* ``scores.parquet``: all runs merged, one row per image (a later row of an image replaces an earlier one), rewritten
-  atomically at the end of every run. :func:`read_scores` reads it.
+* ``json/<stem>[_L|_R].<hash8>.json``: each hand's :meth:`Analysis.to_json` (the hash of the absolute path keeps two
+  images with one file name apart; a two-hand film gives one per hand);
+* ``rows/<run id>/*.parquet``: the rows each run wrote (one row per hand, column ``hand`` "L"/"R" on a two-hand
+  film, one error row per failed image: :data:`COLUMNS`);
+* ``scores.parquet``: all runs merged (the latest rows of an image replace earlier ones), rewritten atomically at the
+  end of every run. :func:`read_scores` reads it.
 
 A failing image (unreadable, not a hand, a model error) is a row with ``status="error"`` and the message, never a
 failed job. A rerun with the same ``out`` skips the images that already have an ``ok`` row and retries the failed
@@ -27,17 +28,18 @@ import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from . import anatomy
 from .errors import RamhError
+from .fs import hand_suffixes
 
 RA2_COLUMNS: list[str] = anatomy.ra2_columns("L") + anatomy.ra2_columns("R")
 
 #: Columns of a row besides the 62 RA2-DREAM score columns (:data:`RA2_COLUMNS`, LH_ and RH_; the other hand's are
 #: null): identity, outcome, totals, provenance and timings.
 COLUMNS: tuple[str, ...] = (
-    "path", "Patient_ID", "json", "status", "error", "qc_status", "side", "spacing_mm", "erosion", "jsn", "svdh",
+    "path", "Patient_ID", "hand", "json", "status", "error", "qc_status", "side", "spacing_mm", "erosion", "jsn", "svdh",
     "expected_svdh", "complete", "global_svdh", "severity", "bundle_id", "bundle_version", "backend", "device",
     "worker", "run_id", "analysis_ms", "wall_ms", "finished_at")
 
@@ -68,10 +70,11 @@ def _schema():
     return pa.schema(fields)
 
 
-def json_name(path: str) -> str:
-    """The per-image JSON file name: ``<stem>.<first 8 hex of sha1(absolute path)>.json``."""
+def json_name(path: str, hand_suffix: str = "") -> str:
+    """The JSON file name of one hand of an image: ``<stem><hand suffix>.<first 8 hex of sha1(absolute path)>.json``
+    (the suffix of :func:`ramh_rt.fs.hand_suffixes`: none for a one-hand film, ``_L``/``_R`` for two hands)."""
     p = os.path.abspath(path)
-    return f"{Path(p).stem}.{hashlib.sha1(p.encode()).hexdigest()[:8]}.json"
+    return f"{Path(p).stem}{hand_suffix}.{hashlib.sha1(p.encode()).hexdigest()[:8]}.json"
 
 
 class _Scorer:
@@ -101,39 +104,42 @@ class _Scorer:
         paths = [str(p) for p in batch["path"] if os.path.abspath(str(p)) not in self.done]
         rows = []
         start = time.perf_counter()
-        results = self.analyzer.iter_batch(paths, spacing_mm=self.spacing_mm, side=self.side)
-        for path, res in zip(paths, results):
-            row: dict[str, Any] = dict.fromkeys(COLUMNS)
-            row.update(dict.fromkeys(RA2_COLUMNS))
-            row.update(path=os.path.abspath(path), Patient_ID=Path(path).stem, run_id=self.run_id,
-                       worker=self.worker, backend=self.analyzer.backend.name, device=self.analyzer.device_name,
-                       bundle_id=self.analyzer.bundle.id, bundle_version=self.analyzer.bundle.version)
+        results = self.analyzer.iter_batch(paths, spacing_mm=self.spacing_mm, side=self.side, per_hand=True)
+        for path, hands in zip(paths, results):
+            base: dict[str, Any] = dict.fromkeys(COLUMNS)
+            base.update(dict.fromkeys(RA2_COLUMNS))
+            base.update(path=os.path.abspath(path), Patient_ID=Path(path).stem, run_id=self.run_id,
+                        worker=self.worker, backend=self.analyzer.backend.name, device=self.analyzer.device_name,
+                        bundle_id=self.analyzer.bundle.id, bundle_version=self.analyzer.bundle.version)
+            image_rows = []
             try:
-                if isinstance(res, AnalysisError):
-                    raise res.exception
-                m, t = res.meta, res.totals
-                qc = getattr(res, "qc", None)  # input-understanding results, where this version has them
-                qc_status = getattr(qc, "status", None) if qc is not None and not isinstance(qc, dict) else \
-                    (qc or {}).get("status")
-                row.update(status="ok", side=m.side, spacing_mm=m.spacing_mm, erosion=t.erosion, jsn=t.jsn,
-                           svdh=t.svdh, expected_svdh=t.expected_svdh, complete=t.complete,
-                           global_svdh=t.global_svdh, severity=t.severity, analysis_ms=m.timings_ms.get("total"),
-                           qc_status=None if qc_status is None else str(qc_status))
-                if m.side in anatomy.SIDES:
-                    for col, v in res.to_ra2_csv_row().items():
-                        if col != "Patient_ID":
-                            row[col] = None if v == "" else int(v)
-                if self.json_dir is not None:
-                    name = json_name(path)
-                    write_atomic(self.json_dir / name, res.to_json())
-                    row["json"] = name
+                if isinstance(hands, AnalysisError):
+                    raise hands.exception
+                # One row per hand: a two-hand film gives two rows of the same path (hand "_L", "_R", ...).
+                for res, suffix in zip(hands, hand_suffixes([h.meta.side for h in hands])):
+                    m, t = res.meta, res.totals
+                    row = dict(base, hand=suffix.lstrip("_") or None, status="ok", side=m.side,
+                               spacing_mm=m.spacing_mm, erosion=t.erosion, jsn=t.jsn, svdh=t.svdh,
+                               expected_svdh=t.expected_svdh, complete=t.complete, global_svdh=t.global_svdh,
+                               severity=t.severity, analysis_ms=m.timings_ms.get("total"),
+                               qc_status=None if res.qc is None else res.qc.status)
+                    if m.side in anatomy.SIDES:
+                        for col, v in res.to_ra2_csv_row().items():
+                            if col != "Patient_ID":
+                                row[col] = None if v == "" else int(v)
+                    if self.json_dir is not None:
+                        name = json_name(path, suffix)
+                        write_atomic(self.json_dir / name, res.to_json())
+                        row["json"] = name
+                    image_rows.append(row)
             except Exception as e:  # noqa: BLE001 - one image's failure is its row, never the job's
-                row.update(status="error", error=f"{type(e).__name__}: {e}")
-            now = time.perf_counter()
-            row["wall_ms"] = (now - start) * 1e3  # this image's share of the batch, decode overlap included
-            row["finished_at"] = time.time()
+                image_rows = [dict(base, status="error", error=f"{type(e).__name__}: {e}")]
+            now, finished = time.perf_counter(), time.time()
+            for row in image_rows:  # the rows of one image share its finish time: together they replace older ones
+                row["wall_ms"] = (now - start) * 1e3  # this image's share of the batch, decode overlap included
+                row["finished_at"] = finished
             start = now
-            rows.append(row)
+            rows.extend(image_rows)
         return pa.Table.from_pylist(rows, schema=_schema())
 
 
@@ -172,7 +178,7 @@ def _paths(inputs) -> list[str]:
 
 
 def read_scores(out: str | os.PathLike, *, merged_only: bool = True):
-    """The scores of an output folder as a pyarrow Table, one row per image.
+    """The scores of an output folder as a pyarrow Table, one row per hand (per image for an error).
 
     ``merged_only``: read ``scores.parquet`` (what the last finished run merged); False: merge every run's rows now
     (also those of an interrupted run). Raises FileNotFoundError when there is nothing to read.
@@ -197,10 +203,17 @@ def read_scores(out: str | os.PathLike, *, merged_only: bool = True):
     if not tables:
         raise FileNotFoundError(f"no readable rows under {out / 'rows'}")
     table = pa.concat_tables(tables)
-    # Latest row per image wins (a retried failure replaces its error row).
-    table = table.sort_by([("path", "ascending"), ("finished_at", "descending")])
+    # The latest rows of each image win (a retried failure replaces its error row; a two-hand film's two rows share
+    # one finish time and stay together).
+    table = table.sort_by([("path", "ascending"), ("finished_at", "descending"), ("hand", "ascending")])
     paths = table.column("path").to_pylist()
-    keep = [i for i, p in enumerate(paths) if i == 0 or paths[i - 1] != p]
+    finished = table.column("finished_at").to_pylist()
+    keep, latest = [], None
+    for i, p in enumerate(paths):
+        if i == 0 or paths[i - 1] != p:
+            latest = finished[i]
+        if finished[i] == latest:
+            keep.append(i)
     return table.take(pa.array(keep, pa.int64())) if keep else table.filter(pc.equal(table["path"], ""))
 
 
@@ -330,8 +343,8 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
             import pyarrow.parquet as pq
 
             this_run = merged.filter(pc.equal(merged["run_id"], run_id))
-            scored = this_run.num_rows
-            failed = int(pc.sum(pc.equal(this_run["status"], "error")).as_py() or 0)
+            scored = len(set(this_run["path"].to_pylist()))  # images (a two-hand film has a row per hand)
+            failed = len(set(this_run.filter(pc.equal(this_run["status"], "error"))["path"].to_pylist()))
             tmp = out / f".scores.{uuid.uuid4().hex}.parquet"
             pq.write_table(merged, tmp)
             os.replace(tmp, out / "scores.parquet")

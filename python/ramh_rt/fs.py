@@ -341,3 +341,15 @@ def _stem(name: str) -> str:
     """A file name without its last extension (``x.png`` -> ``x``; a dot file keeps its name)."""
     stem, _ = os.path.splitext(name)
     return stem or name
+
+
+def hand_suffixes(sides: Sequence[str | None]) -> list[str]:
+    """The output-name suffix of each hand of one film, from the hands' sides in film order: ``[""]`` for a one-hand
+    film; ``["_L", "_R"]`` (in the hands' order) for hands of known, different sides; ``["_hand1", "_hand2", ...]``
+    when a side is unknown or repeated. Every writer of per-hand outputs (``ramh analyze``, the DICOM node and
+    watcher, Ray scoring) names them this way."""
+    if len(sides) == 1:
+        return [""]
+    if None not in sides and len(set(sides)) == len(sides):
+        return [f"_{s}" for s in sides]
+    return [f"_hand{k + 1}" for k in range(len(sides))]

@@ -195,25 +195,14 @@ def _setup_logging(log_file: str | None) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 
 def analyses_of(analyzer, image: Any) -> list:
-    """The analyses of one image: ``analyze_hands`` (one per hand) when the runtime has it, else ``analyze``."""
-    hands = getattr(analyzer, "analyze_hands", None)
-    return list(hands(image)) if callable(hands) else [analyzer.analyze(image)]
-
-
-def hand_suffix(analysis, index: int, count: int) -> str:
-    """``""`` for a single hand; ``"_L"``/``"_R"`` (or ``"_h<index>"`` when the side is unknown or repeated) per hand
-    of a several-hand film."""
-    if count == 1:
-        return ""
-    side = getattr(analysis.meta, "side", None)
-    return f"_{side}" if side in ("L", "R") else f"_h{index}"
+    """The analyses of one image, one per hand (:meth:`~ramh_rt.pipeline.Analyzer.analyze_hands`)."""
+    return list(analyzer.analyze_hands(image))
 
 
 def _suffixes(analyses: list) -> list[str]:
-    sfx = [hand_suffix(a, k, len(analyses)) for k, a in enumerate(analyses)]
-    if len(set(sfx)) != len(sfx):  # two hands of one side: number them
-        sfx = [f"_h{k}" for k in range(len(analyses))]
-    return sfx
+    from .fs import hand_suffixes
+
+    return hand_suffixes([a.meta.side for a in analyses])
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -194,6 +194,7 @@ class Progression:
             m, t = a.meta, a.totals
             return {"source": m.source, "spacing_mm": m.spacing_mm, "bundle_id": m.bundle_id,
                     "bundle_version": m.bundle_version, "erosion": t.erosion, "jsn": t.jsn, "svdh": t.svdh,
+                    "partial_svdh": t.partial_svdh, "field_of_view": m.field_of_view,
                     "expected_svdh": t.expected_svdh, "complete": t.complete}
 
         return {"schema": SCHEMA_VERSION, "side": self.side, "baseline": visit(self.baseline),
@@ -273,6 +274,12 @@ def compare(baseline: Analysis, followup: Analysis, *, sdc: float = DEFAULT_SDC,
     if missing:
         mm2_note = f"pixel spacing unknown for the {' and '.join(missing)}: no change in mm²"
         warnings.append(mm2_note)
+    fovs = (baseline.meta.field_of_view, followup.meta.field_of_view)
+    if fovs[0] != fovs[1] or "hand" not in fovs:
+        # Only the areas in view in both films are compared: the totals' change is that of those areas alone.
+        warnings.append(f"fields of view differ or are not the whole hand (baseline {fovs[0]}, follow-up {fovs[1]}): "
+                        "only the areas seen in both films are compared, and the SvdH change is theirs, not the "
+                        "hand's")
     if (baseline.meta.bundle_id, baseline.meta.bundle_version) != (followup.meta.bundle_id,
                                                                     followup.meta.bundle_version):
         warnings.append(f"different model bundles: {baseline.meta.bundle_id} {baseline.meta.bundle_version} and "

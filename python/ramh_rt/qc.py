@@ -15,9 +15,11 @@ code                    severity  meaning
                                   view are scored and the hand total is not reported
 ``orientation_applied`` info      the hand was turned by 90/180/270 degrees; it was analysed upright and every result was
                                   mapped back to the image as given
-``mirrored``            info      the image was mirrored; it was analysed un-mirrored
+``mirrored``            info      the image is a left-right mirror: the anatomy's side disagrees with the side the caller
+                                  gave (``side=``; review when the side is the DICOM header's); scored as the side given
 ``view``                review    not a PA view (oblique or lateral); SvdH scoring is defined on PA views only
-``side_conflict``       review    the side found from the anatomy disagrees with the DICOM header or the file name
+``side_conflict``       review    the side found from the anatomy disagrees with the side in the file name (a weak
+                                  hint): the anatomy's side is reported
 ``spacing_unknown``     info      no pixel spacing: eroded areas are in pixels only (``eroded_mm2`` is None)
 ``exposure``            review    the image is too dark or too bright: the bone intensities use a small part of the range
 ``contrast``            review    too little contrast to see bone edges (reject: a blank image, nothing to analyse)
@@ -52,7 +54,7 @@ from . import anatomy
 
 SEVERITIES = ("info", "review", "reject")
 STATUSES = ("ok", "review", "reject")
-FIELDS_OF_VIEW = ("hand", "wrist", "fingers", "partial")
+FIELDS_OF_VIEW = anatomy.FIELDS_OF_VIEW
 
 #: code -> default severity (the module docstring's table says what each means).
 REASON_CODES: dict[str, str] = {
@@ -529,7 +531,7 @@ def assess(analysis: Any, *, features: np.ndarray | None = None, domain: DomainM
     if rot:
         qc.add("orientation_applied", f"the hand was turned by {rot} degrees; analysed upright")
     if qc.orientation["mirrored"]:
-        qc.add("mirrored", "the image was mirrored; analysed un-mirrored")
+        qc.add("mirrored", "the image is a left-right mirror of the side given; scored as the side given")
     if getattr(meta, "spacing_mm", None) is None:
         qc.add("spacing_unknown", "no pixel spacing: eroded areas in pixels only, not in square millimetres")
     for r in image_reasons:

@@ -159,8 +159,6 @@ class Totals:
             the bundle has one (an incomplete joint sum would understate the total), else the class of ``svdh``.
         severity_probs: the class probabilities of the global model (None without one), whatever ``severity`` used.
         severity_source: ``"global_model"`` or ``"joint_scores"``.
-        partial_svdh: the sum of the scores of the areas in view when the image does not show the whole hand (None
-            when it does).
         svdh_interval: ``[lo, hi]``, the interval (nominally 90%, see the bundle's ``qc.uncertainty``) of the hand total
             from the joint probabilities (:func:`ramh_rt.qc.total_interval`); None when ``svdh`` is None or not
             every area was scored.
@@ -195,7 +193,7 @@ class Meta:
             is a left-right mirror (decided only against a trusted side: DICOM laterality or ``side=``).
         field_of_view: ``"hand"``, ``"wrist"``, ``"fingers"`` or ``"partial"``.
         understanding_reasons: ``[code, message, severity]`` lists, severity ``"info"``/``"review"``/``"reject"``;
-            codes in :data:`ramh_rt.understand.REASON_CODES`.
+            codes in :data:`ramh_rt.qc.REASON_CODES`.
     """
 
     side: str | None

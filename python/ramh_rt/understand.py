@@ -20,7 +20,8 @@ Mirroring (a film flipped left-right) cannot be seen in one hand: a mirrored lef
 It is only decidable against a trusted side (a DICOM laterality, an explicit ``side=``): :func:`side_reasons`.
 
 Reasons are ``(code, message, severity)`` triples with severity ``"info"``, ``"review"`` or ``"reject"``; the codes
-used here are :data:`REASON_CODES`.
+used here are codes of :data:`ramh_rt.qc.REASON_CODES` (field_of_view, orientation_applied, mirrored, view,
+side_conflict, implausible_anatomy, not_a_hand).
 """
 from __future__ import annotations
 
@@ -32,12 +33,7 @@ import numpy as np
 from . import anatomy, ops
 from .errors import NotAHandError
 
-#: Reason codes produced by input understanding.
-REASON_CODES = ("field_of_view", "orientation_applied", "mirrored", "view", "side_conflict", "implausible_anatomy",
-                "not_a_hand")
-#: Fields of view: fingertips to distal radius/ulna; carpus with radius/ulna and metacarpal bases; fingers only;
-#: anything else (a hand cut by the film's border, a part of the wrist...).
-FIELDS_OF_VIEW = ("hand", "wrist", "fingers", "partial")
+FIELDS_OF_VIEW = anatomy.FIELDS_OF_VIEW
 
 Reason = tuple[str, str, str]
 
@@ -704,5 +700,5 @@ def orientation_reasons(frame: HandFrame, region: HandRegion) -> list[Reason]:
                                     f"(found {how}); it was analysed upright and the results mapped back", "info")]
 
 
-__all__ = ["BoneAssessment", "FIELDS_OF_VIEW", "HandFrame", "HandRegion", "REASON_CODES", "Survey", "assess_bones",
+__all__ = ["BoneAssessment", "FIELDS_OF_VIEW", "HandFrame", "HandRegion", "Survey", "assess_bones",
            "map_analysis", "orientation_reasons", "side_reasons", "survey", "view_reasons"]

@@ -54,7 +54,7 @@ NEGATIVE_KINDS: tuple[str, ...] = ("chest", "long_bone", "photo", "blank", "nois
 #: Every kind :func:`make_variant` builds.
 KINDS: tuple[str, ...] = HAND_KINDS + NEGATIVE_KINDS
 #: Field-of-view labels.
-FIELDS_OF_VIEW: tuple[str, ...] = ("hand", "wrist", "fingers", "partial")
+FIELDS_OF_VIEW: tuple[str, ...] = anatomy.FIELDS_OF_VIEW
 
 _PHALANGES = tuple(b.name for b in anatomy.BONE_CLASSES
                    if b.group in ("distal_phalanx", "middle_phalanx", "proximal_phalanx"))
