@@ -379,3 +379,20 @@ def test_cli_fail_on(tmp_path, capsys):
     assert main(["analyze", str(dark), "--out", str(out), "--backend", "onnxruntime-cpu"]) == 0  # no --fail-on
     doc = json.loads((out / "dark_R.json").read_text())
     assert doc["qc"]["status"] == "review"
+
+
+def test_model_card_reports_the_bundle_qc_statistics():
+    """The card says what the domain statistics and the uncertainty were fitted on (ramh-train qc-stats)."""
+    pytest.importorskip("ramh_train.model_card", reason="the model card is the training package's")
+    from ramh_train.model_card import _qc_section
+
+    section = {"domain": {"features": ["a", "b"], "threshold": 5.5, "threshold_quantile": 0.99, "distance": "mahalanobis",
+                          "train": {"images": 200, "images_from": "phantoms:3000:200"},
+                          "heldout": {"images": 100, "images_from": "phantoms:4000:100"}},
+               "uncertainty": {"be_scale": 0.9, "jsn_scale": 0.8, "interval_level": 0.9, "interval_scale": 1.1,
+                               "heldout_hands": 100, "heldout_coverage": 0.93, "images_from": "phantoms:4000:100"}}
+    text = "\n".join(_qc_section(section))
+    assert text.startswith("## Quality control statistics")
+    assert "fitted on 200 images (phantoms:3000:200)" in text and "threshold 5.500" in text
+    assert "(phantoms:4000:100)" in text and "coverage 0.93" in text
+    assert _qc_section(None) == [] and _qc_section({}) == []

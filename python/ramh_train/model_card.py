@@ -98,6 +98,7 @@ def render(manifest: dict, sizes: dict[str, int]) -> str:
         lines += ["", "| further metric | value |", "| --- | ---: |"]
         lines += [f"| {name} | {_fmt(_get(m, path))} |" for name, path in extra]
         lines.append("")
+    lines += _qc_section(manifest.get("qc"))
     lines += [
         "## What these weights are not",
         "",
@@ -111,6 +112,28 @@ def render(manifest: dict, sizes: dict[str, int]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _qc_section(qc: dict | None) -> list[str]:
+    """The card's account of the bundle's quality-control statistics (``ramh-train qc-stats``), if it has them."""
+    if not qc:
+        return []
+    lines = ["## Quality control statistics", ""]
+    d = qc.get("domain")
+    if d:
+        tr, ho = d.get("train", {}), d.get("heldout", {})
+        lines.append(f"- Training domain: {d.get('distance', 'mahalanobis')} distance over {len(d.get('features', []))} "
+                     f"cheap features of the bone model's input and output, fitted on {tr.get('images', '?')} images "
+                     f"({tr.get('images_from', '?')}); threshold {_fmt(d.get('threshold'))}, the "
+                     f"{_fmt(d.get('threshold_quantile'), 2)} quantile of {ho.get('images', '?')} held-out images "
+                     f"({ho.get('images_from', '?')}). Images farther away get the `out_of_domain` review reason.")
+    u = qc.get("uncertainty")
+    if u:
+        lines.append(f"- Uncertainty: the expected absolute score errors scaled by {_fmt(u.get('be_scale'))} (BE) "
+                     f"and {_fmt(u.get('jsn_scale'))} (JSN), the {_fmt(u.get('interval_level'), 2)} interval of the "
+                     f"total widened by {_fmt(u.get('interval_scale'))}; calibrated on {u.get('heldout_hands', '?')} "
+                     f"held-out phantoms ({u.get('images_from', '?')}), coverage {_fmt(u.get('heldout_coverage'), 2)}.")
+    return lines + [""]
 
 
 def write_model_card(bundle_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
