@@ -193,6 +193,21 @@ def sample_anatomy(rng: np.random.Generator, hand_scale: tuple[float, float], *,
         else:
             finger_dev[f"PIP-{s}"] = float(rng.normal(0.0, 2.0))
             finger_dev[f"DIP-{s}"] = float(rng.normal(0.0, 2.5))
+    flexion, normal_gap, lip_depth, carpal_noise, sesamoids = _draw_joints(rng, scale, sesamoid_probability)
+    return Anatomy(
+        scale=scale, length_jitter=length_jitter, width_jitter=width_jitter,
+        mc1_angle=float(-rng.uniform(28.0, 46.0)),
+        mc_angle_jitter={d: float(np.clip(rng.normal(0.0, 0.8), -1.6, 1.6)) for d in range(2, 6)},
+        spread=float(rng.uniform(0.3, 1.4)), finger_dev=finger_dev, ulnar_drift=float(ulnar_drift),
+        flexion=flexion, wrist_dev=float(np.clip(rng.normal(0.0, 5.0), -12.0, 12.0)),
+        ulnar_variance=float(np.clip(rng.normal(0.0, 1.0), -2.0, 2.0)), normal_gap=normal_gap,
+        lip_depth=lip_depth, carpal_noise=carpal_noise, sesamoids=sesamoids,
+        soft_margin=float(scale * rng.uniform(2.8, 4.4)), density=float(density))
+
+
+def _draw_joints(rng: np.random.Generator, scale: float, sesamoid_probability: float):
+    """The per-joint draws every shape model shares, in the stream's order: flexion of each phalanx, normal joint
+    widths, lip depths, carpal outline seeds and the optional sesamoids."""
     flexion = {}
     for d in range(1, 6):
         f_mcp = np.deg2rad(rng.uniform(0.0, 18.0))
@@ -207,15 +222,7 @@ def sample_anatomy(rng: np.random.Generator, hand_scale: tuple[float, float], *,
     optional = [n for n in ("MCP-I", "MCP-S", "IP") if rng.random() < sesamoid_probability]
     mcp1 = rng.random() < max(sesamoid_probability, 0.95)
     sesamoids = tuple((["MCP-T"] if mcp1 else []) + optional)
-    return Anatomy(
-        scale=scale, length_jitter=length_jitter, width_jitter=width_jitter,
-        mc1_angle=float(-rng.uniform(28.0, 46.0)),
-        mc_angle_jitter={d: float(np.clip(rng.normal(0.0, 0.8), -1.6, 1.6)) for d in range(2, 6)},
-        spread=float(rng.uniform(0.3, 1.4)), finger_dev=finger_dev, ulnar_drift=float(ulnar_drift),
-        flexion=flexion, wrist_dev=float(np.clip(rng.normal(0.0, 5.0), -12.0, 12.0)),
-        ulnar_variance=float(np.clip(rng.normal(0.0, 1.0), -2.0, 2.0)), normal_gap=normal_gap,
-        lip_depth=lip_depth, carpal_noise=carpal_noise, sesamoids=sesamoids,
-        soft_margin=float(scale * rng.uniform(2.8, 4.4)), density=float(density))
+    return flexion, normal_gap, lip_depth, carpal_noise, sesamoids
 
 
 def _sample_fitted(rng: np.random.Generator, hand_scale: tuple[float, float], ulnar_drift: float,
@@ -245,18 +252,7 @@ def _sample_fitted(rng: np.random.Generator, hand_scale: tuple[float, float], ul
         else:
             finger_dev[f"PIP-{s}"] = float(rng.normal(0.0, 2.0))
             finger_dev[f"DIP-{s}"] = float(rng.normal(0.0, 2.5))
-    flexion = {}
-    for d in range(1, 6):
-        flexion[f"PP{d}"] = float(np.cos(np.deg2rad(rng.uniform(0.0, 18.0))))
-        if d > 1:
-            flexion[f"MP{d}"] = float(np.cos(np.deg2rad(rng.uniform(0.0, 22.0))))
-        flexion[f"DP{d}"] = float(np.cos(np.deg2rad(rng.uniform(0.0, 20.0))))
-    normal_gap = {k: float(v * scale * rng.uniform(0.9, 1.1)) for k, v in NORMAL_GAP_MM.items()}
-    lip_depth = {k: float(scale * rng.uniform(1.0, 2.2) * (0.6 if k == 'mc2mc3' else 1.0)) for k in _LIP_SPECS}
-    carpal_noise = {n: int(rng.integers(0, 2**31 - 1)) for n in shapes.CARPAL_TEMPLATES}
-    optional = [n for n in ("MCP-I", "MCP-S", "IP") if rng.random() < sesamoid_probability]
-    mcp1 = rng.random() < max(sesamoid_probability, 0.95)
-    sesamoids = tuple((["MCP-T"] if mcp1 else []) + optional)
+    flexion, normal_gap, lip_depth, carpal_noise, sesamoids = _draw_joints(rng, scale, sesamoid_probability)
     m1, s1 = f["mc1_angle"]
     sp, ssd = f["spread"]
     sc_lo, sc_hi = f["spread_clip"]
