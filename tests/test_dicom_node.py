@@ -30,7 +30,8 @@ from dicom_fixtures import (binaries_missing, dx_dataset, noise_pixels, phantom_
 
 from ramh_rt import dicom_out  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
+# The ramh_rt under test (the installed one in CI, python/ in the developer loop): the node subprocess imports it too.
+PACKAGE_ROOT = Path(dicom_out.__file__).resolve().parent.parent
 SR_SOPS = ("1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.88.22")
 SEG_SOP = "1.2.840.10008.5.1.4.1.1.66.4"
 SC_SOP = "1.2.840.10008.5.1.4.1.1.7"
@@ -120,7 +121,7 @@ def start_node(tmp: Path, orthanc: Orthanc, *extra: str) -> tuple[subprocess.Pop
     port, http = free_port(), free_port()
     log = tmp / "node.log"
     status = tmp / "status.json"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "python"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE_ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ramh_rt.cli", "serve", "--ae-title", "RAMH", "--host", "127.0.0.1", "--port",
          str(port), "--forward", f"{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}", "--store", str(tmp / "store"),
