@@ -184,15 +184,7 @@ def sample_anatomy(rng: np.random.Generator, hand_scale: tuple[float, float], *,
     names = list(_LONG) + list(shapes.CARPAL_TEMPLATES) + ["Radius", "Ulna"]
     length_jitter = {n: float(np.clip(rng.normal(1.0, 0.03), 0.93, 1.07)) for n in names}
     width_jitter = {n: float(np.clip(rng.normal(1.0, 0.035), 0.92, 1.08)) for n in names}
-    finger_dev = {}
-    for d in range(1, 6):
-        s = anatomy.FINGER_SUFFIX[d]
-        finger_dev[f"MCP-{s}"] = float(rng.normal(0.0, 2.0))
-        if d == 1:
-            finger_dev["IP"] = float(rng.normal(0.0, 4.0))
-        else:
-            finger_dev[f"PIP-{s}"] = float(rng.normal(0.0, 2.0))
-            finger_dev[f"DIP-{s}"] = float(rng.normal(0.0, 2.5))
+    finger_dev = _draw_finger_dev(rng, mcp_sd=2.0)
     flexion, normal_gap, lip_depth, carpal_noise, sesamoids = _draw_joints(rng, scale, sesamoid_probability)
     return Anatomy(
         scale=scale, length_jitter=length_jitter, width_jitter=width_jitter,
@@ -203,6 +195,21 @@ def sample_anatomy(rng: np.random.Generator, hand_scale: tuple[float, float], *,
         ulnar_variance=float(np.clip(rng.normal(0.0, 1.0), -2.0, 2.0)), normal_gap=normal_gap,
         lip_depth=lip_depth, carpal_noise=carpal_noise, sesamoids=sesamoids,
         soft_margin=float(scale * rng.uniform(2.8, 4.4)), density=float(density))
+
+
+def _draw_finger_dev(rng: np.random.Generator, mcp_sd: float, thumb_mcp_mean: float = 0.0) -> dict[str, float]:
+    """Per joint extra deviation of the distal bone (deg): MCP joints normal(0, ``mcp_sd``), the thumb's MCP around
+    ``thumb_mcp_mean``; IP, PIP and DIP as every shape model draws them."""
+    finger_dev = {}
+    for d in range(1, 6):
+        s = anatomy.FINGER_SUFFIX[d]
+        finger_dev[f"MCP-{s}"] = float(rng.normal(thumb_mcp_mean if d == 1 else 0.0, mcp_sd))
+        if d == 1:
+            finger_dev["IP"] = float(rng.normal(0.0, 4.0))
+        else:
+            finger_dev[f"PIP-{s}"] = float(rng.normal(0.0, 2.0))
+            finger_dev[f"DIP-{s}"] = float(rng.normal(0.0, 2.5))
+    return finger_dev
 
 
 def _draw_joints(rng: np.random.Generator, scale: float, sesamoid_probability: float):
@@ -243,15 +250,7 @@ def _sample_fitted(rng: np.random.Generator, hand_scale: tuple[float, float], ul
         j *= f["mc_length"].get(n, 1.0)
         length_jitter[n] = j
     width_jitter = {n: float(np.clip(rng.normal(1.0, 0.035), 0.92, 1.08)) for n in names}
-    finger_dev = {}
-    for d in range(1, 6):
-        s = anatomy.FINGER_SUFFIX[d]
-        finger_dev[f"MCP-{s}"] = float(rng.normal(f["mcp1_adduction"] if d == 1 else 0.0, f["mcp_dev_sd"]))
-        if d == 1:
-            finger_dev["IP"] = float(rng.normal(0.0, 4.0))
-        else:
-            finger_dev[f"PIP-{s}"] = float(rng.normal(0.0, 2.0))
-            finger_dev[f"DIP-{s}"] = float(rng.normal(0.0, 2.5))
+    finger_dev = _draw_finger_dev(rng, mcp_sd=f["mcp_dev_sd"], thumb_mcp_mean=f["mcp1_adduction"])
     flexion, normal_gap, lip_depth, carpal_noise, sesamoids = _draw_joints(rng, scale, sesamoid_probability)
     m1, s1 = f["mc1_angle"]
     sp, ssd = f["spread"]
