@@ -38,6 +38,7 @@ from pathlib import Path
 from . import anatomy
 from .errors import RamhError
 from .fs import OutputNames, atomic_output, expand_image_paths, hand_suffixes, write_atomic
+from .qc import STATUSES
 
 #: Exit codes of ``ramh analyze`` (see the module docstring).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_QC, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 3, 130, 143
@@ -207,10 +208,11 @@ def cmd_analyze(args) -> int:
     def record_outputs() -> None:
         if out is None or not written:
             return
-        known = {p.resolve() for p in _read_outputs_record(out)}
+        recorded = _read_outputs_record(out)
+        known = {p.resolve() for p in recorded}
         new = [p for p in written if p.resolve() not in known]
         if new:
-            lines = [os.fsencode(os.path.relpath(p, out)) for p in _read_outputs_record(out) + new]
+            lines = [os.fsencode(os.path.relpath(p, out)) for p in recorded + new]
             write_atomic(out / OUTPUTS_RECORD, b"\n".join(lines) + b"\n")
 
     def hand_tags(hands: list) -> list[str]:
@@ -282,11 +284,13 @@ def cmd_analyze(args) -> int:
                     label = f"{display_path(path)}{' [' + tag[1:] + ']' if tag else ''}"
                     if not args.quiet and out:
                         t = res.totals
-                        print(f"{label}: SvdH {t.svdh} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity}, "
+                        total = (f"SvdH {t.svdh}" if t.svdh is not None else
+                                 f"SvdH not reported ({res.meta.field_of_view} in view; areas in view {t.partial_svdh})")
+                        print(f"{label}: {total} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity}, "
                               f"{res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
                     # ---- quality control (ramh_rt.qc): the status of every result, and --fail-on
                     if res.qc is not None:
-                        if args.fail_on and _QC_LEVEL[res.qc.status] >= _QC_LEVEL[args.fail_on]:
+                        if args.fail_on and STATUSES.index(res.qc.status) >= STATUSES.index(args.fail_on):
                             qc_flagged += 1
                         if not args.quiet:
                             codes = ", ".join(r.code for r in res.qc.reasons if r.severity != "info")
@@ -317,13 +321,9 @@ def cmd_analyze(args) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-_QC_LEVEL = {"ok": 0, "review": 1, "reject": 2}
-
-
 def cmd_compare(args) -> int:
     """``ramh compare BASELINE FOLLOWUP --out DIR``: progression.json and progression_overlay.png; exit code 0, or 1
     when a film cannot be analysed or the two films cannot be compared (printed)."""
-    from .fs import write_atomic
     from .pipeline import Analyzer
     from .progression import DEFAULT_SDC, compare
 
@@ -586,8 +586,6 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - a CLI prints errors, not tracebacks
-        from .errors import RamhError
-
         if isinstance(e, (RamhError, ValueError, OSError)):
             print(f"ramh {args.cmd}: {e}", file=sys.stderr)
             return 1

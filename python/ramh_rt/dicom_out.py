@@ -6,9 +6,9 @@
 * **SR** (``"sr"``): a Comprehensive SR holding a TID 1500 *Imaging Measurement Report*. One TID 1501 measurement group
   per SvdH area (tracking identifier ``"<stem>"``, finding site = the area) with the erosion score and its six class
   probabilities, the JSN score and its five probabilities, the eroded area (mm², and pixels), the eroded fraction, the
-  lesion count, the score uncertainty when the analysis carries one, and whether the area was located; one group
+  lesion count, the score uncertainty when it was computed, and whether the area was located; one group
   ``"hand"`` with the totals (erosion, JSN, SvdH, expected SvdH, the whole-image estimate), the severity class, whether
-  all areas were scored, the quality-control status and reasons when the analysis carries them, and "not for clinical
+  all areas were scored, the quality-control status and reasons, and "not for clinical
   use" when the bundle says so. Every group names the algorithm: the bundle id and version (TID 4019).
 * **SEG** (``"seg"``): a binary Segmentation with one segment per bone instance (RAM-H1200 class names, Sesamoid
   instances as separate segments) and one segment for the bone-erosion mask, all on the source image's pixel grid.
@@ -38,7 +38,7 @@ code value           meaning
 ``BE-P0``..``BE-P5``  probability of erosion score k (unit ``1``)
 ``JSN``              SvdH joint-space-narrowing score of an area (0..4)
 ``JSN-P0``..``JSN-P4``  probability of JSN score k
-``UNCERTAINTY``      score uncertainty of an area (``JointRecord.uncertainty``, when the analysis has it)
+``UNCERTAINTY``      score uncertainty of an area (``JointRecord.uncertainty``, where set)
 ``ERODED-MM2``       eroded area (mm²; absent without a pixel spacing)
 ``ERODED-PX``        eroded area (image pixels)
 ``ERODED-FRAC``      eroded share of the joint's bone area (0..1)
@@ -47,14 +47,14 @@ code value           meaning
 ``TOTAL-BE``         hand erosion total (0..80)
 ``TOTAL-JSN``        hand JSN total (0..60)
 ``TOTAL-SVDH``       hand SvdH total (0..140)
-``PARTIAL-SVDH``     the sum of the areas in view (when the analysis has ``totals.partial_svdh``)
-``SVDH-LOW`` / ``SVDH-HIGH``  bounds of ``totals.svdh_interval`` (when the analysis has it)
+``PARTIAL-SVDH``     the sum of the areas in view (``totals.partial_svdh``)
+``SVDH-LOW`` / ``SVDH-HIGH``  bounds of ``totals.svdh_interval`` (where set)
 ``EXPECTED-SVDH``    the SvdH total from the score probabilities
 ``GLOBAL-SVDH``      the whole-image model's estimate of the total
 ``COMPLETE``         whether all 31 scores were produced (Yes/No)
 ``SEVERITY``         severity class; values ``SEV-<class>`` (:data:`ramh_rt.anatomy.SEVERITY_NAMES`)
 ``QC-STATUS``        quality-control status; values ``QC-OK``, ``QC-REVIEW``, ``QC-REJECT``
-``FIELD-OF-VIEW``    ``qc.field_of_view`` when present; values ``FOV-HAND``, ``FOV-WRIST``, ``FOV-FINGERS``...
+``FIELD-OF-VIEW``    ``qc.field_of_view``; values ``FOV-HAND``, ``FOV-WRIST``, ``FOV-FINGERS``...
 ``QC-INFO`` / ``QC-REVIEW-REASON`` / ``QC-REJECT-REASON``  a quality-control reason of that severity; the value's
                      code is the reason's code, its meaning the reason's message (cut to 64 characters)
 ``CLINICAL-USE``     the bundle's clinical-use statement; value ``NOT-CLINICAL`` "Not for clinical use"
@@ -418,13 +418,12 @@ def _yes_no(flag: bool):
 
 
 def _reason_parts(reason: Any) -> tuple[str, str, str]:
-    """(code, message, severity) of a qc reason given as a tuple, a mapping or an object with those attributes."""
+    """(code, message, severity) of a qc reason: a :class:`ramh_rt.qc.Reason` or a ``(code, message, severity)``
+    tuple (reject SRs for inputs that could not be analysed)."""
     if isinstance(reason, (tuple, list)):
         c, m, s = (list(reason) + ["", "", "review"])[:3]
-    elif isinstance(reason, Mapping):
-        c, m, s = reason.get("code", ""), reason.get("message", ""), reason.get("severity", "review")
     else:
-        c, m, s = (getattr(reason, "code", ""), getattr(reason, "message", ""), getattr(reason, "severity", "review"))
+        c, m, s = reason.code, reason.message, reason.severity
     return str(c), str(m), str(s)
 
 
@@ -452,7 +451,7 @@ def _joint_group(hd, j, algorithm, source_ref) -> Any:
             ms.append(_measure(hd, code("JSN", "SvdH joint space narrowing score"), j.jsn_score, s["score"]))
             ms += [_measure(hd, code(f"JSN-P{k}", f"Probability of JSN score {k}"), p, s["one"])
                    for k, p in enumerate(j.jsn_probs or [])]
-        unc = getattr(j, "uncertainty", None)
+        unc = j.uncertainty
         if unc is not None and np.isfinite(unc):
             ms.append(_measure(hd, code("UNCERTAINTY", "Score uncertainty"), unc, s["score"]))
         for value, c, meaning, unit in ((j.eroded_mm2, "ERODED-MM2", "Eroded area", s["mm2"]),
@@ -508,11 +507,11 @@ def build_sr(source: "Dataset", *, analysis: "Analysis | None" = None, bundle_id
     if analysis is not None:
         groups += [_joint_group(hd, j, algorithm, source_ref) for j in analysis.joints]
         t = analysis.totals
-        interval = getattr(t, "svdh_interval", None) or (None, None)
+        interval = t.svdh_interval or (None, None)
         for value, c, meaning in ((t.erosion, "TOTAL-BE", "SvdH erosion total"),
                                   (t.jsn, "TOTAL-JSN", "SvdH joint space narrowing total"),
                                   (t.svdh, "TOTAL-SVDH", "SvdH total"),
-                                  (getattr(t, "partial_svdh", None), "PARTIAL-SVDH", "SvdH sum of the areas in view"),
+                                  (t.partial_svdh, "PARTIAL-SVDH", "SvdH sum of the areas in view"),
                                   (interval[0], "SVDH-LOW", "SvdH total interval, lower bound"),
                                   (interval[-1], "SVDH-HIGH", "SvdH total interval, upper bound"),
                                   (t.expected_svdh, "EXPECTED-SVDH", "Expected SvdH total from probabilities"),
@@ -522,10 +521,10 @@ def build_sr(source: "Dataset", *, analysis: "Analysis | None" = None, bundle_id
         hand_evals.append(hd.sr.QualitativeEvaluation(code("SEVERITY", "Severity class"),
                                                       code(f"SEV-{t.severity}", f"Severity {t.severity}")))
         hand_evals.append(hd.sr.QualitativeEvaluation(code("COMPLETE", "All areas scored"), _yes_no(t.complete)))
-        qc = getattr(analysis, "qc", None)
+        qc = analysis.qc
         if qc is not None:
-            qc_status, qc_reasons = getattr(qc, "status", None), list(getattr(qc, "reasons", []) or [])
-            fov = getattr(qc, "field_of_view", None)
+            qc_status, qc_reasons = qc.status, list(qc.reasons)
+            fov = qc.field_of_view
             if fov:
                 hand_evals.append(hd.sr.QualitativeEvaluation(code("FIELD-OF-VIEW", "Field of view"),
                                                               code(f"FOV-{str(fov).upper()}", f"Field of view {fov}")))

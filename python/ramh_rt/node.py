@@ -8,7 +8,7 @@
   queue is full, so the station retries later); a pool of worker threads sharing one :class:`~ramh_rt.Analyzer`
   analyses the queue, so a slow image never delays the acknowledgement of the next.
 * Each analysed hand gives an SR, a SEG and an overlay SC (:mod:`ramh_rt.dicom_out`); a two-hand film gives them per
-  hand (``Analyzer.analyze_hands`` when the runtime has it). They are sent by C-STORE to the ``--forward``
+  hand (``Analyzer.analyze_hands``). They are sent by C-STORE to the ``--forward``
   destination (one association per input, every status checked) and/or written under ``--store``. When forwarding
   fails and ``--store`` is set the objects are kept there.
 * An image that cannot be analysed (any :class:`~ramh_rt.errors.RamhError`: unreadable pixels, not a hand...) is
@@ -388,20 +388,20 @@ class DicomNode:
             for a in analyses:
                 # A result its own quality control rejects is answered with its SR only (which says so and why):
                 # no segmentation or overlay for a PACS to show as if it were usable.
-                rejected = getattr(getattr(a, "qc", None), "status", None) == "reject"
+                rejected = a.qc is not None and a.qc.status == "reject"
                 kinds = ("sr",) if rejected else tuple(self.config.kinds)
                 objs.append(a.to_dicom(ds, kinds=kinds, bundle=self.analyzer.bundle))
                 if rejected:
                     self._count("rejected")
                     log.warning("rejected %s by quality control: %s", uid, "; ".join(
-                        str(r) for r in getattr(a.qc, "reasons", []) or []))
+                        str(r) for r in a.qc.reasons))
             self._count("analysed")
             self._count("hands", len(analyses))
             for a in analyses:
                 t = a.totals
-                qc = getattr(a, "qc", None)
                 log.info("analysed %s: side %s, SvdH %s, severity %s, qc %s; %.1f s analysis + %.1f s DICOM "
-                         "(queued %.1f s)", uid, a.meta.side or "?", t.svdh, t.severity, getattr(qc, "status", "-"),
+                         "(queued %.1f s)", uid, a.meta.side or "?", t.svdh, t.severity,
+                         a.qc.status if a.qc is not None else "-",
                          t1 - t0, time.time() - t1, t0 - (received or t0))
         except Exception as e:  # noqa: BLE001 - any failure of one image is answered, never fatal
             reason = type(e).__name__

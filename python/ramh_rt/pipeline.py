@@ -248,18 +248,16 @@ class Analyzer:
 
     def _bone_stage(self, pix: np.ndarray, timer: _Timer) -> dict:
         """Preprocess, bone model, mask postprocessing and bone records of one (normalised) hand image."""
-        from . import DeviceArray
-
         h, w = pix.shape
-        src = DeviceArray.from_host(pix, int(self.device or 0)) if self.on_cuda else pix
-        x, tf, logits, masks, inst, features = self._segment(src, timer)
+        src = self._to_device(pix)
+        x, tf, logits, masks, inst = self._segment(src, timer)
         masks_h = _host(masks)[0]
         logits_h = _host(logits)[0]
         timer.lap("postprocess")
         bones, model_masks = self._bones(inst, masks_h, logits_h, tf, (h, w))
         timer.lap("bone_records")
-        return {"pix": pix, "src": src, "x": x, "tf": tf, "masks_h": masks_h, "bones": bones,
-                "model_masks": model_masks, "features": features}
+        return {"pix": pix, "src": src, "x": x, "tf": tf, "inst": inst, "masks_h": masks_h, "bones": bones,
+                "model_masks": model_masks}
 
     def _analyze_hand(self, loaded: io.LoadedImage, region: understand.HandRegion, timer: _Timer, *,
                       trusted_side: bool) -> Analysis:
@@ -316,7 +314,7 @@ class Analyzer:
         # ---- quality control (ramh_rt.qc): uncertainty, then the coded reasons and status; in the hand's upright
         # frame, where its bones and pixels are, before the results are mapped back to the film
         qc.annotate_uncertainty(analysis, self.qc_calibration)
-        analysis.qc = qc.assess(analysis, features=st["features"], domain=self.qc_domain,
+        analysis.qc = qc.assess(analysis, features=self._domain_features(x, tf, st["inst"]), domain=self.qc_domain,
                                 image_reasons=qc.image_quality(pix, tf.window, loaded.bits_stored)
                                 + qc.maturity_reasons(pix, bones, meta.field_of_view))
         timer.lap("qc")
@@ -324,7 +322,7 @@ class Analyzer:
         return understand.map_analysis(analysis, frame, film if self.keep_image else None)
 
     def _segment(self, src, timer: _Timer):
-        """Preprocess, bone model, mask postprocess; and the domain features of the model input (ramh_rt.qc)."""
+        """Preprocess, bone model, mask postprocess: ``(x, tf, logits, masks, instances)``."""
         pp = self.bones_cfg["preprocess"]
         x, tf = ops.preprocess(src, pp["input_hw"], percentiles=pp["window"]["percentiles"],
                                mean=pp["window"]["mean"], std=pp["window"]["std"], antialias=pp["antialias"])
@@ -334,8 +332,12 @@ class Analyzer:
         post = self.bones_cfg["postprocess"]
         masks, inst = ops.postprocess_masks(logits, mode=post["mode"], threshold=post["threshold"], keep=self.keep,
                                             min_area=post["min_area"], fill_holes=post["fill_holes"])
-        features = qc.domain_features(_host(x), tf, inst, self.classes, pp["window"]["mean"], pp["window"]["std"])
-        return x, tf, logits, masks, inst, features
+        return x, tf, logits, masks, inst
+
+    def _domain_features(self, x, tf, inst) -> np.ndarray:
+        """The :func:`ramh_rt.qc.domain_features` of a segmented image (the model input comes to the host once)."""
+        window = self.bones_cfg["preprocess"]["window"]
+        return qc.domain_features(_host(x), tf, inst, self.classes, window["mean"], window["std"])
 
     def domain_features(self, image: ImageLike) -> np.ndarray:
         """The :func:`ramh_rt.qc.domain_features` vector of one image (decode, preprocess, bone model only): what a
@@ -345,11 +347,14 @@ class Analyzer:
             ImageLoadError: unreadable or unacceptable input.
             RamhError: a model or kernel failure.
         """
+        x, tf, _, _, inst = self._segment(self._to_device(self._load(image, None, None).pixels), _Timer())
+        return self._domain_features(x, tf, inst)
+
+    def _to_device(self, pix: np.ndarray):
+        """The image where the kernels and models of this backend read it (a DeviceArray on CUDA)."""
         from . import DeviceArray
 
-        loaded = image if isinstance(image, io.LoadedImage) else io.load_image(image)
-        src = DeviceArray.from_host(loaded.pixels, int(self.device or 0)) if self.on_cuda else loaded.pixels
-        return self._segment(src, _Timer())[-1]
+        return DeviceArray.from_host(pix, int(self.device or 0)) if self.on_cuda else pix
 
     # ---- stages ----------------------------------------------------------------------------------------------
     def _bones(self, inst: np.ndarray, masks: np.ndarray, logits: np.ndarray, tf, shape):

@@ -153,7 +153,7 @@ class QualityControl:
     def status(self) -> str:
         """``"reject"`` if any reason is a reject, else ``"review"`` if any is a review, else ``"ok"``."""
         worst = max((SEVERITIES.index(r.severity) for r in self.reasons), default=0)
-        return ("ok", "review", "reject")[worst]
+        return STATUSES[worst]
 
     @property
     def codes(self) -> list[str]:
@@ -225,13 +225,13 @@ def domain_features(model_input: np.ndarray, transform, instances: np.ndarray, c
     areas = np.asarray(instances["area"], np.float64)
     soft = float(areas[[n == "SoftTissue" for n in names]].sum()) if names else 0.0
     bone_area = float(areas[is_bone].sum()) if names else 0.0
-    found = len({n for n, b in zip(names, is_bone) if b and not anatomy.bone(n).multi_instance})
+    found = len({n for n, b in zip(names, is_bone) if b})
     canvas = float(h * w)
     return np.array([
         float(v.mean()), float(v.std()), float(hist[:6].sum() / v.size), float(hist[250:].sum() / v.size), q50, q90,
         grad, lap,
         float(scores.mean()) if scores.size else 0.0, float(np.percentile(scores, 10)) if scores.size else 0.0,
-        found / 28.0, soft / canvas, bone_area / soft if soft > 0 else 0.0,
+        found / len(anatomy.BONES), soft / canvas, bone_area / soft if soft > 0 else 0.0,
     ], np.float64)
 
 

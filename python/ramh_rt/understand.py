@@ -43,8 +43,8 @@ _SECOND_HAND_RATIO = 0.35    # a second component this large relative to the fir
 _MIN_EDGE_ENERGY = 0.01    # mean |Laplacian| inside a hand's silhouette (measured on the real and phantom films: 0.03-0.1)
 _UNIFORM_STD = 0.035         # a component this flat (std of the windowed grey levels) is padding or a plate
 _FINGERS_ONLY_SCORE = 0.65  # fingers_score above which a silhouette is digits only (whole hands: 0.15-0.55)
-_CARPALS = ("Capitate", "Hamate", "Lunate", "Pisiform_Triquetrum", "Scaphoid", "Trapezium", "Trapezoid")
-_FOREARM = ("Radius", "Ulna")
+_CARPALS = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "carpal")
+_FOREARM = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "forearm")
 
 
 # ---- frames -------------------------------------------------------------------------------------------------------

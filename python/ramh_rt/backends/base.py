@@ -18,6 +18,7 @@ import numpy as np
 
 from ..bundle import ModelSpec, TensorSpec
 from ..errors import BackendError, FeedError
+from ..ops._args import is_device_array  # noqa: F401 - one definition, re-exported for the backends
 
 
 @runtime_checkable
@@ -212,14 +213,6 @@ class ArrayInfo:
     on_device: bool
     ptr: int = 0
     device_id: int | None = None
-
-
-def is_device_array(x: Any) -> bool:
-    """True for CUDA arrays: :class:`ramh_rt.DeviceArray`, CuPy, PyTorch CUDA tensors (``__cuda_array_interface__``)."""
-    try:
-        return hasattr(x, "__cuda_array_interface__")
-    except Exception:  # torch CPU tensors raise from the attribute itself
-        return False
 
 
 def array_info(x: Any, what: str) -> ArrayInfo:

@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .. import _core
-from ._args import array_arg, is_device_array
+from ._args import array_arg, array_shape, is_device_array
 
 __all__ = ["EROSION_DTYPE", "quantify_erosions"]
 
@@ -102,7 +102,7 @@ def quantify_erosions(erosion, bone_masks, boxes, spacing_mm: Union[None, float,
     """
     erosion = array_arg(erosion, "erosion")
     bone_masks = array_arg(bone_masks, "bone_masks")
-    shape = tuple(erosion.shape if hasattr(erosion, "shape") else erosion.__cuda_array_interface__["shape"])
+    shape = array_shape(erosion)
     if len(shape) != 3:
         raise ValueError(f"erosion must be N x h x w, got shape {shape}")
     n = shape[0]
