@@ -75,11 +75,14 @@ def test_a_batch_refines_only_the_images_that_need_it(hand):
 @settings(max_examples=4, deadline=None, suppress_health_check=_HC)
 @given(n_out=st.integers(1, 20), exp=st.integers(5, 30), seed=st.integers(0, 99))
 def test_outliers_do_not_change_the_analysis(analyzer, hand, reference, n_out, exp, seed):
-    """A few extreme pixels (random count, place and magnitude) in a float image: same bones and scores as the
-    clean image, and a warning that names the clipped extremes."""
+    """A few extreme pixels (random count, place on the film's background and magnitude) in a float image: the
+    window does not collapse, so the same bones and scores as the clean image, and a warning that names the clipped
+    extremes. (On the background: an extreme pixel inside a joint's ROI is a changed joint, which may score
+    differently.)"""
     f = hand.astype(np.float32).copy()
     rng = np.random.default_rng(seed)
-    f.reshape(-1)[rng.choice(f.size, n_out, replace=False)] = np.float32(10.0 ** exp)
+    background = np.flatnonzero(hand.reshape(-1) == 0)
+    f.reshape(-1)[rng.choice(background, n_out, replace=False)] = np.float32(10.0 ** exp)
     a = analyzer.analyze(f, side="R", spacing_mm=0.1)
     assert [b.name for b in a.bones] == [b.name for b in reference.bones]
     assert abs(a.totals.svdh - reference.totals.svdh) <= 2

@@ -234,7 +234,7 @@ def cmd_analyze(args) -> int:
             if dicom_names is not None:
                 from .dicom_out import dataset_bytes, kind_of
 
-                objs = res.to_dicom(source, bundle=analyzer.bundle)
+                objs = res.to_dicom(source, bundle=analyzer.bundle, overlay=picture)  # the overlay drawn once
                 # One film, one source capture and study: the other hand's objects reference the first's capture.
                 source = next((ds for ds in objs if kind_of(ds) == "source"), source)
                 dicom = [(kind_of(ds), dataset_bytes(ds)) for ds in objs]

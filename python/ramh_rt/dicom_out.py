@@ -339,7 +339,7 @@ def _source_sc(analysis: "Analysis", identity: Mapping[str, Any] | None, not_cli
 
 def analysis_to_dicom(analysis: "Analysis", source: Any = None, kinds: Sequence[str] = ("sr", "seg", "sc"), *,
                       bundle: "Bundle | None" = None, identity: Mapping[str, Any] | None = None,
-                      overlay_max_side: int = 1600) -> list["Dataset"]:
+                      overlay_max_side: int = 1600, overlay: Any = None) -> list["Dataset"]:
     """The DICOM objects of one analysis (see the module docstring for their content and codes).
 
     Args:
@@ -353,6 +353,7 @@ def analysis_to_dicom(analysis: "Analysis", source: Any = None, kinds: Sequence[
         identity: patient/study attributes (DICOM keywords of :data:`IDENTITY_KEYWORDS`) for a non-DICOM source;
             ignored for a DICOM source, whose own identity is copied.
         overlay_max_side: longest side of the overlay capture, in pixels.
+        overlay: the PIL image of :meth:`Analysis.overlay` when the caller has already rendered it (not redrawn).
 
     Returns:
         ``pydicom.Dataset`` objects in :data:`KINDS` order (``"source"`` first when made), each with its file meta,
@@ -391,7 +392,7 @@ def analysis_to_dicom(analysis: "Analysis", source: Any = None, kinds: Sequence[
             elif kind == "seg":
                 out.append(build_seg(src, analysis, not_clinical))
             else:
-                out.append(build_overlay_sc(src, analysis, not_clinical, overlay_max_side))
+                out.append(build_overlay_sc(src, analysis, not_clinical, overlay_max_side, overlay))
         except (ValueError, TypeError, AttributeError, KeyError) as e:
             if isinstance(e, RamhError):
                 raise
@@ -609,8 +610,9 @@ def build_seg(source: "Dataset", analysis: "Analysis", not_clinical: bool = True
 
 
 def build_overlay_sc(source: "Dataset", analysis: "Analysis", not_clinical: bool = True,
-                     max_side: int = 1600) -> "Dataset":
-    """A Secondary Capture (RGB, 8 bits) of :meth:`Analysis.overlay`, in the source's study, referencing it.
+                     max_side: int = 1600, overlay: Any = None) -> "Dataset":
+    """A Secondary Capture (RGB, 8 bits) of :meth:`Analysis.overlay` (``overlay``: that picture, already rendered),
+    in the source's study, referencing it.
 
     Raises:
         DicomExportError: the analysed image was not kept (the overlay needs it).
@@ -620,10 +622,11 @@ def build_overlay_sc(source: "Dataset", analysis: "Analysis", not_clinical: bool
     from pydicom.sequence import Sequence as DicomSequence
     from pydicom.uid import generate_uid
 
-    if analysis.image is None:
+    if overlay is None and analysis.image is None:
         raise DicomExportError(f"{analysis.meta.source}: the overlay capture needs the analysed image "
                                "(analyse with keep_image=True)")
-    rgb = np.ascontiguousarray(np.asarray(analysis.overlay(max_side=max_side).convert("RGB")), dtype=np.uint8)
+    picture = overlay if overlay is not None else analysis.overlay(max_side=max_side)
+    rgb = np.ascontiguousarray(np.asarray(picture.convert("RGB")), dtype=np.uint8)
     sc = hd.sc.SCImage.from_ref_dataset(
         ref_dataset=_reference_stub(source), pixel_array=rgb,
         photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 from . import anatomy
 from .errors import RamhError
-from .fs import hand_suffixes
+from .fs import atomic_output, hand_suffixes
 
 RA2_COLUMNS: list[str] = anatomy.ra2_columns("L") + anatomy.ra2_columns("R")
 
@@ -345,9 +345,8 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
             this_run = merged.filter(pc.equal(merged["run_id"], run_id))
             scored = len(set(this_run["path"].to_pylist()))  # images (a two-hand film has a row per hand)
             failed = len(set(this_run.filter(pc.equal(this_run["status"], "error"))["path"].to_pylist()))
-            tmp = out / f".scores.{uuid.uuid4().hex}.parquet"
-            pq.write_table(merged, tmp)
-            os.replace(tmp, out / "scores.parquet")
+            with atomic_output(out / "scores.parquet") as f:
+                pq.write_table(merged, f)
         wall = time.perf_counter() - t0
         report = ScoreReport(out=out, scores_path=out / "scores.parquet", inputs=n_inputs,
                              skipped=n_inputs - (len(todo) if todo is not None else scored), scored=scored,

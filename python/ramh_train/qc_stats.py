@@ -24,10 +24,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ramh_rt import qc
-from ramh_rt.bundle import read_manifest, validate_manifest
+from ramh_rt.fs import IMAGE_SUFFIXES, expand_image_paths
+from ramh_rt.manifest import check_values, read_manifest, validate_manifest
 from ramh_rt.fs import write_atomic
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ class ImageSet:
         d = Path(spec)
         if not d.is_dir():
             raise ValueError(f"image set {spec!r}: not phantoms:SEED:N and not a directory")
-        files = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = expand_image_paths([d])
         if not files:
-            raise ValueError(f"image set {spec!r}: no images ({', '.join(IMAGE_SUFFIXES)}) in the directory")
+            raise ValueError(f"image set {spec!r}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the directory")
         return cls(spec, n=len(files), directory=d)
 
     @property
@@ -71,8 +71,8 @@ class ImageSet:
         """``(name, image, truth)`` per image; ``truth`` is ``{"BE_<stem>": score, "JSN_<stem>": score}`` for
         phantoms, None for files. The image is an array (phantoms) or a path."""
         if self.directory is not None:
-            for p in sorted(q for q in self.directory.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES):
-                yield p.name, p, None
+            for p in expand_image_paths([self.directory]):
+                yield str(p.relative_to(self.directory)), p, None
             return
         from .datasets.synthetic import phantom_seed
         from .phantoms import generate
@@ -251,7 +251,7 @@ def run(bundle: str, train: str, heldout: str, *, quantile: float = 0.99, level:
     manifest_path = root / "manifest.json"
     manifest = read_manifest(manifest_path)
     manifest["qc"] = section
-    problems = validate_manifest(manifest)
+    problems = validate_manifest(manifest) or check_values(manifest)  # what Bundle.load will check
     if problems:
         raise ValueError("qc-stats: the manifest would be invalid: " + "; ".join(problems))
     write_atomic(manifest_path, json.dumps(manifest, indent=2) + "\n")
