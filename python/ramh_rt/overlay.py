@@ -287,10 +287,11 @@ def render_analysis(analysis, path: str | Path | None = None, *, max_side: int =
     bones = [MaskLayer(b.name, b.mask_crop, b.bbox) for b in analysis.bones]
     rois = [RoiLayer(j.stem, j.roi, roi_label(j.stem, j.be_score, j.jsn_score)) for j in analysis.joints]
     missing = [j.stem for j in analysis.joints if not j.located]
+    totals = ([f"SvdH hand total {t.svdh}  (erosion {t.erosion}, JSN {t.jsn})"] if t.svdh is not None else
+              [f"SvdH hand total: not reported ({m.field_of_view})",
+               f"areas in view {t.partial_svdh}  (erosion {t.erosion}, JSN {t.jsn})"])
     legend = [
-        (f"SvdH hand total {t.svdh}  (erosion {t.erosion}, JSN {t.jsn})" if t.svdh is not None else
-         f"SvdH hand total not reported ({m.field_of_view} in view); areas in view {t.partial_svdh}  "
-         f"(erosion {t.erosion}, JSN {t.jsn})"),
+        *totals,
         f"expected {t.expected_svdh:.1f}" + (f", whole-image {t.global_svdh:.1f}" if t.global_svdh is not None else ""),
         f"severity: {t.severity} ({t.severity_source.replace('_', ' ')})",
         f"side {m.side or '?'}  spacing " + (f"{m.spacing_mm:.4g} mm" if m.spacing_mm else "unknown"),
