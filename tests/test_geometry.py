@@ -124,3 +124,16 @@ def test_empty_and_tiny_masks_do_not_crash():
     masks["MC3"][5, 5] = True  # one pixel: too small to have an axis
     res = geometry.joint_rois(masks)
     assert all(r.roi is None for r in res.values())
+
+
+def test_rays_are_the_joint_chains_from_metacarpal_to_fingertip():
+    """anatomy.RAYS (proximal to distal) agrees with the joint table: each neighbouring pair of a ray's bones is one
+    articulation (MCP, PIP/IP, DIP), and every finger bone belongs to exactly one ray."""
+    pairs = {(j.proximal, j.distal) for j in anatomy.JOINTS.values()}
+    for d, ray in anatomy.RAYS.items():
+        assert len(ray) == (3 if d == 1 else 4)
+        for a, b in zip(ray, ray[1:]):
+            assert ((a,), (b,)) in pairs, (a, b)
+    finger_bones = [b.name for b in anatomy.BONE_CLASSES if b.digit is not None and b.is_bone]
+    assert sorted(n for ray in anatomy.RAYS.values() for n in ray) == sorted(finger_bones)
+    assert anatomy.METACARPALS[0] == "MC1" and anatomy.MIDDLE_PHALANGES == ("MP2", "MP3", "MP4", "MP5")

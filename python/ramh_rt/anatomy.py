@@ -150,6 +150,18 @@ EROSION_LABEL: dict[str, int] = {name: i + 1 for i, name in enumerate(EROSION_CA
 BE_MAX = 5   # erosion score per area (hands)
 JSN_MAX = 4  # joint-space narrowing score per area
 
+_RAY_ORDER = ("metacarpal", "proximal_phalanx", "middle_phalanx", "distal_phalanx")
+#: Each ray's bones from proximal to distal, by digit: 1 (thumb) MC1, PP1, DP1; 2-5 MCk, PPk, MPk, DPk.
+RAYS: dict[int, tuple[str, ...]] = {
+    d: tuple(b.name for b in sorted((b for b in BONE_CLASSES if b.digit == d and b.group in _RAY_ORDER),
+                                    key=lambda b: _RAY_ORDER.index(b.group)))
+    for d in range(1, 6)}
+#: The metacarpals MC1..MC5 and the phalanges of each kind, by digit (middle phalanges: digits 2-5).
+METACARPALS: tuple[str, ...] = tuple(RAYS[d][0] for d in range(1, 6))
+PROXIMAL_PHALANGES: tuple[str, ...] = tuple(RAYS[d][1] for d in range(1, 6))
+MIDDLE_PHALANGES: tuple[str, ...] = tuple(RAYS[d][2] for d in range(2, 6))
+DISTAL_PHALANGES: tuple[str, ...] = tuple(RAYS[d][-1] for d in range(1, 6))
+
 FINGER_SUFFIX: dict[int, str] = {1: "T", 2: "I", 3: "M", 4: "R", 5: "S"}
 
 

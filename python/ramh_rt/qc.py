@@ -352,11 +352,11 @@ def anatomy_reasons(bones: Iterable[Any]) -> list[Reason]:
     by = {b.name: b for b in bones if getattr(b, "instance", 0) == 0}
     slivers, disorder = [], []
     for k in (2, 3, 4, 5):
-        mc = by.get(f"MC{k}")
+        mc = by.get(anatomy.RAYS[k][0])
         if mc is None or mc.area_px <= 0:
             continue
         last = 0.0
-        for name in (f"PP{k}", f"MP{k}", f"DP{k}"):
+        for name in anatomy.RAYS[k][1:]:
             b = by.get(name)
             if b is None:
                 continue
@@ -475,7 +475,7 @@ def maturity_reasons(pixels: np.ndarray, bones: Iterable[Any], field_of_view: st
     img = np.asarray(pixels)
     rays = []
     for k in (2, 3, 4, 5):
-        mc, pp = by.get(f"MC{k}"), by.get(f"PP{k}")
+        mc, pp = (by.get(n) for n in anatomy.RAYS[k][:2])
         if mc is None or pp is None or pp.area_px < MIN_FINGER_BONE_RATIO * mc.area_px:
             continue
         depths = _valley_depths(_line_profile(img, mc.centroid, pp.centroid, 0.2 * mc.minor_axis_px))

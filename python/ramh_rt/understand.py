@@ -456,7 +456,7 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     by = {b.name: b for b in bones if b.instance == 0 and anatomy.bone(b.name).is_bone}
     dropped: dict[str, str] = {}
     reasons: list[Reason] = []
-    mcs = [by[f"MC{d}"] for d in range(1, 6) if f"MC{d}" in by]
+    mcs = [by[n] for n in anatomy.METACARPALS if n in by]
     carpals = [by[c] for c in _CARPALS if c in by]
     forearm = [by[c] for c in _FOREARM if c in by]
     carpus_y = float(np.median([b.centroid[1] for b in carpals])) if carpals else None
@@ -468,7 +468,7 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
             dropped[b.name] = "lies proximal to the carpus"
     # Phalanges: chain from the metacarpal outwards.
     for d in range(1, 6):
-        chain = [f"MC{d}", f"PP{d}"] + ([f"MP{d}"] if d > 1 else []) + [f"DP{d}"]
+        chain = anatomy.RAYS[d]
         prev = by.get(chain[0]) if chain[0] not in dropped else None
         prev_name = chain[0]
         for name in chain[1:]:
@@ -494,9 +494,9 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     kept = {n: b for n, b in by.items() if n not in dropped}
     n_carpal = sum(c in kept for c in _CARPALS)
     n_forearm = sum(c in kept for c in _FOREARM)
-    n_mc = sum(f"MC{d}" in kept for d in range(1, 6))
-    pps = [kept[f"PP{d}"] for d in range(1, 6) if f"PP{d}" in kept]
-    dps = [kept[f"DP{d}"] for d in range(1, 6) if f"DP{d}" in kept]
+    n_mc = sum(n in kept for n in anatomy.METACARPALS)
+    pps = [kept[n] for n in anatomy.PROXIMAL_PHALANGES if n in kept]
+    dps = [kept[n] for n in anatomy.DISTAL_PHALANGES if n in kept]
     # Layout score: bones kept, plus the proximal-to-distal order forearm -> carpus -> metacarpals -> phalanges.
     score = float(len(kept))
     order = []
@@ -506,7 +506,7 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     if any(b.name in kept for b in carpals):
         ys["carpus"] = float(np.mean([b.centroid[1] for b in carpals if b.name in kept]))
     if n_mc:
-        ys["mc"] = float(np.mean([kept[f"MC{d}"].centroid[1] for d in range(1, 6) if f"MC{d}" in kept]))
+        ys["mc"] = float(np.mean([kept[n].centroid[1] for n in anatomy.METACARPALS if n in kept]))
     if pps:
         ys["pp"] = float(np.mean([b.centroid[1] for b in pps]))
     seq = [ys[k] for k in ("forearm", "carpus", "mc", "pp") if k in ys]
@@ -514,7 +514,7 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         order.append(a > b)
     score += 4.0 * sum(order) - 6.0 * (len(order) - sum(order))
     # Metacarpals 2..5 side by side in order (either way round: left or right hand).
-    xs = [kept[f"MC{d}"].centroid[0] for d in range(2, 6) if f"MC{d}" in kept]
+    xs = [kept[n].centroid[0] for n in anatomy.METACARPALS[1:] if n in kept]
     if len(xs) >= 3:
         dx = np.diff(xs)
         score += 4.0 if (np.all(dx > 0) or np.all(dx < 0)) else -6.0
@@ -551,7 +551,7 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
                 dropped[name] = "a carpal or forearm bone cannot be in view on a film of the fingers"
     if fov == "wrist":
         # No finger is in view on a wrist: whatever the model called a phalanx there is not one.
-        for b in pps + dps + [kept[f"MP{d}"] for d in range(2, 6) if f"MP{d}" in kept]:
+        for b in pps + dps + [kept[n] for n in anatomy.MIDDLE_PHALANGES if n in kept]:
             dropped[b.name] = "a phalanx cannot be in view on a wrist film"
     keep = {b.name for b in bones if b.name not in dropped}
     kept = {n: b for n, b in by.items() if n not in dropped}
@@ -599,7 +599,7 @@ def view_reasons(bones: Sequence, assessment: BoneAssessment) -> list[Reason]:
     (centres closer than 30 % of a shaft width: oblique or lateral views stack them) where a PA view shows them
     side by side. Returns a list of reasons (empty for a PA view or too few metacarpals to tell)."""
     by = {b.name: b for b in bones if b.instance == 0 and b.name in assessment.keep}
-    mcs = [by[f"MC{d}"] for d in range(2, 6) if f"MC{d}" in by]
+    mcs = [by[n] for n in anatomy.METACARPALS[1:] if n in by]
     if len(mcs) < 3:
         return []
     mcs.sort(key=lambda b: b.centroid[0])
