@@ -11,7 +11,9 @@ One module per concept:
 * :mod:`ramh_rt.io.decoded`: what every decoder shares: the size limits, the decoder's record, dtype
   normalisation, luminance and pixel spacing from a resolution;
 * the decoders, one per source: :mod:`ramh_rt.io.ndarray` (NumPy arrays), :mod:`ramh_rt.io.raster`
-  (PNG, JPEG, BMP through Pillow), :mod:`ramh_rt.io.tiff` (tifffile), :mod:`ramh_rt.io.dicom` (pydicom).
+  (PNG, JPEG, BMP through Pillow), :mod:`ramh_rt.io.tiff` (tifffile), :mod:`ramh_rt.io.dicom` (pydicom);
+* :mod:`ramh_rt.io.batch`: the images of a batch decoded ahead of their use on a background thread, with
+  per-image spacing and side (what :meth:`ramh_rt.Analyzer.iter_batch` runs on).
 
 Every public name is importable from ``ramh_rt.io`` itself.
 
