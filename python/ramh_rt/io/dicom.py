@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .decoded import MAX_PIXELS, Decoded, cast_back, check_size, integer_to_supported, luminance, normalise_dtype, \
-    set_spacing
+from .decoded import (MAX_PIXELS, Decoded, cast_back, check_size, integer_to_supported, luminance,
+                      normalise_dtype, set_spacing)
 from ..errors import ImageLoadError
 
 #: File extensions that mark a DICOM file without the 128-byte preamble (old ACR-NEMA style), which has no magic.
