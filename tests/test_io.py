@@ -665,3 +665,18 @@ def test_errors_are_ramh_errors_and_value_errors():
         load_image(np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError):
         load_image(np.zeros((2, 2), np.uint8))
+
+
+def test_public_names_are_importable_from_the_package():
+    # ramh_rt.io is a package of one module per format; callers import everything from ramh_rt.io itself, and
+    # `import *` gives exactly the public names (every name in __all__ exists).
+    import ramh_rt.io as rio
+
+    namespace: dict = {}
+    exec("from ramh_rt.io import *", namespace)
+    assert set(rio.__all__) <= set(namespace)
+    for name in ("LoadedImage", "load_image", "with_overrides", "check_spacing", "ImageSource", "MIN_SIDE",
+                 "MAX_SIDE", "MAX_PIXELS", "ANISOTROPY_TOLERANCE"):
+        assert name in rio.__all__ and getattr(rio, name) is namespace[name]
+    assert (rio.MIN_SIDE, rio.MAX_SIDE, rio.MAX_PIXELS) == (32, 16384, 200_000_000)
+    assert rio.with_overrides(load_image(np.zeros((40, 40), np.uint8)), side="L").side_source == "user"

@@ -103,6 +103,11 @@ def test_readme_quick_start_from_a_fresh_venv(tmp_path):
     for shipped in ("data/sample_hand_R.png", "schemas/analysis.schema.json", "schemas/bundle_manifest.schema.json",
                     "models/ramh-default/manifest.json", "py.typed", "_core.pyi"):
         assert (package / shipped).is_file(), f"the wheel lacks ramh_rt/{shipped}"
+    # Every runtime module of the checkout is installed, subpackages (io/, ops/, backends/) included.
+    checkout = work / "python" / "ramh_rt"
+    modules = sorted(str(p.relative_to(checkout)) for p in checkout.rglob("*.py"))
+    assert "io/load.py" in modules and "io/batch.py" in modules
+    assert [m for m in modules if not (package / m).is_file()] == [], "the wheel lacks runtime modules"
 
     # `ramh bench` times the same bundled sample by default: it must find it in the installed package too.
     bench = subprocess.run([str(work / ".venv" / "bin" / "ramh"), "bench", "--backend", "onnxruntime-cpu", "--runs", "1",

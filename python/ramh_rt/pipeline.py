@@ -13,12 +13,10 @@ bone masks come back to the host for the geometry, which is tiny.
 """
 from __future__ import annotations
 
-import numbers
+import contextlib
 import os
 import threading
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -29,6 +27,7 @@ from . import __version__, anatomy, geometry, io, ops, qc, understand
 from .backends import get_backend, is_device_array, select_backend
 from .bundle import Bundle
 from .errors import BackendError, MultipleHandsError, NotAHandError, RamhError
+from .io.batch import DecodeAhead
 from .result import Analysis, BoneRecord, JointRecord, Meta, Totals
 
 ImageLike = Any  # numpy array, path, bytes or io.LoadedImage
@@ -538,89 +537,39 @@ class Analyzer:
         ``per_hand=True`` yields, per image, the list of :meth:`analyze_hands` (one Analysis per hand) instead of one
         Analysis (a two-hand film is then no MultipleHandsError).
         """
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
-        if isinstance(images, (str, bytes, os.PathLike, io.LoadedImage)) or (
-                isinstance(images, np.ndarray) and images.ndim < 3):
-            raise TypeError(f"images must be an iterable of images (one image: use analyze()), got "
-                            f"{type(images).__name__}")
-        n = len(images) if hasattr(images, "__len__") else None
-        sp = _PerImage(spacing_mm, n, "spacing_mm", io.check_spacing)
-        sd = _PerImage(side, n, "side", anatomy.normalise_side)
-        source = iter(images)
-
         def decode(item, spacing, side_):
             t = _Timer()
-            try:
-                if isinstance(item, io.LoadedImage):
-                    loaded = io.with_overrides(item, spacing_mm=spacing, side=side_)
-                else:
-                    loaded = io.load_image(item, spacing_mm=spacing, side=side_)
-            except BaseException as e:  # noqa: BLE001 - reported per image
-                return e, t
+            loaded = self._load(item, spacing, side_)
             # The time the decoded image then waits in the prefetch queue is not this image's: leave it out.
             t.lap("decode")
             t.pause()
             return loaded, t
 
+        batch = DecodeAhead(images, decode, spacing_mm=spacing_mm, side=side, prefetch=prefetch)
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=n, desc="analyze", unit="image", dynamic_ncols=True)
-        pending: deque = deque()  # (source name, decode future), oldest first
-        taken = 0  # images taken from `images`
-        # Raised once the images taken so far have their results: a per-image argument that does not match the
-        # images (ValueError), or the exception of the caller's own iterator.
-        deferred: BaseException | None = None
-        exhausted = False
-
-        def refill(pool) -> None:
-            nonlocal taken, deferred, exhausted
-            while not exhausted and len(pending) <= prefetch:
-                try:
-                    item = next(source)
-                except StopIteration:
-                    exhausted = True
-                    extra = [name for name, per in (("spacing_mm", sp), ("side", sd)) if per.left_over(taken)]
-                    if extra:
-                        deferred = ValueError(f"{extra[0]} has more values than there are images ({taken})")
-                    return
-                except Exception as e:  # noqa: BLE001 - the caller's iterator failed: finish what was taken
-                    exhausted, deferred = True, e
-                    return
-                missing = [name for name, per in (("spacing_mm", sp), ("side", sd)) if not per.has_value(taken)]
-                if missing:
-                    exhausted = True
-                    deferred = ValueError(f"{missing[0]} has {taken} values but there are more images")
-                    return
-                pending.append((_source_name(item), pool.submit(decode, item, sp[taken], sd[taken])))
-                taken += 1
-
+            bar = tqdm(total=batch.count, desc="analyze", unit="image", dynamic_ncols=True)
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ramh-decode") as pool:
-                refill(pool)
-                while pending:
-                    src, future = pending.popleft()
-                    loaded, timer = future.result()
-                    refill(pool)  # keep the decoder busy while this image is analysed
-                    if isinstance(loaded, BaseException):
-                        yield AnalysisError(src, f"{type(loaded).__name__}: {loaded}", loaded)
+            with contextlib.closing(iter(batch)) as decoded:  # closing the results stops the decoder thread
+                for src, value, error in decoded:
+                    if error is not None:
+                        yield AnalysisError(src, f"{type(error).__name__}: {error}", error)
                     else:
+                        loaded, timer = value
                         try:
                             timer.resume()
                             yield (self._analyze_film(loaded, timer) if per_hand
                                    else self._analyze_loaded(loaded, timer))
                         except Exception as e:  # noqa: BLE001 - reported per image, the batch goes on
                             yield AnalysisError(src, f"{type(e).__name__}: {e}", e)
-                    del loaded  # release the decoded image once analysed
+                    value = loaded = error = None  # release the decoded image once analysed
                     if bar:
                         bar.update(1)
         finally:
             if bar:
                 bar.close()
-        if deferred is not None:
-            raise deferred
 
     def describe(self) -> dict:
         """Bundle, backend, device and session details (for ``ramh info``)."""
@@ -700,45 +649,6 @@ def _dilated_window(plane: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tu
     wx0, wy0 = max(0, x0 - 1), max(0, y0 - 1)
     wx1, wy1 = min(w, x1 + 1), min(h, y1 + 1)
     return d[wy0 - y0 + 1:wy1 - y0 + 1, wx0 - x0 + 1:wx1 - x0 + 1], (wx0, wy0)
-
-
-class _PerImage:
-    """A batch argument given once for all images or once per image: ``per[i]`` is image i's value."""
-
-    def __init__(self, value, n: int | None, name: str, check) -> None:
-        # NumPy scalars and 0-d arrays are one value for all images, like Python numbers.
-        self.shared = value is None or isinstance(value, (str, numbers.Number, np.generic)) or (
-            isinstance(value, np.ndarray) and value.ndim == 0)
-        try:
-            self.value = value if self.shared else list(value)
-        except TypeError:
-            raise ValueError(f"{name} must be one value or a sequence of one value per image, got {value!r}") from None
-        if not self.shared and n is not None and len(self.value) != n:
-            raise ValueError(f"{name} must be one value or one per image ({n}), got {len(self.value)}")
-        for i, v in enumerate([self.value] if self.shared else self.value):  # bad values fail the call, not each image
-            if v is not None:
-                try:
-                    check(v)
-                except ValueError as e:
-                    raise ValueError(f"{name}{'' if self.shared else f'[{i}]'}: {e}") from None
-
-    def has_value(self, i: int) -> bool:
-        return self.shared or i < len(self.value)
-
-    def left_over(self, count: int) -> bool:
-        """Whether per-image values remain once ``count`` images were taken."""
-        return not self.shared and count < len(self.value)
-
-    def __getitem__(self, i: int):
-        return self.value if self.shared else self.value[i]
-
-
-def _source_name(item) -> str:
-    if isinstance(item, (str, os.PathLike)):
-        return str(item)
-    if isinstance(item, io.LoadedImage):
-        return item.source
-    return "<array>" if isinstance(item, np.ndarray) else f"<{type(item).__name__}>"
 
 
 # ---- module-level convenience ------------------------------------------------------------------------------------
