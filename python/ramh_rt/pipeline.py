@@ -294,9 +294,7 @@ class Analyzer:
         rois = geometry.rois_to_image(geometry.joint_rois(model_masks), tf)
         timer.lap("geometry")
         joints, ero_full = self._joints(src, pix, rois, masks_h, tf, loaded.spacing_mm, timer)
-        totals, cam = self._totals(joints, x)
-        if ass.field_of_view != "hand":
-            totals.svdh = None
+        totals, cam = self._totals(joints, x, whole_hand=ass.field_of_view == "hand")
         timer.lap("global_model")
         missing = [j.stem for j in joints if not j.located]
         if missing:
@@ -477,7 +475,9 @@ class Analyzer:
             out[ks] |= cut
         return out
 
-    def _totals(self, joints: list[JointRecord], x) -> tuple[Totals, np.ndarray | None]:
+    def _totals(self, joints: list[JointRecord], x, *, whole_hand: bool) -> tuple[Totals, np.ndarray | None]:
+        """The hand totals (``svdh`` None unless ``whole_hand``: a partial view has no hand total) and the global
+        model's class-activation map."""
         ero = sum(j.be_score for j in joints if j.be_score is not None)
         jsn = sum(j.jsn_score for j in joints if j.jsn_score is not None)
         expected = sum((j.be_expected or 0.0) + (j.jsn_expected or 0.0) for j in joints)
@@ -494,7 +494,8 @@ class Analyzer:
             severity, source = anatomy.severity_of(ero + jsn).name, "joint_scores"
         else:
             severity, source = anatomy.SEVERITY_NAMES[int(np.argmax(g_probs))], "global_model"
-        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn), partial_svdh=int(ero + jsn),
+        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn) if whole_hand else None,
+                      partial_svdh=int(ero + jsn),
                       expected_svdh=float(expected),
                       complete=complete, global_svdh=g_total, severity=severity, severity_probs=g_probs,
                       severity_source=source), cam
