@@ -489,3 +489,6 @@ def test_upsample_instance_scales_the_dilated_mask_and_leaves_scratch_zero():
         upsample_instance(logits, mask, (2, 3, 7, 6), box, (20, 24), 0.0, scratch=np.zeros((10, 12), np.float32))
     with pytest.raises(ValueError, match="one shape"):
         upsample_instance(logits[:9], mask, (2, 3, 7, 6), box, (20, 24), 0.0)
+    with pytest.raises(ValueError, match="one .* box"):
+        upsample_instance(logits, mask, (2, 3, 7, 6), np.vstack([box, box]), (20, 24), 0.0)
+    np.testing.assert_array_equal(upsample_instance(logits, mask, (2, 3, 7, 6), box[0], (20, 24), 0.0), got)

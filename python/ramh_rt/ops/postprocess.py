@@ -207,7 +207,7 @@ def upsample_instance(logits: np.ndarray, mask: np.ndarray, window: Sequence[int
     postprocessing dropped.
 
     Args:
-        logits: ``h x w`` float32 (or float16) NumPy logits of the instance's class on the model canvas.
+        logits: ``h x w`` float32 NumPy logits of the instance's class on the model canvas.
         mask: ``h x w`` NumPy mask of the class on the model canvas (nonzero on), e.g. a channel of
             :func:`postprocess_masks`; only ``window`` of it is read.
         window: ``(x0, y0, x1, y1)`` model pixels holding this instance's part of ``mask`` (its bounding box for a
@@ -224,16 +224,21 @@ def upsample_instance(logits: np.ndarray, mask: np.ndarray, window: Sequence[int
 
     Raises:
         ValueError: ``logits`` and ``mask`` are not 2-D of one shape, a bad ``window`` (as :func:`dilated_window`),
-            ``scratch`` not a zero uint8 array of that shape, or a bad ``box`` / ``out_hw`` (as crop_rois).
+            ``scratch`` not a uint8 array of that shape, ``box`` not one box of five numbers, or a bad ``logits``
+            dtype, box value or ``out_hw`` (as crop_rois).
     """
     logits, mask = np.asarray(logits), np.asarray(mask)
     if logits.ndim != 2 or logits.shape != mask.shape:
         raise ValueError(f"logits and mask must be 2-D of one shape, got {logits.shape} and {mask.shape}")
+    try:
+        box = np.asarray(box).reshape(1, 5)  # the dtype is kept: crop_rois reads it as it always does
+    except ValueError:
+        raise ValueError(f"box must be one (cx, cy, w, h, angle_deg) box, got shape {np.shape(box)}") from None
     near_win, (wx0, wy0) = dilated_window(mask, window)
     if scratch is None:
         scratch = np.zeros(mask.shape, np.uint8)
     elif not (isinstance(scratch, np.ndarray) and scratch.dtype == np.uint8 and scratch.shape == mask.shape):
-        raise ValueError(f"scratch must be a zero uint8 array of shape {mask.shape}")
+        raise ValueError(f"scratch must be a uint8 array of shape {mask.shape} (all zero)")
     wy1, wx1 = wy0 + near_win.shape[0], wx0 + near_win.shape[1]
     scratch[wy0:wy1, wx0:wx1] = near_win
     try:
