@@ -411,3 +411,84 @@ def test_parallel_batch_equals_plane_by_plane():
             t["batch"], t["channel"] = n, c
             rows.append(t)
     np.testing.assert_array_equal(inst, np.concatenate(rows))
+
+
+# ---- one instance at full resolution: dilated_window, upsample_instance ----------------------------------------------
+CROSS = ndi.generate_binary_structure(2, 1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(h=st.integers(1, 12), w=st.integers(1, 12), data=st.data())
+def test_dilated_window_equals_dilating_the_plane_zeroed_outside_the_window(h, w, data):
+    from ramh_rt.ops import dilated_window
+
+    seed = data.draw(st.integers(0, 2**31 - 1))
+    plane = (np.random.default_rng(seed).random((h, w)) < 0.3).astype(np.uint8) * 7  # nonzero is on
+    x0 = data.draw(st.integers(0, w - 1))
+    x1 = data.draw(st.integers(x0 + 1, w))
+    y0 = data.draw(st.integers(0, h - 1))
+    y1 = data.draw(st.integers(y0 + 1, h))
+    zeroed = np.zeros((h, w), bool)
+    zeroed[y0:y1, x0:x1] = plane[y0:y1, x0:x1] > 0
+    want = ndi.binary_dilation(zeroed, structure=CROSS)
+    got, (wx0, wy0) = dilated_window(plane, (x0, y0, x1, y1))
+    assert got.dtype == bool
+    assert (wx0, wy0) == (max(0, x0 - 1), max(0, y0 - 1))
+    assert got.shape == (min(h, y1 + 1) - wy0, min(w, x1 + 1) - wx0)
+    placed = np.zeros((h, w), bool)
+    placed[wy0:wy0 + got.shape[0], wx0:wx0 + got.shape[1]] = got
+    np.testing.assert_array_equal(placed, want)  # the same pixels, none lost outside the returned window
+
+
+@pytest.mark.parametrize("window, match", [((2, 2, 2, 5), "non-empty"), ((0, 0, 9, 4), "inside"),
+                                           ((-1, 0, 3, 3), "inside"), ((0, 0, 2.5, 3), "four integers"),
+                                           ((0, 0, 3), "four integers"), (None, "four integers")])
+def test_dilated_window_names_a_bad_window(window, match):
+    from ramh_rt.ops import dilated_window
+
+    with pytest.raises(ValueError, match=match):
+        dilated_window(np.ones((6, 8), np.uint8), window)
+    with pytest.raises(ValueError, match="H x W"):
+        dilated_window(np.ones((2, 6, 8), np.uint8), (0, 0, 2, 2))
+
+
+def test_upsample_instance_on_the_model_grid_is_threshold_and_dilated_mask():
+    """A box covering the canvas at scale 1 samples every model pixel at its centre: the result is exactly
+    ``logits > threshold`` where the instance's dilated window is."""
+    from ramh_rt.ops import upsample_instance
+
+    rng = np.random.default_rng(11)
+    logits = rng.normal(size=(20, 24)).astype(np.float32)
+    mask = np.zeros((20, 24), np.uint8)
+    mask[4:9, 5:11] = 1
+    mask[14:18, 15:20] = 1  # another instance of the class, outside the window: must not show
+    box = np.array([[12.0, 10.0, 24.0, 20.0, 0.0]], np.float32)
+    got = upsample_instance(logits, mask, (5, 4, 11, 9), box, (20, 24), 0.25)
+    near = np.zeros((20, 24), bool)
+    near[4:9, 5:11] = True
+    near = ndi.binary_dilation(near, structure=CROSS)
+    np.testing.assert_array_equal(got, (logits > 0.25) & near)
+
+
+def test_upsample_instance_scales_the_dilated_mask_and_leaves_scratch_zero():
+    from ramh_rt.ops import dilated_window, upsample_instance
+
+    logits = np.full((10, 12), 5.0, np.float32)  # above the threshold everywhere: only the instance mask cuts
+    mask = np.zeros((10, 12), np.uint8)
+    mask[3:6, 2:7] = 1
+    box = np.array([[6.0, 5.0, 12.0, 10.0, 0.0]], np.float32)  # the whole canvas onto a 2x finer grid
+    scratch = np.zeros((10, 12), np.uint8)
+    got = upsample_instance(logits, mask, (2, 3, 7, 6), box, (20, 24), 0.0, scratch=scratch)
+    assert not scratch.any()
+    win, (wx0, wy0) = dilated_window(mask, (2, 3, 7, 6))
+    near = np.zeros((10, 12), bool)
+    near[wy0:wy0 + win.shape[0], wx0:wx0 + win.shape[1]] = win
+    np.testing.assert_array_equal(got, near.repeat(2, axis=0).repeat(2, axis=1))  # nearest: each pixel 2 x 2
+    np.testing.assert_array_equal(upsample_instance(logits, mask, (2, 3, 7, 6), box, (20, 24), 0.0), got)
+    with pytest.raises(ValueError, match="scratch"):
+        upsample_instance(logits, mask, (2, 3, 7, 6), box, (20, 24), 0.0, scratch=np.zeros((10, 12), np.float32))
+    with pytest.raises(ValueError, match="one shape"):
+        upsample_instance(logits[:9], mask, (2, 3, 7, 6), box, (20, 24), 0.0)
+    with pytest.raises(ValueError, match="one .* box"):
+        upsample_instance(logits, mask, (2, 3, 7, 6), np.vstack([box, box]), (20, 24), 0.0)
+    np.testing.assert_array_equal(upsample_instance(logits, mask, (2, 3, 7, 6), box[0], (20, 24), 0.0), got)

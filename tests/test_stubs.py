@@ -40,3 +40,14 @@ def test_stub_is_what_pybind11_stubgen_generates_from_the_built_core():
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "gen_stubs.py"), "--check"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+
+
+def test_stub_declares_every_device_array_member():
+    """The stub's DeviceArray has every public method and property of the built class (e.g. reshape), so type
+    checkers accept what the core offers."""
+    tree = ast.parse(STUB.read_text(encoding="utf-8"))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "DeviceArray")
+    declared = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+    public = {name for name in vars(_core.DeviceArray) if not name.startswith("_")}
+    assert "reshape" in public
+    assert public <= declared, f"the stub's DeviceArray lacks {sorted(public - declared)}"

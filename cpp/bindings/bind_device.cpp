@@ -163,6 +163,30 @@ before dropping the last reference to it.
             return out;
           },
           "Copy to a new NumPy array (waits for the work that produced this array).")
+      .def(
+          "reshape",
+          [](const std::shared_ptr<DeviceArray>& a, const py::object& shape) {
+            std::vector<int64_t> s;
+            try {
+              if (py::isinstance<py::sequence>(shape) && !py::isinstance<py::str>(shape)) {
+                for (auto v : shape.cast<py::sequence>()) s.push_back(v.cast<int64_t>());
+              } else {
+                s.push_back(shape.cast<int64_t>());
+              }
+            } catch (const py::cast_error&) {
+              fail("DeviceArray.reshape: shape must be an int or a sequence of ints, got ",
+                   py::str(shape).cast<std::string>());
+            }
+            // A view: it shares the pool block (kept alive by either array) and the producer's stream.
+            auto out = std::make_shared<DeviceArray>(*a);
+            out->view = reshaped(a->view, std::move(s));
+            return out;
+          },
+          py::arg("shape"), R"doc(
+A view of the same device memory with another shape (no copy; both arrays keep the block alive). ``shape`` is an int
+or a sequence of ints; one size may be -1 (inferred). Raises ValueError, naming both shapes, when the element count
+differs (or a size is below -1, or more than one is -1).
+)doc")
       .def_property_readonly("shape", [](const DeviceArray& a) { return py::tuple(py::cast(a.view.shape)); })
       .def_property_readonly("dtype", [](const DeviceArray& a) { return numpy_dtype(a.view.dtype); })
       .def_property_readonly("device", [](const DeviceArray& a) { return a.view.device_id; })

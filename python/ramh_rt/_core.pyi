@@ -37,6 +37,12 @@ class DeviceArray:
         ...
     def __repr__(self) -> str:
         ...
+    def reshape(self, shape: typing.Any) -> DeviceArray:
+        """
+        A view of the same device memory with another shape (no copy; both arrays keep the block alive). ``shape`` is an int
+        or a sequence of ints; one size may be -1 (inferred). Raises ValueError, naming both shapes, when the element count
+        differs (or a size is below -1, or more than one is -1).
+        """
     def to_host(self) -> numpy.ndarray:
         """
         Copy to a new NumPy array (waits for the work that produced this array).

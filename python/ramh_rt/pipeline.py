@@ -24,7 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import __version__, anatomy, geometry, io, ops, qc, understand
-from .backends import get_backend, is_device_array, select_backend
+from .backends import get_backend, select_backend
 from .bundle import Bundle
 from .errors import BackendError, MultipleHandsError, NotAHandError, RamhError
 from .io.batch import DecodeAhead
@@ -209,6 +209,7 @@ class Analyzer:
         return self._analyze_film(loaded, timer)
 
     def _load(self, image: ImageLike, spacing_mm, side) -> io.LoadedImage:
+        """The one way every entry point decodes its input and applies the caller's spacing/side (io's checks)."""
         if isinstance(image, io.LoadedImage):
             return io.with_overrides(image, spacing_mm=spacing_mm, side=side)
         return io.load_image(image, spacing_mm=spacing_mm, side=side)
@@ -292,9 +293,7 @@ class Analyzer:
         rois = geometry.rois_to_image(geometry.joint_rois(model_masks), tf)
         timer.lap("geometry")
         joints, ero_full = self._joints(src, pix, rois, masks_h, tf, loaded.spacing_mm, timer)
-        totals, cam = self._totals(joints, x)
-        if ass.field_of_view != "hand":
-            totals.svdh = None
+        totals, cam = self._totals(joints, x, whole_hand=ass.field_of_view == "hand")
         timer.lap("global_model")
         missing = [j.stem for j in joints if not j.located]
         if missing:
@@ -363,7 +362,7 @@ class Analyzer:
         thr = float(self.bones_cfg["postprocess"]["threshold"])
         records: list[BoneRecord] = []
         model_masks: dict[str, np.ndarray] = {}
-        near_canvas = np.zeros(masks.shape[1:], np.uint8)  # zero but for the instance being resampled
+        near_canvas = np.zeros(masks.shape[1:], np.uint8)  # upsample_instance's scratch, reused across instances
         for r in inst:
             c = int(r["channel"])
             name = self.classes[c]
@@ -375,21 +374,13 @@ class Analyzer:
             y1 = min(h, int(np.ceil((my1 + 1 - tf.pad_y) / sy)))
             if x1 <= x0 or y1 <= y0:
                 continue
-            # Full-resolution mask: the class logits resampled (bilinear) to the image grid, thresholded, and kept
-            # where this instance's (one model pixel dilated) mask is.
-            # A multi-instance class's instance is its bbox's part of the plane; a single-instance plane holds only
-            # what postprocess kept, so its own bounds enclose it. Only that window is dilated (not the canvas).
+            # Full-resolution mask (ops.upsample_instance). A multi-instance class's instance is its bbox's part of
+            # the plane; a single-instance plane holds only what postprocess kept, so its own bounds enclose it.
             win = (mx0, my0, mx1, my1) if anatomy.bone(name).multi_instance else geometry.mask_bounds(masks[c])
             if win is None:
                 continue
-            near_win, (wx0, wy0) = _dilated_window(masks[c], *win)
-            wy1, wx1 = wy0 + near_win.shape[0], wx0 + near_win.shape[1]
-            near_canvas[wy0:wy1, wx0:wx1] = near_win
-            box = _model_box(x0, y0, x1, y1, tf)
-            up = ops.crop_rois(np.ascontiguousarray(logits[c]), box, (y1 - y0, x1 - x0))[0] > thr
-            near = ops.crop_rois(near_canvas, box, (y1 - y0, x1 - x0), interpolation="nearest")[0] > 0
-            near_canvas[wy0:wy1, wx0:wx1] = 0
-            crop = up & near
+            crop = ops.upsample_instance(logits[c], masks[c], win, _model_box(x0, y0, x1, y1, tf),
+                                         (y1 - y0, x1 - x0), thr, scratch=near_canvas)
             area = int(np.count_nonzero(crop))
             if area == 0:
                 continue
@@ -425,34 +416,31 @@ class Analyzer:
             onehot = np.zeros((n, len(self.areas)), np.float32)
             onehot[np.arange(n), [self.areas.index(s) for s in stems]] = 1.0
             window = np.tile(np.asarray(tf.window, np.float32), (n, 1))
-            feeds = {"roi": _reshape(crops, (n, 1, *size)), "window": window, "area": onehot}
+            feeds = {"roi": crops.reshape((n, 1, *size)), "window": window, "area": onehot}
             out = self.sessions["joints"].run(feeds)
             timer.lap("joint_model")
             ero = out["erosion_probs"]
             be, jsn = _host(out["be_probs"]), _host(out["jsn_probs"])
             bone_roi = self._anchor_masks(stems, boxes, masks, tf, size)
-            q = ops.quantify_erosions(_reshape(ero, (n, *size)), bone_roi, boxes, spacing, threshold=thr,
+            q = ops.quantify_erosions(ero.reshape((n, *size)), bone_roi, boxes, spacing, threshold=thr,
                                       min_lesion_px=int(cfg.get("min_lesion_px", 4)))
             ero_bin = (_host(ero).reshape(n, *size) >= thr).astype(np.uint8)
             timer.lap("quantify")
             for k, stem in enumerate(stems):
                 a = anatomy.area(stem)
                 roi = rois[stem].roi
-                rec = JointRecord(stem=stem, name=a.name, display=a.display, located=True, roi=roi.as_tuple(),
-                                  bbox=roi.bbox(pix.shape))
-                if a.be:
-                    p = _probs(be[k])
-                    rec.be_probs, rec.be_score = p, _ordinal_median(p)
-                if a.jsn:
-                    p = _probs(jsn[k])
-                    rec.jsn_probs, rec.jsn_score = p, _ordinal_median(p)
+                be_p = _probs(be[k]) if a.be else None
+                jsn_p = _probs(jsn[k]) if a.jsn else None
                 qk = q[k]
-                rec.eroded_px = float(qk["eroded_px"])
-                rec.eroded_mm2 = None if np.isnan(qk["eroded_mm2"]) else float(qk["eroded_mm2"])
-                rec.eroded_fraction = float(qk["eroded_fraction"])
-                rec.lesions = int(qk["lesions"])
-                rec.largest_lesion_px = float(qk["largest_lesion_px"])
-                records[stem] = rec
+                records[stem] = JointRecord(
+                    stem=stem, name=a.name, display=a.display, located=True, roi=roi.as_tuple(),
+                    bbox=roi.bbox(pix.shape),
+                    be_score=None if be_p is None else _ordinal_median(be_p), be_probs=be_p,
+                    jsn_score=None if jsn_p is None else _ordinal_median(jsn_p), jsn_probs=jsn_p,
+                    eroded_px=float(qk["eroded_px"]),
+                    eroded_mm2=None if np.isnan(qk["eroded_mm2"]) else float(qk["eroded_mm2"]),
+                    eroded_fraction=float(qk["eroded_fraction"]), lesions=int(qk["lesions"]),
+                    largest_lesion_px=float(qk["largest_lesion_px"]))
         joints = []
         for stem in anatomy.AREA_STEMS:
             if stem in records:
@@ -486,7 +474,9 @@ class Analyzer:
             out[ks] |= cut
         return out
 
-    def _totals(self, joints: list[JointRecord], x) -> tuple[Totals, np.ndarray | None]:
+    def _totals(self, joints: list[JointRecord], x, *, whole_hand: bool) -> tuple[Totals, np.ndarray | None]:
+        """The hand totals (``svdh`` None unless ``whole_hand``: a partial view has no hand total) and the global
+        model's class-activation map."""
         ero = sum(j.be_score for j in joints if j.be_score is not None)
         jsn = sum(j.jsn_score for j in joints if j.jsn_score is not None)
         expected = sum((j.be_expected or 0.0) + (j.jsn_expected or 0.0) for j in joints)
@@ -503,7 +493,8 @@ class Analyzer:
             severity, source = anatomy.severity_of(ero + jsn).name, "joint_scores"
         else:
             severity, source = anatomy.SEVERITY_NAMES[int(np.argmax(g_probs))], "global_model"
-        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn), partial_svdh=int(ero + jsn),
+        return Totals(erosion=int(ero), jsn=int(jsn), svdh=int(ero + jsn) if whole_hand else None,
+                      partial_svdh=int(ero + jsn),
                       expected_svdh=float(expected),
                       complete=complete, global_svdh=g_total, severity=severity, severity_probs=g_probs,
                       severity_source=source), cam
@@ -592,63 +583,12 @@ def _ordinal_median(p: list[float]) -> int:
     return int(np.searchsorted(np.cumsum(p), 0.5 - 1e-9))
 
 
-def _reshape(a, shape):
-    if is_device_array(a) and not isinstance(a, np.ndarray):
-        if tuple(a.shape) == tuple(shape):
-            return a
-        from . import DeviceArray
-
-        # Device arrays are dense: a reshape is a view with another shape over the same pool block.
-        return _DeviceView(a, shape) if isinstance(a, DeviceArray) else a.reshape(shape)
-    return np.asarray(a).reshape(shape)
-
-
-class _DeviceView:
-    """A reshaped view of a dense device array (exposes __cuda_array_interface__ only)."""
-
-    def __init__(self, base, shape):
-        self.base = base
-        self.shape = tuple(int(s) for s in shape)
-        if int(np.prod(self.shape)) != int(np.prod(base.shape)):
-            raise ValueError(f"cannot view {base.shape} as {self.shape}")
-
-    @property
-    def __cuda_array_interface__(self):
-        d = dict(self.base.__cuda_array_interface__)
-        d["shape"] = self.shape
-        return d
-
-    def to_host(self):
-        return self.base.to_host().reshape(self.shape)
-
-
 def _model_box(x0, y0, x1, y1, tf) -> np.ndarray:
     """The axis-aligned image box [x0, x1) x [y0, y1) as a box on the model canvas (for crop_rois)."""
     (ax, ay), (bx, by) = tf.to_model([[x0, y0], [x1, y1]])
     return np.array([[0.5 * (ax + bx), 0.5 * (ay + by), bx - ax, by - ay, 0.0]], np.float32)
 
 
-def _dilate(m: np.ndarray) -> np.ndarray:
-    m = m > 0
-    out = m.copy()
-    out[1:] |= m[:-1]
-    out[:-1] |= m[1:]
-    out[:, 1:] |= m[:, :-1]
-    out[:, :-1] |= m[:, 1:]
-    return out
-
-
-def _dilated_window(plane: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """The one-pixel dilation of ``plane[y0:y1, x0:x1] > 0`` (taken as zero elsewhere), clipped to the plane.
-
-    Returns the dilated window, one pixel larger than the box on every side that the plane allows, and its top-left
-    corner (x, y) in the plane: the same pixels as dilating the whole masked plane, at the cost of the box alone.
-    """
-    h, w = plane.shape
-    d = _dilate(np.pad(plane[y0:y1, x0:x1] > 0, 1))
-    wx0, wy0 = max(0, x0 - 1), max(0, y0 - 1)
-    wx1, wy1 = min(w, x1 + 1), min(h, y1 + 1)
-    return d[wy0 - y0 + 1:wy1 - y0 + 1, wx0 - x0 + 1:wx1 - x0 + 1], (wx0, wy0)
 
 
 # ---- module-level convenience ------------------------------------------------------------------------------------

@@ -61,3 +61,27 @@ def test_core_pool_counts_its_own_blocks_and_trims():
     del x, t
     _core.trim_pool(0)
     assert _core.pool_stats(0)["used_bytes"] == 0 and _core.pool_stats(0)["reserved_bytes"] <= base
+
+
+def test_reshape_is_a_view_of_the_same_block():
+    a = np.arange(24, dtype=np.float32)
+    x = ramh_rt.DeviceArray.from_host(a)
+    y = x.reshape((2, 3, 4))
+    assert isinstance(y, ramh_rt.DeviceArray) and y.shape == (2, 3, 4) and y.ptr == x.ptr and y.dtype == x.dtype
+    assert y.__cuda_array_interface__["shape"] == (2, 3, 4)
+    assert x.reshape([4, -1]).shape == (4, 6) and x.reshape(24).shape == (24,)
+    np.testing.assert_array_equal(y.to_host(), a.reshape(2, 3, 4))
+    # torch sees the new shape over the same memory; the view keeps the block alive once the original is gone
+    del x
+    t = torch.from_dlpack(y)
+    assert tuple(t.shape) == (2, 3, 4)
+    _ = ramh_rt.DeviceArray.from_host(np.full(24, -1.0, np.float32))  # would take the block if it had been freed
+    np.testing.assert_array_equal(t.cpu().numpy(), a.reshape(2, 3, 4))
+
+
+@pytest.mark.parametrize("shape, match", [((5, 5), r"\(24,\).*24 elements.*\(5, 5\)"), ((-1, -1), "at most one"),
+                                          ((2, -3), ">= 0"), ((0, -1), "cannot view"), (("a", 2), "ints")])
+def test_reshape_names_a_shape_that_does_not_fit(shape, match):
+    x = ramh_rt.DeviceArray.from_host(np.zeros(24, np.float32))
+    with pytest.raises(ValueError, match=match):
+        x.reshape(shape)

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -123,6 +124,46 @@ inline void require_dtype(const Tensor& t, const char* what, std::initializer_li
 inline void require_nonempty(const Tensor& t, const char* what) {
   for (auto s : t.shape)
     if (s <= 0) fail(what, " must have positive sizes, got shape ", t.shape_str());
+}
+
+// `shape` resolved for a view of `t`'s dense row-major memory with another shape (no copy): one size may be -1, the
+// size that keeps the element count. ArgumentError, naming both shapes, for a size below -1, a second -1, a -1 that
+// cannot be inferred, or an element count other than `t`'s.
+inline std::vector<int64_t> reshape_dims(const Tensor& t, std::vector<int64_t> shape) {
+  const Tensor want(nullptr, t.dtype, shape);
+  int infer = -1;
+  bool empty = false;
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (infer >= 0) fail("reshape: at most one size may be -1, got shape ", want.shape_str());
+      infer = static_cast<int>(i);
+    } else if (shape[i] < 0) {
+      fail("reshape: sizes must be >= 0 (or one -1), got shape ", want.shape_str());
+    }
+    empty = empty || shape[i] == 0;
+  }
+  // The product of the given sizes; `overflow`: more elements than any array holds, so it cannot match.
+  int64_t known = empty ? 0 : 1;
+  bool overflow = false;
+  for (auto s : shape) {
+    if (empty || s == -1) continue;
+    if (known > std::numeric_limits<int64_t>::max() / s) overflow = true;
+    else known *= s;
+  }
+  const int64_t n = t.numel();
+  // With a -1 the other sizes must divide the count (and not be zero: any size would fit then, as NumPy says too).
+  const bool fits = !overflow && (infer < 0 ? known == n : known != 0 && n % known == 0);
+  if (!fits)
+    fail("reshape: cannot view an array of shape ", t.shape_str(), " (", n, " elements) as shape ", want.shape_str());
+  if (infer >= 0) shape[static_cast<std::size_t>(infer)] = n / known;
+  return shape;
+}
+
+// `t` viewed with another shape (same memory, dtype and device); errors as reshape_dims.
+inline Tensor reshaped(const Tensor& t, std::vector<int64_t> shape) {
+  Tensor out = t;
+  out.shape = reshape_dims(t, std::move(shape));
+  return out;
 }
 
 inline void require_same_device(const Tensor& a, const char* an, const Tensor& b, const char* bn) {

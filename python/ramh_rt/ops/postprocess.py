@@ -4,7 +4,7 @@ The C++ core does the work (``ramh_rt._core.postprocess_masks``): thresholding o
 per (image, channel), selection of the kept components, optional hole filling, and the statistics of every kept
 instance — on the CPU (OpenMP over planes) or on CUDA (all planes at once; only the instance table comes back to
 the host). Both devices give the same answer: masks and integer fields bit-identical, float fields within 1e-5
-relative.
+relative. :func:`upsample_instance` then takes one kept instance to the image's resolution (on the host).
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from typing import Sequence, Union
 import numpy as np
 
 from .. import _core
-from ._args import array_arg
+from ._args import array_arg, int_value
+from .roi import crop_rois
 
-__all__ = ["INSTANCE_DTYPE", "postprocess_masks"]
+__all__ = ["INSTANCE_DTYPE", "postprocess_masks", "dilated_window", "upsample_instance"]
 
 #: dtype of the instance table returned by :func:`postprocess_masks` (80 bytes per instance, no padding).
 #:
@@ -147,3 +148,102 @@ def postprocess_masks(logits, mode: str = "multilabel", threshold: Union[float, 
     if not isinstance(fill_holes, (bool, np.bool_)):
         raise ValueError(f"fill_holes must be True or False, got {fill_holes!r}")
     return _core.postprocess_masks(logits, _MODES[mode], thresholds, codes, int(min_area), bool(fill_holes))
+
+
+# ---- one instance at full resolution (host) ---------------------------------------------------------------------------
+
+def _dilate4(m: np.ndarray) -> np.ndarray:
+    """``m > 0`` dilated by one pixel with the 4-neighbour cross (each pixel and its up/down/left/right neighbours)."""
+    m = m > 0
+    out = m.copy()
+    out[1:] |= m[:-1]
+    out[:-1] |= m[1:]
+    out[:, 1:] |= m[:, :-1]
+    out[:, :-1] |= m[:, 1:]
+    return out
+
+
+def dilated_window(plane: np.ndarray, window: Sequence[int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """The one-pixel dilation (4-neighbour cross) of ``plane`` restricted to a window, clipped to the plane.
+
+    The pixels of ``plane[y0:y1, x0:x1] > 0`` (taken as zero elsewhere) are dilated: the result is the same as
+    dilating the whole plane with everything outside the window zeroed, at the cost of the window alone.
+
+    Args:
+        plane: ``H x W`` NumPy mask (any dtype; nonzero is on), e.g. one channel of :func:`postprocess_masks`.
+        window: ``(x0, y0, x1, y1)`` pixels, exclusive at the far end, inside the plane
+            (``0 <= x0 < x1 <= W``, ``0 <= y0 < y1 <= H``).
+
+    Returns:
+        ``(mask, (wx0, wy0))``: the dilated window as a bool array, one pixel larger than ``window`` on every side the
+        plane allows, and its top-left corner (x, y) in the plane.
+
+    Raises:
+        ValueError: ``plane`` is not 2-D, or ``window`` is not four integers describing a non-empty box inside it.
+    """
+    plane = np.asarray(plane)
+    if plane.ndim != 2:
+        raise ValueError(f"plane must be an H x W mask, got shape {plane.shape}")
+    h, w = plane.shape
+    try:
+        x0, y0, x1, y1 = (int_value(v) for v in window)
+    except (TypeError, ValueError):
+        raise ValueError(f"window must be four integers (x0, y0, x1, y1), got {window!r}") from None
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise ValueError(f"window {(x0, y0, x1, y1)} must be a non-empty box inside the {h} x {w} plane")
+    d = _dilate4(np.pad(plane[y0:y1, x0:x1] > 0, 1))
+    wx0, wy0 = max(0, x0 - 1), max(0, y0 - 1)
+    wx1, wy1 = min(w, x1 + 1), min(h, y1 + 1)
+    return d[wy0 - y0 + 1:wy1 - y0 + 1, wx0 - x0 + 1:wx1 - x0 + 1], (wx0, wy0)
+
+
+def upsample_instance(logits: np.ndarray, mask: np.ndarray, window: Sequence[int], box, out_hw: Sequence[int],
+                      threshold: float, *, scratch: np.ndarray | None = None) -> np.ndarray:
+    """One instance of a model-resolution mask at the resolution of the image, as a crop.
+
+    The class logits are resampled (bilinear, :func:`ramh_rt.ops.crop_rois`) onto the output grid and thresholded,
+    and kept where the instance's model mask, dilated by one pixel (:func:`dilated_window`), lands (nearest): the
+    smooth boundary of the logits, without what the logits show of other instances of the class or of what
+    postprocessing dropped.
+
+    Args:
+        logits: ``h x w`` float32 NumPy logits of the instance's class on the model canvas.
+        mask: ``h x w`` NumPy mask of the class on the model canvas (nonzero on), e.g. a channel of
+            :func:`postprocess_masks`; only ``window`` of it is read.
+        window: ``(x0, y0, x1, y1)`` model pixels holding this instance's part of ``mask`` (its bounding box for a
+            class with several instances; the plane's occupied bounds for a single instance).
+        box: one ``(cx, cy, w, h, angle_deg)`` box in model pixels (``1 x 5``, crop_rois' convention) that the output
+            grid covers, e.g. an image-pixel box mapped onto the model canvas.
+        out_hw: ``(out_h, out_w)`` of the output crop, in image pixels.
+        threshold: logit threshold, as :func:`postprocess_masks` compares it (``logit > threshold``).
+        scratch: optional ``uint8`` array of ``mask``'s shape, all zero, reused across calls to save an allocation
+            per instance; it is zero again on return.
+
+    Returns:
+        ``out_h x out_w`` bool mask of the instance over the box.
+
+    Raises:
+        ValueError: ``logits`` and ``mask`` are not 2-D of one shape, a bad ``window`` (as :func:`dilated_window`),
+            ``scratch`` not a uint8 array of that shape, ``box`` not one box of five numbers, or a bad ``logits``
+            dtype, box value or ``out_hw`` (as crop_rois).
+    """
+    logits, mask = np.asarray(logits), np.asarray(mask)
+    if logits.ndim != 2 or logits.shape != mask.shape:
+        raise ValueError(f"logits and mask must be 2-D of one shape, got {logits.shape} and {mask.shape}")
+    try:
+        box = np.asarray(box).reshape(1, 5)  # the dtype is kept: crop_rois reads it as it always does
+    except ValueError:
+        raise ValueError(f"box must be one (cx, cy, w, h, angle_deg) box, got shape {np.shape(box)}") from None
+    near_win, (wx0, wy0) = dilated_window(mask, window)
+    if scratch is None:
+        scratch = np.zeros(mask.shape, np.uint8)
+    elif not (isinstance(scratch, np.ndarray) and scratch.dtype == np.uint8 and scratch.shape == mask.shape):
+        raise ValueError(f"scratch must be a uint8 array of shape {mask.shape} (all zero)")
+    wy1, wx1 = wy0 + near_win.shape[0], wx0 + near_win.shape[1]
+    scratch[wy0:wy1, wx0:wx1] = near_win
+    try:
+        up = crop_rois(np.ascontiguousarray(logits), box, out_hw)[0] > threshold
+        near = crop_rois(scratch, box, out_hw, interpolation="nearest")[0] > 0
+    finally:
+        scratch[wy0:wy1, wx0:wx1] = 0  # zero again for the next instance, whatever happened
+    return up & near
