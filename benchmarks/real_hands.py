@@ -186,8 +186,11 @@ def summarise(records: list[dict]) -> dict:
     full = [h["svdh"] for h in hands if h["svdh"] is not None]
     partial = [h["partial_svdh"] for h in hands if h["partial_svdh"] is not None]
     status: dict[str, int] = {}
+    reasons: dict[str, int] = {}
     for h in hands:
         status[str(h["qc_status"])] = status.get(str(h["qc_status"]), 0) + 1
+        for code in h["qc_reasons"]:
+            reasons[code] = reasons.get(code, 0) + 1
     cov = {r["name"]: r["coverage"]["share"] for r in records if "coverage" in r}
     covered = sum(r["coverage"]["covered"] for r in records if "coverage" in r)
     n_lm = sum(r["coverage"]["n"] for r in records if "coverage" in r)
@@ -201,7 +204,8 @@ def summarise(records: list[dict]) -> dict:
             "films_hand_count_wrong": [r["name"] for r in records
                                        if r.get("hands_expected") is not None
                                        and r["hands_found"] != r["hands_expected"]],
-            "qc_status": status, "healthy_svdh": stats(full), "healthy_partial_svdh": stats(partial),
+            "qc_status": status, "qc_reasons": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+            "healthy_svdh": stats(full), "healthy_partial_svdh": stats(partial),
             "coverage_per_image": cov, "coverage_pooled": covered / n_lm if n_lm else None,
             "targets": {"max_svdh": TARGET_MAX_SVDH, "coverage": TARGET_COVERAGE}}
 
@@ -215,7 +219,8 @@ def markdown(records: list[dict], summary: dict, header: str) -> str:
              "healthy children, true SvdH 0).", "",
              f"- films: {s['films']}, hands found: {s['hands_found']}; hand count differs from the label on "
              f"{len(s['films_hand_count_wrong'])} film(s); errors on {len(s['films_with_error'])}",
-             f"- qc status of the hands: " + ", ".join(f"{k} {v}" for k, v in sorted(s["qc_status"].items())),
+             "- qc status of the hands: " + ", ".join(f"{k} {v}" for k, v in sorted(s["qc_status"].items()))
+             + "; reasons (hands): " + ", ".join(f"{k} {v}" for k, v in s["qc_reasons"].items()),
              f"- healthy `totals.svdh` (whole hands, n={hs['n']}): median {hs['median']}, max {hs['max']}, "
              f"share <= {TARGET_MAX_SVDH}: {_pct(hs['share_at_most_target'])} (target: every hand <= {TARGET_MAX_SVDH})",
              f"- healthy `totals.partial_svdh` (all hands, n={ps['n']}): median {ps['median']}, max {ps['max']}, "
@@ -223,6 +228,7 @@ def markdown(records: list[dict], summary: dict, header: str) -> str:
              "- joint landmarks inside the ROI of their SvdH area: "
              + ", ".join(f"{k} {_pct(v)}" for k, v in s["coverage_per_image"].items())
              + f"; pooled {_pct(s['coverage_pooled'])} (target >= {_pct(TARGET_COVERAGE)})", "",
+             "Per film (qc: the first three reason codes; all of them in the JSON):", "",
              "| film | hands exp./found | side | view | qc | svdh | partial | interval | global | coverage | s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in records:
