@@ -56,10 +56,10 @@ EPIPHYSES: dict[str, tuple[str, float, float, float]] = {
 #: Thickness of the (cartilaginous) epiphysis along the bone, in units of the half-width of its bone end.
 _EPI_LENGTH = {"DP": 0.55, "MP": 0.6, "PP": 0.6, "MC1": 0.6, "MC": 1.25}
 #: The forearm physes as a line ``u = a + b v`` in the bone's own frame (u along the axis from the part's origin,
-#: v across it; mm of an average adult, times the hand's scale). Radius: from 19 mm below the radial styloid's
-#: template level on the radial side to 31 mm on the ulnar side (the physis is tilted less than the articular surface,
-#: so the epiphysis is a wedge, thick under the styloid). Ulna: straight across 8 mm below the head's top.
-_FOREARM_PHYSIS = {"Radius": (-14.7, -0.351), "Ulna": (-8.0, 0.0)}
+#: v across it; mm of an average adult, times the hand's scale). Radius: nearly square to the shaft, 5-7 mm proximal
+#: to the articular surface (the radial styloid lies in the epiphysis, which is therefore a wedge, thick radially).
+#: Ulna: straight across, 6 mm proximal to the head's top.
+_FOREARM_PHYSIS = {"Radius": (-19.24, -0.0867), "Ulna": (-8.0, 0.0)}
 
 #: Carpal ossification: class -> (appearance age, age of the adult size) in boys' years. The triquetrum and the
 #: pisiform are the two parts of ``Pisiform_Triquetrum``.
@@ -191,13 +191,16 @@ def _split_long_bone(part: Part, group: str, st: EpiphysisState, scale: float) -
     meta = clip_half_plane(body, sign * line + g * norm)
     part.body = meta
     part.lips = []
-    # Physis centre on the bone's axis line (v = 0 for the long bones; the middle of the forearm bone's cut).
-    v_mid = float(0.5 * (v.min() + v.max())) if group in _FOREARM_PHYSIS else 0.0
+    if len(epi) >= 3:
+        c = shapes.centroid(epi)
+        v_mid = float((c - part.origin) @ n)
+    else:
+        v_mid = 0.0
+    # The physis centre: on the plate, level with the epiphysis' centre (across the bone).
     mid_line = a + b * v_mid - sign * 0.5 * g * norm
     physis = {"centre": part.origin + mid_line * part.axis + v_mid * n, "axis": part.axis.copy(), "width_mm": g}
     if st.stage == "absent" or len(epi) < 3:
         return None, physis
-    c = shapes.centroid(epi)
     du, dv = (epi - c) @ part.axis, (epi - c) @ n
     small = c + (st.thickness_fraction * du)[:, None] * part.axis + (st.width_fraction * dv)[:, None] * n
     small = shapes.chaikin(small, 2)
