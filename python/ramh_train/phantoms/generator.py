@@ -82,25 +82,7 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     if side is None:
         side = "L" if _rng(seed, "side").random() < cfg.p_left else "R"
 
-    # Juvenile or adult (its own stream: an adult hand is drawn exactly as without skeletal_age).
-    age = None
-    if cfg.skeletal_age is not None:
-        age = juvenile.sample_age(_rng(seed, "age"), cfg.skeletal_age, cfg.juvenile_fraction)
-    # A child is healthy: no RA (so all scores are 0 and no lesions are planned).
-    pcfg = cfg if age is None else replace(cfg, ra_fraction=0.0)
-
-    # Patient, scores, anatomy, joint spaces, skeleton, lesions.
-    patient = disease.sample_patient(_rng(seed, "patient"), pcfg)
-    be, jsn = disease.sample_scores(_rng(seed, "scores"), patient, pcfg)
-    hand_scale = cfg.hand_scale
-    if age is not None:
-        k = juvenile.size_factor(age)
-        hand_scale = (hand_scale[0] * k, hand_scale[1] * k)
-    anat = skeleton.sample_anatomy(_rng(seed, "anatomy"), hand_scale, ulnar_drift=patient.ulnar_drift,
-                                   sesamoid_probability=cfg.sesamoid_probability, density=patient.bmd,
-                                   shape=cfg.shape)
-    gaps = disease.joint_gaps(seed, anat.normal_gap, jsn)
-    sk = skeleton.build(anat, gaps)
+    patient, be, jsn, anat, sk, age = draw_hand(seed, cfg)
     juvenile_meta = None if age is None else juvenile.apply(sk, age, patient.sex)
     lesions = disease.plan_lesions(sk, be, patient, cfg, seed)
 
@@ -228,6 +210,36 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     return HandSample(stem=str(stem), image=image, side=side, spacing_mm=float(canvas.spacing),
                       bone_masks={n: masks[n] for n in anatomy.BONE_NAMES if n in masks}, erosion_masks=erosion,
                       joint_boxes=jboxes, joint_rois=rois, be_scores=dict(be), jsn_scores=dict(jsn), meta=meta)
+
+
+def draw_hand(seed: int, cfg: PhantomConfig) -> tuple[disease.Patient, dict[str, int], dict[str, int],
+                                                       skeleton.Anatomy, skeleton.Skeleton, float | None]:
+    """The patient, scores (``be``, ``jsn``), anatomy and placed skeleton of hand ``seed`` exactly as :func:`generate`
+    draws them, and its skeletal age (years; None for an adult hand). A juvenile hand's skeleton is returned before
+    :func:`.juvenile.apply` (its joints are placed; the epiphyses are not cut yet).
+
+    Raises:
+        ValueError: as :func:`generate` for a bad ``cfg``.
+    """
+    # Juvenile or adult (its own stream: an adult hand is drawn exactly as without skeletal_age).
+    age = None
+    if cfg.skeletal_age is not None:
+        age = juvenile.sample_age(_rng(seed, "age"), cfg.skeletal_age, cfg.juvenile_fraction)
+    # A child is healthy: no RA (so all scores are 0 and no lesions are planned).
+    pcfg = cfg if age is None else replace(cfg, ra_fraction=0.0)
+    patient = disease.sample_patient(_rng(seed, "patient"), pcfg)
+    be, jsn = disease.sample_scores(_rng(seed, "scores"), patient, pcfg)
+    hand_scale = cfg.hand_scale
+    if age is not None:
+        k = juvenile.size_factor(age)
+        hand_scale = (hand_scale[0] * k, hand_scale[1] * k)
+    anat = skeleton.sample_anatomy(_rng(seed, "anatomy"), hand_scale, ulnar_drift=patient.ulnar_drift,
+                                   sesamoid_probability=cfg.sesamoid_probability, density=patient.bmd,
+                                   shape=cfg.shape)
+    if age is not None:
+        juvenile.adjust_proportions(anat)
+    gaps = disease.joint_gaps(seed, anat.normal_gap, jsn)
+    return patient, be, jsn, anat, skeleton.build(anat, gaps), age
 
 
 def _union_count(pieces: list[tuple[tuple[int, int, int, int], np.ndarray]]) -> int:

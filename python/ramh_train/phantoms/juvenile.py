@@ -74,6 +74,22 @@ SESAMOID_AGE = 12.5
 LIP_AGE = 14.0
 
 
+#: Bone-length factors of a child's hand against an adult's of the same shape model (widths unchanged): the 909
+#: Digital Hand Atlas hands have shorter metacarpals and phalanges relative to their MCP2-MCP5 width than the adult RA
+#: hands the ``"ra2-fitted"`` model was fitted to (proximal phalanx 3: 0.68 vs 0.74 MCP widths, CMC3-MCP3: 1.02 vs
+#: 1.20); with these factors juvenile ``"ra2-fitted"`` hands match the atlas (benchmarks/juvenile_shape.py).
+LENGTH_FACTORS = {"MC": 0.82, "PP": 0.88, "MP": 0.88, "DP": 0.9}
+
+
+def adjust_proportions(anat) -> None:
+    """Give a sampled :class:`~.skeleton.Anatomy` a child's proportions, in place: the length factors of the
+    metacarpals and phalanges (thumb included) times :data:`LENGTH_FACTORS`."""
+    for name in anat.length_jitter:
+        group = name[:2]
+        if group in LENGTH_FACTORS and name[2:].isdigit():
+            anat.length_jitter[name] *= LENGTH_FACTORS[group]
+
+
 def sample_age(rng: np.random.Generator, skeletal_age: tuple[float, float], fraction: float) -> float | None:
     """Draw whether a hand is juvenile (probability ``fraction``) and its skeletal age (uniform in ``skeletal_age``,
     years); None for an adult hand. Both variates are always drawn, so the age of a hand does not depend on
