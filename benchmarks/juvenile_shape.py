@@ -99,13 +99,18 @@ def figure(path: Path, atlas: np.ndarray, phantom: np.ndarray, seed: int) -> Non
     from ramh_train.phantoms import PhantomConfig, generate
 
     H = 300
-    tiles = []
+    films = []
     for age in (4.0, 8.0, 13.0):
         s = generate(seed, PhantomConfig(skeletal_age=(age, age), side="R", collimation_probability=0.0,
                                          ring_probability=0.0, cannula_probability=0.0, spacing_mm=(0.25, 0.25),
                                          shape="ra2-fitted"))
-        img = s.image if s.image.dtype == np.uint8 else (s.image >> 8).astype(np.uint8)
-        t = cv2.resize(img, (int(round(img.shape[1] * H / img.shape[0])), H), interpolation=cv2.INTER_AREA)
+        films.append((age, s.image if s.image.dtype == np.uint8 else (s.image >> 8).astype(np.uint8)))
+    # One scale (mm per pixel) for the three films, so that the hands' growth shows; smaller films padded at the top.
+    f = H / max(img.shape[0] for _, img in films)
+    tiles = []
+    for age, img in films:
+        t = cv2.resize(img, (int(round(img.shape[1] * f)), int(round(img.shape[0] * f))), interpolation=cv2.INTER_AREA)
+        t = np.pad(t, ((H - t.shape[0], 0), (0, 0)), constant_values=int(np.median(img[:8])))
         t = cv2.cvtColor(t, cv2.COLOR_GRAY2BGR)
         cv2.putText(t, f"phantom, age {age:.0f}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
                     cv2.LINE_AA)
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
              "The default (`skeletal_age=None`) draws exactly the adult phantoms it drew before; with "
              "`juvenile_fraction` < 1 the adult hands of a mixed set are those same phantoms.", "",
              f"![juvenile phantoms and mean landmark shapes]({Path(args.figure).name})", "",
-             "Left: juvenile phantoms at skeletal ages 4, 8 and 13 (shape `ra2-fitted`). Right: Procrustes mean of "
+             "Left: juvenile phantoms at skeletal ages 4, 8 and 13 (shape `ra2-fitted`, one scale). Right: Procrustes mean of "
              f"the joint landmarks of the {len(atlas)} Digital Hand Atlas hands (red) and of {args.phantoms} "
              f"juvenile phantoms, shape `ra2-fitted`, ages {lo:g}-{hi:g} (blue).", "",
              "## Proportions against the atlas", "",
@@ -223,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
              "which was fitted to adult hands; the default `ramh-phantom-1` keeps its own (longer-fingered) "
              "proportions.", "",
              "| measure | " + " | ".join(f"{n} mean (sd)" for n in names) + " | "
-             + " | ".join(f"KS {n[18:]}" for n in names[1:]) + " |",
+             + " | ".join(f"KS {n.split(', ')[-1]}" for n in names[1:]) + " |",
              "|---|" + "---:|" * (2 * len(names) - 1)]
     for r in rows:
         lines.append(f"| {r['measure']} | " + " | ".join(f"{r[n]['mean']:.3f} ({r[n]['std']:.3f})" for n in names)

@@ -160,3 +160,22 @@ def test_ramh_data_phantoms_rejects_bad_juvenile_flags(tmp_path, capsys, argv, m
     except SystemExit as e:  # argparse type errors exit 2
         code = e.code
     assert code == 2 and message in capsys.readouterr().err
+
+
+def test_juvenile_proportions_match_the_atlas_children(reference_dir):
+    """Juvenile ``ra2-fitted`` hands have the atlas children's bone lengths relative to the MCP width (the measures
+    juvenile.LENGTH_FACTORS was set from), where adult hands of the same model do not."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import juvenile_shape as js
+
+    atlas = js.all_measures(js.to_right_hand_frame(js.atlas_landmarks(reference_dir)))
+    kids = js.all_measures(js.to_right_hand_frame(js.phantom_landmarks(40, 5000, "ra2-fitted", (3.0, 17.0))[0]))
+    # Adult ra2-fitted hands are 0.9-2.7 atlas SDs off on these (PP3 0.74, CMC3-MCP3 1.20, MP3 0.48, thumb 0.51).
+    for m, tol in (("proximal phalanx 3 / MCP width", 0.5), ("middle phalanx 3 / MCP width", 0.5),
+                   ("thumb MCP-IP / MCP width", 0.5), ("thumb metacarpal CMC1-MCP1 / MCP width", 0.5),
+                   ("metacarpal 3 CMC3-MCP3 / MCP width", 0.75)):
+        assert abs(kids[m].mean() - atlas[m].mean()) < tol * atlas[m].std(), m
+    assert js._ks(kids["proximal phalanx 3 / MCP width"], atlas["proximal phalanx 3 / MCP width"]) < 0.3
