@@ -55,7 +55,10 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
         * ``joint_rois`` (22 oriented boxes, local y axis from distal to proximal) and ``joint_boxes`` (their
           axis-aligned bounds clipped to the image);
         * ``meta``: generator version, seed, centre, patient (``isRA``, ``sex``, severity), anatomy, acquisition,
-          per-joint widths and geometry, lesions, distractors.
+          per-joint widths and geometry, lesions, distractors; for a juvenile hand (``config.skeletal_age``) also
+          ``juvenile``: skeletal age, per long bone its epiphysis stage, physis width (mm) and the physis and
+          epiphysis centres in pixels (``physis_centre_px``, ``epiphysis_centre_px``, ``physis_axis_px``), per carpal
+          its size relative to the adult outline (0: not yet ossified, with an empty mask).
 
     Raises:
         ValueError: ``seed`` out of range, ``stem`` without a ``_L``/``_R`` suffix or contradicting ``config.side``.
