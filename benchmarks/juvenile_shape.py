@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--phantoms", type=int, default=300)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--skeletal-age", default="3,17", help="LO,HI years of the phantoms (default 3,17)")
-    ap.add_argument("--sdk", type=int, default=12, help="juvenile phantoms to analyse with the default bundle (0: none)")
+    ap.add_argument("--sdk", type=int, default=12,
+                    help="juvenile phantoms to analyse with the default bundle (0: none)")
     ap.add_argument("--doc", default=str(REPO / "docs" / "phantom_juvenile.md"))
     ap.add_argument("--figure", default=str(REPO / "docs" / "phantom_juvenile.png"))
     args = ap.parse_args(argv)
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
              "The default (`skeletal_age=None`) draws exactly the adult phantoms it drew before; with "
              "`juvenile_fraction` < 1 the adult hands of a mixed set are those same phantoms.", "",
              f"![juvenile phantoms and mean landmark shapes]({Path(args.figure).name})", "",
-             "Left: juvenile phantoms at skeletal ages 4, 8 and 13 (shape `ra2-fitted`, one scale). Right: Procrustes mean of "
+             "Left: juvenile phantoms at skeletal ages 4, 8 and 13 (shape `ra2-fitted`, one scale). Right: "
+             "Procrustes mean of "
              f"the joint landmarks of the {len(atlas)} Digital Hand Atlas hands (red) and of {args.phantoms} "
              f"juvenile phantoms, shape `ra2-fitted`, ages {lo:g}-{hi:g} (blue).", "",
              "## Proportions against the atlas", "",
@@ -224,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
              "the repository). Measures as in docs/phantom_shape_fit.md, relative to the MCP2-MCP5 width; KS: "
              "two-sample Kolmogorov-Smirnov distance to the atlas hands (0: same distribution). The length factors "
              "`juvenile.LENGTH_FACTORS` (metacarpals 0.82, proximal and middle phalanges 0.88, distal phalanges "
-             "0.90 of the adult shape model's lengths) were set from these measures with the `ra2-fitted` model, "
-             "which was fitted to adult hands; the default `ramh-phantom-1` keeps its own (longer-fingered) "
-             "proportions.", "",
+             "0.90 of the adult shape model's lengths; `juvenile.BONE_LENGTH_FACTORS`: PP5 0.96, MP5 0.90, MP2 "
+             "0.95 on top) were set from these measures with the `ra2-fitted` model, which was fitted to adult "
+             "hands; the default `ramh-phantom-1` keeps its own (longer-fingered) proportions.", "",
              "| measure | " + " | ".join(f"{n} mean (sd)" for n in names) + " | "
              + " | ".join(f"KS {n.split(', ')[-1]}" for n in names[1:]) + " |",
              "|---|" + "---:|" * (2 * len(names) - 1)]

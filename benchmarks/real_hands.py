@@ -222,7 +222,8 @@ def markdown(records: list[dict], summary: dict, header: str) -> str:
              "- qc status of the hands: " + ", ".join(f"{k} {v}" for k, v in sorted(s["qc_status"].items()))
              + "; reasons (hands): " + ", ".join(f"{k} {v}" for k, v in s["qc_reasons"].items()),
              f"- healthy `totals.svdh` (whole hands, n={hs['n']}): median {hs['median']}, max {hs['max']}, "
-             f"share <= {TARGET_MAX_SVDH}: {_pct(hs['share_at_most_target'])} (target: every hand <= {TARGET_MAX_SVDH})",
+             f"share <= {TARGET_MAX_SVDH}: {_pct(hs['share_at_most_target'])} "
+             f"(target: every hand <= {TARGET_MAX_SVDH})",
              f"- healthy `totals.partial_svdh` (all hands, n={ps['n']}): median {ps['median']}, max {ps['max']}, "
              f"share <= {TARGET_MAX_SVDH}: {_pct(ps['share_at_most_target'])}",
              "- joint landmarks inside the ROI of their SvdH area: "

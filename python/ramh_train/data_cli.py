@@ -66,7 +66,8 @@ def _age_range(text: str) -> tuple[float, float]:
     except ValueError:
         lo = hi = float("nan")
     if not 2.0 <= lo <= hi <= 18.0:
-        raise argparse.ArgumentTypeError(f"expected skeletal ages LO,HI in years with 2 <= LO <= HI <= 18, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected skeletal ages LO,HI in years with 2 <= LO <= HI <= 18, "
+                                         f"got {text!r}")
     return lo, hi
 
 

@@ -79,15 +79,18 @@ LIP_AGE = 14.0
 #: hands the ``"ra2-fitted"`` model was fitted to (proximal phalanx 3: 0.68 vs 0.74 MCP widths, CMC3-MCP3: 1.02 vs
 #: 1.20); with these factors juvenile ``"ra2-fitted"`` hands match the atlas (benchmarks/juvenile_shape.py).
 LENGTH_FACTORS = {"MC": 0.82, "PP": 0.88, "MP": 0.88, "DP": 0.9}
+#: Further per-bone factors where the atlas differs from the group factor: the little finger's proximal and middle
+#: phalanges and the index middle phalanx are shorter still in the atlas children (middle phalanx 5: 0.29 MCP widths).
+BONE_LENGTH_FACTORS = {"PP5": 0.96, "MP5": 0.9, "MP2": 0.95}
 
 
 def adjust_proportions(anat) -> None:
     """Give a sampled :class:`~.skeleton.Anatomy` a child's proportions, in place: the length factors of the
-    metacarpals and phalanges (thumb included) times :data:`LENGTH_FACTORS`."""
+    metacarpals and phalanges (thumb included) times :data:`LENGTH_FACTORS` and :data:`BONE_LENGTH_FACTORS`."""
     for name in anat.length_jitter:
         group = name[:2]
         if group in LENGTH_FACTORS and name[2:].isdigit():
-            anat.length_jitter[name] *= LENGTH_FACTORS[group]
+            anat.length_jitter[name] *= LENGTH_FACTORS[group] * BONE_LENGTH_FACTORS.get(name, 1.0)
 
 
 def sample_age(rng: np.random.Generator, skeletal_age: tuple[float, float], fraction: float) -> float | None:
