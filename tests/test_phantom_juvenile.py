@@ -118,6 +118,8 @@ def test_bad_settings_are_named():
         PhantomConfig(skeletal_age=(10.0, 5.0))
     with pytest.raises(ValueError, match="juvenile_fraction"):
         PhantomConfig(skeletal_age=(5.0, 10.0), juvenile_fraction=1.5)
+    with pytest.raises(ValueError, match="needs skeletal_age"):
+        PhantomConfig(juvenile_fraction=0.3)
     with pytest.raises(ValueError, match="healthy"):
         PhantomConfig(skeletal_age=(5.0, 10.0), force_be=2)
     assert PhantomConfig(skeletal_age=(5, 10), force_jsn=0).skeletal_age == (5.0, 10.0)

@@ -262,6 +262,8 @@ class PhantomConfig:
             object.__setattr__(self, "skeletal_age", (float(self.skeletal_age[0]), float(self.skeletal_age[1])))
         if not (0.0 <= float(self.juvenile_fraction) <= 1.0):
             raise ValueError(f"juvenile_fraction must be a probability in [0, 1], got {self.juvenile_fraction!r}")
+        if self.skeletal_age is None and float(self.juvenile_fraction) != 1.0:
+            raise ValueError("juvenile_fraction needs skeletal_age (the ages of the juvenile hands)")
         # Normalise and check the forced scores once (raises ValueError naming the bad key or value).
         object.__setattr__(self, "force_be", _normalise_forced("force_be", self.force_be, "BE"))
         object.__setattr__(self, "force_jsn", _normalise_forced("force_jsn", self.force_jsn, "JSN"))
