@@ -59,6 +59,28 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return vals  # type: ignore[return-value]
 
 
+def _age_range(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    try:
+        lo, hi = (float(p) for p in parts)
+    except ValueError:
+        lo = hi = float("nan")
+    if not 2.0 <= lo <= hi <= 18.0:
+        raise argparse.ArgumentTypeError(f"expected skeletal ages LO,HI in years with 2 <= LO <= HI <= 18, "
+                                         f"got {text!r}")
+    return lo, hi
+
+
+def _probability(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1], got {text!r}")
+    return v
+
+
 def _joints_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--joints-path", metavar="TEMPLATE", default=None,
                    help=f"joint-detection COCO file, '{{split}}' replaced by the split, relative to DIR unless "
@@ -92,6 +114,12 @@ def _parser() -> argparse.ArgumentParser:
                    "are kept; existing stems are refused)")
     p.add_argument("--first-index", type=_non_negative_int, default=0, metavar="I",
                    help="index of the first hand, to extend a dataset with --append (default 0)")
+    p.add_argument("--juvenile", type=_probability, metavar="F", default=None,
+                   help="mix in healthy children's hands (epiphyses, open growth plates, carpal ossification): the "
+                        "share F of the hands (PhantomConfig.juvenile_fraction; overrides --config's)")
+    p.add_argument("--skeletal-age", type=_age_range, metavar="LO,HI", default=None,
+                   help="skeletal ages (years, 2..18) of the juvenile hands (PhantomConfig.skeletal_age; default "
+                        "2,17 with --juvenile)")
     _joints_arg(p)
 
     p = sub.add_parser("variants", help="phantom films as stations send them, with labels",
@@ -146,13 +174,20 @@ def _cmd_phantoms(args: argparse.Namespace, generator: Callable | None) -> int:
             raise _UsageError(f"--config {args.config}: not valid JSON ({e.msg} at line {e.lineno})") from None
         if not isinstance(config, dict):
             raise _UsageError(f"--config {args.config}: must hold a JSON object")
+    if args.skeletal_age is not None and args.juvenile is None:
+        raise _UsageError("--skeletal-age needs --juvenile F (the share of juvenile hands)")
+    if args.juvenile is not None:
+        config = dict(config or {})
+        config["juvenile_fraction"] = args.juvenile
+        config["skeletal_age"] = list(args.skeletal_age or config.get("skeletal_age") or (2.0, 17.0))
+    if config is not None:
         if generator is None:  # the real generator takes its own config type; a test stub takes the dict
             from ramh_train.datasets.synthetic import phantom_config
 
             try:
                 config = phantom_config(config)
             except ValueError as e:
-                raise _UsageError(f"--config {args.config}: {e}") from None
+                raise _UsageError(f"--config {args.config}: {e}" if args.config else str(e)) from None
     try:
         report = build_phantom_dataset(args.out, args.n, args.seed, split=args.split, fractions=args.splits,
                                        workers=args.workers, config=config, append=args.append,

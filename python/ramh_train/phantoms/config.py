@@ -191,6 +191,13 @@ class PhantomConfig:
         pose_seed: seed of the pose and exposure draws (layout, acquisition, noise, distractors); None: the image's
             seed. A second radiograph of the same hand (same seed, so same anatomy and patient) at a later visit
             uses another pose_seed (:mod:`ramh_train.phantoms.visits`).
+
+    Juvenile hands (:mod:`ramh_train.phantoms.juvenile`):
+        skeletal_age: None (default: adult hands, exactly as before) or a (low, high) range of skeletal ages in years
+            within [2, 18]: a juvenile hand draws its age uniformly from it and is rendered as a healthy child's hand
+            of that age (size, epiphyses with open growth plates, carpal ossification; no RA, all scores 0).
+        juvenile_fraction: with ``skeletal_age`` set, the share of hands that are juvenile (1: all; the others are
+            adult hands as drawn without it), so that a training set can mix them in.
     """
 
     spacing_mm: tuple[float, float] = (0.10, 0.14)
@@ -215,6 +222,8 @@ class PhantomConfig:
     cannula_probability: float = 0.04
     sesamoid_probability: float = 0.3
     pose_seed: int | None = None
+    skeletal_age: tuple[float, float] | None = None
+    juvenile_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         _check_range("spacing_mm", self.spacing_mm, low=0.02, high=2.0)
@@ -248,9 +257,18 @@ class PhantomConfig:
             raise ValueError(f"non_svdh_rate must be >= 0, got {self.non_svdh_rate!r}")
         if not self.profiles or not all(isinstance(p, ScannerProfile) for p in self.profiles):
             raise ValueError("profiles must be a non-empty tuple of ScannerProfile")
+        if self.skeletal_age is not None:
+            _check_range("skeletal_age", self.skeletal_age, low=2.0, high=18.0)
+            object.__setattr__(self, "skeletal_age", (float(self.skeletal_age[0]), float(self.skeletal_age[1])))
+        if not (0.0 <= float(self.juvenile_fraction) <= 1.0):
+            raise ValueError(f"juvenile_fraction must be a probability in [0, 1], got {self.juvenile_fraction!r}")
+        if self.skeletal_age is None and float(self.juvenile_fraction) != 1.0:
+            raise ValueError("juvenile_fraction needs skeletal_age (the ages of the juvenile hands)")
         # Normalise and check the forced scores once (raises ValueError naming the bad key or value).
         object.__setattr__(self, "force_be", _normalise_forced("force_be", self.force_be, "BE"))
         object.__setattr__(self, "force_jsn", _normalise_forced("force_jsn", self.force_jsn, "JSN"))
+        if self.skeletal_age is not None and any(v for f in (self.force_be, self.force_jsn) if f for v in f.values()):
+            raise ValueError("juvenile hands (skeletal_age) are healthy: force_be / force_jsn must be None or 0")
 
     def forced(self, kind: str) -> dict[str, int]:
         """The forced scores of ``kind`` (``"BE"`` or ``"JSN"``) as ``{score key: value}`` (empty when none)."""

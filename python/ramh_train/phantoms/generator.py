@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import replace
 
 import numpy as np
 
 from ramh_rt import anatomy
 
 from ..datasets.sample import HandSample, RotatedBox
-from . import disease, render, shapes, skeleton
+from . import disease, juvenile, render, shapes, skeleton
 from .config import PhantomConfig
 
 GENERATOR_VERSION = "ramh-phantom-1"
@@ -19,7 +20,7 @@ SOFT_TISSUE_DEFINITION = ("the whole hand and forearm silhouette inside the skin
 
 # Independent random streams per concept: changing how one concept draws never shifts another's draws.
 _STREAMS = {"side": 1, "patient": 2, "anatomy": 3, "layout": 4, "acquisition": 5, "noise": 6, "texture": 7,
-            "distractor": 8, "scores": 9}
+            "distractor": 8, "scores": 9, "age": 10}
 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
@@ -54,7 +55,10 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
         * ``joint_rois`` (22 oriented boxes, local y axis from distal to proximal) and ``joint_boxes`` (their
           axis-aligned bounds clipped to the image);
         * ``meta``: generator version, seed, centre, patient (``isRA``, ``sex``, severity), anatomy, acquisition,
-          per-joint widths and geometry, lesions, distractors.
+          per-joint widths and geometry, lesions, distractors; for a juvenile hand (``config.skeletal_age``) also
+          ``juvenile``: skeletal age, per long bone its epiphysis stage, physis width (mm) and the physis and
+          epiphysis centres in pixels (``physis_centre_px``, ``epiphysis_centre_px``, ``physis_axis_px``), per carpal
+          its size relative to the adult outline (0: not yet ossified, with an empty mask).
 
     Raises:
         ValueError: ``seed`` out of range, ``stem`` without a ``_L``/``_R`` suffix or contradicting ``config.side``.
@@ -81,19 +85,17 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     if side is None:
         side = "L" if _rng(seed, "side").random() < cfg.p_left else "R"
 
-    # Patient, scores, anatomy, joint spaces, skeleton, lesions.
-    patient = disease.sample_patient(_rng(seed, "patient"), cfg)
-    be, jsn = disease.sample_scores(_rng(seed, "scores"), patient, cfg)
-    anat = skeleton.sample_anatomy(_rng(seed, "anatomy"), cfg.hand_scale, ulnar_drift=patient.ulnar_drift,
-                                   sesamoid_probability=cfg.sesamoid_probability, density=patient.bmd,
-                                   shape=cfg.shape)
-    gaps = disease.joint_gaps(seed, anat.normal_gap, jsn)
-    sk = skeleton.build(anat, gaps)
+    patient, be, jsn, anat, sk, age = draw_hand(seed, cfg)
+    juvenile_meta = None if age is None else juvenile.apply(sk, age, patient.sex)
     lesions = disease.plan_lesions(sk, be, patient, cfg, seed)
 
     # Layout and acquisition (another pose_seed: the same hand radiographed again).
     pose = seed if cfg.pose_seed is None else cfg.pose_seed
-    canvas, layout = _layout(sk, cfg, _rng(pose, "layout"))
+    # A child's film is collimated to the child's hand: the detector field shrinks with the hand.
+    lcfg = cfg if age is None else replace(cfg, field_mm=tuple(
+        (max(lo * juvenile.size_factor(age), 50.0), max(hi * juvenile.size_factor(age), 50.0))
+        for lo, hi in cfg.field_mm))
+    canvas, layout = _layout(sk, lcfg, _rng(pose, "layout"))
     arng = _rng(pose, "acquisition")
     profile = cfg.profiles[int(arng.integers(len(cfg.profiles)))]
     acq = render.sample_acquisition(arng, profile)
@@ -125,6 +127,11 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
             boxes[part.cls] = [min(b[0], x0), min(b[1], y0), max(b[2], x1), max(b[3], y1)]
         m[y0:y1, x0:x1] |= pr.mask
         pending += [(les, pr.window, lm) for les, lm in pr.lesion_masks]
+    if juvenile_meta is not None:  # a carpal not yet ossified: an empty mask (the class is known to be absent)
+        for name in anatomy.BONE_NAMES:
+            if name not in masks and name not in ("SoftTissue", "Sesamoid"):
+                masks[name] = np.zeros((H, W), bool)
+                boxes[name] = [0, 0, 0, 0]
     conflicts = _resolve_conflicts(masks, boxes, [p.cls for p in sk.parts])
     # Erosion pixels are kept only where their bone's (final) mask is.
     by_area: dict[str, list[tuple[tuple[int, int, int, int], np.ndarray]]] = {}
@@ -173,6 +180,9 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
                              "centre_px": pp[2].tolist(), "axis_px": canvas.dir_to_px(j.axis).tolist(),
                              "width_mm": float(j.width_mm)}
 
+    if juvenile_meta is not None:
+        _juvenile_to_px(juvenile_meta, canvas, W if side == "L" else None)
+
     if side == "L":
         image, masks, erosion, rois, joints_meta, field_rect = _mirror(image, masks, erosion, rois, joints_meta,
                                                                        field_rect, W)
@@ -198,9 +208,41 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
         "soft_tissue_definition": SOFT_TISSUE_DEFINITION,
         "totals": anatomy.hand_totals({**be, **jsn}),
     }
+    if juvenile_meta is not None:
+        meta["juvenile"] = juvenile_meta
     return HandSample(stem=str(stem), image=image, side=side, spacing_mm=float(canvas.spacing),
                       bone_masks={n: masks[n] for n in anatomy.BONE_NAMES if n in masks}, erosion_masks=erosion,
                       joint_boxes=jboxes, joint_rois=rois, be_scores=dict(be), jsn_scores=dict(jsn), meta=meta)
+
+
+def draw_hand(seed: int, cfg: PhantomConfig) -> tuple[disease.Patient, dict[str, int], dict[str, int],
+                                                       skeleton.Anatomy, skeleton.Skeleton, float | None]:
+    """The patient, scores (``be``, ``jsn``), anatomy and placed skeleton of hand ``seed`` exactly as :func:`generate`
+    draws them, and its skeletal age (years; None for an adult hand). A juvenile hand's skeleton is returned before
+    :func:`.juvenile.apply` (its joints are placed; the epiphyses are not cut yet).
+
+    Raises:
+        ValueError: as :func:`generate` for a bad ``cfg``.
+    """
+    # Juvenile or adult (its own stream: an adult hand is drawn exactly as without skeletal_age).
+    age = None
+    if cfg.skeletal_age is not None:
+        age = juvenile.sample_age(_rng(seed, "age"), cfg.skeletal_age, cfg.juvenile_fraction)
+    # A child is healthy: no RA (so all scores are 0 and no lesions are planned).
+    pcfg = cfg if age is None else replace(cfg, ra_fraction=0.0)
+    patient = disease.sample_patient(_rng(seed, "patient"), pcfg)
+    be, jsn = disease.sample_scores(_rng(seed, "scores"), patient, pcfg)
+    hand_scale = cfg.hand_scale
+    if age is not None:
+        k = juvenile.size_factor(age)
+        hand_scale = (hand_scale[0] * k, hand_scale[1] * k)
+    anat = skeleton.sample_anatomy(_rng(seed, "anatomy"), hand_scale, ulnar_drift=patient.ulnar_drift,
+                                   sesamoid_probability=cfg.sesamoid_probability, density=patient.bmd,
+                                   shape=cfg.shape)
+    if age is not None:
+        juvenile.adjust_proportions(anat)
+    gaps = disease.joint_gaps(seed, anat.normal_gap, jsn)
+    return patient, be, jsn, anat, skeleton.build(anat, gaps), age
 
 
 def _union_count(pieces: list[tuple[tuple[int, int, int, int], np.ndarray]]) -> int:
@@ -325,6 +367,23 @@ def _distractors(L: np.ndarray, canvas: render.Canvas, sk: skeleton.Skeleton, cf
         render.add_polygon(L, canvas, needle, 1.6, blur_mm=0.05)
         out.append({"type": "Intravenous cannula", "centre_px": canvas.to_px(base[None])[0].tolist()})
     return out
+
+
+def _juvenile_to_px(jm: dict, canvas: render.Canvas, mirror_width: int | None) -> None:
+    """Map the juvenile description's hand-frame points to image pixels (``*_px`` keys), mirrored (x -> W - x) for a
+    left hand; the hand-frame points are dropped."""
+    def px(p):
+        q = canvas.to_px(np.asarray(p, np.float64)[None])[0]
+        return [float(mirror_width - q[0]) if mirror_width is not None else float(q[0]), float(q[1])]
+
+    for e in jm["epiphyses"].values():
+        for key in ("physis_centre", "epiphysis_centre"):
+            if key in e:
+                p = e.pop(key)
+                e[key + "_px"] = None if p is None else px(p)
+        if "physis_axis" in e:
+            a = canvas.dir_to_px(np.asarray(e.pop("physis_axis")))
+            e["physis_axis_px"] = [float(-a[0]) if mirror_width is not None else float(a[0]), float(a[1])]
 
 
 def _mirror(image, masks, erosion, rois, joints_meta, field_rect, W):
