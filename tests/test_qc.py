@@ -76,7 +76,7 @@ def test_reason_forms_and_errors():
 
 
 def _meta(**kw):
-    base = dict(spacing_mm=0.1, field_of_view=None, orientation=None, understanding_reasons=[])
+    base = dict(spacing_mm=0.1, field_of_view=None, orientation=None, understanding_reasons=[], image_shape=(400, 300))
     base.update(kw)
     return NS(**base)
 
@@ -150,20 +150,33 @@ def test_image_quality_uses_bits_stored():
 
 # ---- anatomy and scores ----------------------------------------------------------------------------------------------
 
-def _bone(name, area, c):
-    return NS(name=name, instance=0, area_px=area, centroid=c, minor_axis_px=20.0)
+def _bone(name, c, width=20.0, height=40.0):
+    x, y = c
+    return NS(name=name, instance=0, area_px=int(width * height), centroid=c, minor_axis_px=width,
+              bbox=(x - width / 2, y - height / 2, x + width / 2, y + height / 2))
 
 
-def test_implausible_anatomy():
-    ok = [_bone("MC3", 5000, (100, 300)), _bone("PP3", 2500, (100, 200)), _bone("MP3", 1200, (100, 140)),
-          _bone("DP3", 600, (100, 100))]
-    assert qc.anatomy_reasons(ok) == []
-    sliver = ok[:3] + [_bone("DP3", 50, (100, 100))]
-    (r,) = qc.anatomy_reasons(sliver)
-    assert r.code == "implausible_anatomy" and "DP3" in r.message
-    disorder = ok[:2] + [_bone("MP3", 1200, (100, 260))]  # a middle phalanx nearer the metacarpal than the proximal
-    (r,) = qc.anatomy_reasons(disorder)
-    assert "out of order" in r.message and "MP3" in r.message
+def test_implausible_anatomy_is_the_understanding_check():
+    """qc.anatomy_reasons reports what understand.implausible_bones (the one plausibility check, by which the input
+    understanding drops bones) finds in a result."""
+    from ramh_rt.understand import implausible_bones
+
+    ok = [_bone("MC3", (100, 300), 30, 120), _bone("PP3", (100, 200), 24, 70), _bone("MP3", (100, 140), 20, 40),
+          _bone("DP3", (100, 100), 16, 30)]
+    assert qc.anatomy_reasons(ok, 400) == [] and implausible_bones(ok, 400) == {}
+    sliver = ok[:3] + [_bone("DP3", (100, 100), 3, 30)]  # a tenth of the metacarpal's width
+    assert set(implausible_bones(sliver, 400)) == {"DP3"}
+    (r,) = qc.anatomy_reasons(sliver, 400)
+    assert r.code == "implausible_anatomy" and r.severity == "review" and "DP3" in r.message and "sliver" in r.message
+    disorder = ok[:2] + [_bone("MP3", (100, 260), 20, 40)]  # a middle phalanx proximal to the proximal phalanx
+    (r,) = qc.anatomy_reasons(disorder, 400)
+    assert "MP3 (does not lie distal to PP3)" in r.message
+    # The understanding drops exactly these bones, and says so with an info reason of the same code.
+    from ramh_rt.understand import assess_bones
+
+    ass = assess_bones(disorder, (400, 300))
+    assert "MP3" in ass.dropped and "MP3" not in ass.keep
+    assert any(c == "implausible_anatomy" and sev == "info" and "MP3" in m for c, m, sev in ass.reasons)
 
 
 def test_inconsistent_scores():

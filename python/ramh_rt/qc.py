@@ -29,8 +29,9 @@ code                    severity  meaning
 ``domain_unknown``      info      the bundle records no training-domain statistics, or statistics of other features
                                   than this runtime computes ("domain model incompatible", a bundle of another
                                   version): the distance was not measured (``domain_score`` is None)
-``implausible_anatomy`` review    bones that cannot belong to one hand: slivers far smaller than their ray's metacarpal,
-                                  finger bones out of order along a finger
+``implausible_anatomy`` review    bones that cannot belong to one hand: slivers far narrower than the metacarpals,
+                                  finger bones out of order along a finger (info when the input understanding
+                                  dropped them from the result)
 ``inconsistent_scores`` review    the whole-image model and the joint scores disagree on the hand's total by far more than
                                   they do on the training domain
 ``skeletally_immature`` review    open growth plates (a child or adolescent): SvdH scoring is not applicable
@@ -374,8 +375,9 @@ def image_quality(pixels: np.ndarray, window: tuple[float, float], bits_stored: 
 # Anatomy and score checks
 # ---------------------------------------------------------------------------------------------------------------------
 
-#: A finger bone smaller than this share of its ray's metacarpal is a sliver, not a bone (adult hands: a distal
-#: phalanx is about 10-20% of its metacarpal's area on a PA view).
+#: :func:`maturity_reasons` skips a ray whose proximal phalanx has less than this share of its metacarpal's area: no
+#: growth plates can be judged between them (adult hands: a distal phalanx is about 10-20% of its metacarpal's area
+#: on a PA view).
 MIN_FINGER_BONE_RATIO = 0.03
 #: The whole-image model and the joint total may differ by this many SvdH points plus this share of the larger of
 #: the two before they count as contradicting each other (set from held-out phantoms, where the 99th percentile of
@@ -384,37 +386,24 @@ SCORE_TOLERANCE_POINTS = 15.0
 SCORE_TOLERANCE_SHARE = 0.35
 
 
-def anatomy_reasons(bones: Iterable[Any]) -> list[Reason]:
-    """``implausible_anatomy`` findings of a list of :class:`~ramh_rt.result.BoneRecord`.
+def anatomy_reasons(bones: Iterable[Any], height: int) -> list[Reason]:
+    """``implausible_anatomy`` when bones of the result cannot be what the model calls them.
 
-    Checks, per ray 2..5 with its metacarpal found: each found phalanx is at least :data:`MIN_FINGER_BONE_RATIO` of
-    the metacarpal's area, and the bones lie in order from the metacarpal outwards (each phalanx's centroid further
-    from the metacarpal's centroid than the previous one's).
+    The check is :func:`ramh_rt.understand.implausible_bones` (the one the input understanding drops bones by: a
+    phalanx far narrower than the metacarpals, finger bones out of order along their finger, a metacarpal proximal
+    to the carpus); here it finds those still in a result, e.g. one assembled without the understanding.
+
+    Args:
+        bones: :class:`~ramh_rt.result.BoneRecord` list of the upright (fingers-up) hand.
+        height: the upright hand image's height, pixels.
     """
-    by = {b.name: b for b in bones if getattr(b, "instance", 0) == 0}
-    slivers, disorder = [], []
-    for k in (2, 3, 4, 5):
-        mc = by.get(anatomy.RAYS[k][0])
-        if mc is None or mc.area_px <= 0:
-            continue
-        last = 0.0
-        for name in anatomy.RAYS[k][1:]:
-            b = by.get(name)
-            if b is None:
-                continue
-            if b.area_px < MIN_FINGER_BONE_RATIO * mc.area_px:
-                slivers.append(name)
-                continue
-            d = math.dist(b.centroid, mc.centroid)
-            if d <= last:
-                disorder.append(name)
-            last = max(last, d)
-    found = []
-    if slivers:
-        found.append(f"bone(s) far smaller than their metacarpal: {', '.join(slivers)}")
-    if disorder:
-        found.append(f"finger bone(s) out of order along their finger: {', '.join(disorder)}")
-    return [Reason("implausible_anatomy", "; ".join(found))] if found else []
+    from .understand import implausible_bones  # understand imports ops (the compiled core); qc stays light to import
+
+    found = implausible_bones(list(bones), height)
+    if not found:
+        return []
+    return [Reason("implausible_anatomy", "implausible bone(s): " +
+                   "; ".join(f"{n} ({why})" for n, why in sorted(found.items())))]
 
 
 def score_reasons(totals: Any) -> list[Reason]:
@@ -544,7 +533,8 @@ def assess(analysis: Any, *, features: np.ndarray | None = None, domain: DomainM
     domain distance, implausible anatomy, inconsistent scores.
 
     Args:
-        analysis: the :class:`~ramh_rt.result.Analysis` (its ``bones``, ``totals``, ``meta``).
+        analysis: the :class:`~ramh_rt.result.Analysis` (its ``bones``, ``totals``, ``meta``) of the upright hand
+            (the pipeline assesses it before mapping it back to the film; ``meta.image_shape`` is that hand's).
         features: the :func:`domain_features` vector of its model input, or None.
         domain: the bundle's :class:`DomainModel`, or None (then ``domain_unknown``; likewise for a model whose
             ``problem`` is set).
@@ -592,7 +582,7 @@ def assess(analysis: Any, *, features: np.ndarray | None = None, domain: DomainM
         if not math.isfinite(qc.domain_score) or qc.domain_score > domain.threshold:
             qc.add("out_of_domain", f"the image lies outside the bundle's training domain (distance "
                                     f"{qc.domain_score:.1f} > {domain.threshold:.1f}): results may be unreliable")
-    for r in anatomy_reasons(analysis.bones) + score_reasons(analysis.totals):
+    for r in anatomy_reasons(analysis.bones, meta.image_shape[0]) + score_reasons(analysis.totals):
         qc.add(r.code, r.message, r.severity)
     return qc
 
