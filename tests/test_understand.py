@@ -4,6 +4,7 @@ not-a-hand, and the mapping of every result back to the film the caller passed.
 Phantoms come from unseen seeds (880001+); real films from shared/reference (skipped without it).
 """
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -141,11 +142,59 @@ def test_two_hand_film(analyzer, phantom):
         x0, y0, x1, y1 = h.meta.hand_box
         for b in h.bones:
             assert x0 <= b.bbox[0] and b.bbox[2] <= x1
+    for h in hands:  # the film's decode and understanding serve both hands: in each hand's timings and total
+        t = h.meta.timings_ms
+        assert t["decode"] > 0 and t["understand"] > 0
+        assert t["total"] >= sum(v for k, v in t.items() if k != "total") - 0.01 * len(t), t
     with pytest.raises(MultipleHandsError) as e:
         analyzer.analyze(film)
     assert sorted(e.value.sides) == ["L", "R"]
     right = analyzer.analyze(film, side="R")
     assert right.meta.side == "R"
+
+
+def _hand_and_long_bone(img: np.ndarray) -> np.ndarray:
+    """A film of a hand next to a tibia-like shaft as large: two regions, the second one no hand."""
+    h, w = img.shape
+    bg = int(np.median(img[:, :8]))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = np.abs(xx - w / 2 - 0.03 * (yy - h / 2))
+    rng = np.random.default_rng(0)
+    shaft = bg + 70 * (d < 0.3 * w) + 110 * (d < 0.12 * w) - 50 * (d < 0.07 * w) + rng.normal(0, 3, d.shape)
+    return np.ascontiguousarray(np.concatenate([img, np.clip(shaft, 0, 255).astype(np.uint8)], axis=1))
+
+
+def test_one_failed_hand_leaves_the_other_hands_result(analyzer, tmp_path):
+    """A two-hand film whose second region is no hand: the first hand's analysis comes back, the second is an
+    AnalysisError in its place (analyze_hands, and the batch API that `ramh analyze` reads); `ramh analyze` writes
+    the good hand's outputs and reports the failed one (exit status 1)."""
+    from PIL import Image
+
+    from ramh_rt import cli
+    from ramh_rt.pipeline import AnalysisError
+
+    from ramh_train.datasets.synthetic import phantom_seed
+    from ramh_train.phantoms import generate
+
+    # This phantom's bone model output on the shaft makes no hand in any turn (a shaft next to other phantoms can
+    # pass as one: the not-a-hand decision rests on the model's bones).
+    phantom = generate(phantom_seed(9100, 0))
+    film = _hand_and_long_bone(phantom.image)
+    first, second = analyzer.analyze_hands(film)
+    assert isinstance(second, AnalysisError) and isinstance(second.exception, NotAHandError)
+    assert "hand 2 of 2" in second.source and not second
+    assert first.meta.side == phantom.side and first.meta.field_of_view == "hand"
+    assert first.meta.hand_box[2] <= phantom.image.shape[1] + 5
+    assert first.totals.svdh is not None and first.qc is not None
+    with pytest.raises(MultipleHandsError, match="one that failed"):
+        analyzer.analyze(film)
+    path = tmp_path / "film.png"
+    Image.fromarray(film).save(path)
+    out = tmp_path / "out"
+    assert cli.main(["analyze", str(path), "--out", str(out), "--quiet"]) == 1
+    docs = {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert list(docs) == ["film_hand1.json"]  # the failed hand has no side: both hands' names are numbered
+    assert docs["film_hand1.json"]["totals"]["svdh"] == first.totals.svdh
 
 
 def _crop(phantom, names, pad=20):
