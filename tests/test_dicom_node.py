@@ -25,8 +25,8 @@ pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("pynetdicom")
 pytest.importorskip("highdicom")
 
-from dicom_fixtures import (binaries_missing, dx_dataset, noise_pixels, phantom_pixels,  # noqa: E402
-                            two_hand_pixels)
+from dicom_fixtures import (binaries_missing, dx_dataset, hand_and_long_bone_pixels, noise_pixels,  # noqa: E402
+                            phantom_pixels, two_hand_pixels)
 
 from ramh_rt import dicom_out  # noqa: E402
 
@@ -428,6 +428,24 @@ def test_watch_output_names_are_analyze_names_and_survive_a_restart(tmp_path):
     w._save_state()
     w2 = FolderWatcher(inbox, out, None)
     assert w2.outputs("d/0.png", ".json") == late and w2.outputs("d/a.png", ".json") == got["d/a.png"]
+
+
+def test_node_answers_a_failed_hand_with_a_reject_sr_and_the_other_with_its_results(tmp_path):
+    """A two-hand film whose second region is no hand: the hand's SR, SEG and SC, and a reject SR for the other."""
+    from ramh_rt import Analyzer
+    from ramh_rt.node import DicomNode, NodeConfig
+
+    node = DicomNode(NodeConfig(store=str(tmp_path / "store"), host="127.0.0.1", port=free_port()),
+                     Analyzer(backend="onnxruntime-cpu"))
+    ds = dx_dataset(hand_and_long_bone_pixels())
+    objs = node.process(ds)
+    assert [dicom_out.kind_of(o) for o in objs] == ["sr", "seg", "sc", "sr"]
+    reject = str(objs[3])  # its qc reason: the error's class and where, for a person
+    assert "NotAHandError" in reject and "hand 2 of 2" in reject
+    st = node.status()
+    assert (st["analysed"], st["hands"], st["rejected"]) == (1, 2, 1), st
+    stored = sorted(p.name for p in (tmp_path / "store").rglob("*.dcm"))
+    assert len(stored) == 4 and len({n.rsplit("_", 1)[0] for n in stored}) == 2  # one name per hand
 
 
 def test_node_answers_a_qc_rejected_result_with_its_sr_only(tmp_path):

@@ -153,17 +153,6 @@ def test_two_hand_film(analyzer, phantom):
     assert right.meta.side == "R"
 
 
-def _hand_and_long_bone(img: np.ndarray) -> np.ndarray:
-    """A film of a hand next to a tibia-like shaft as large: two regions, the second one no hand."""
-    h, w = img.shape
-    bg = int(np.median(img[:, :8]))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    d = np.abs(xx - w / 2 - 0.03 * (yy - h / 2))
-    rng = np.random.default_rng(0)
-    shaft = bg + 70 * (d < 0.3 * w) + 110 * (d < 0.12 * w) - 50 * (d < 0.07 * w) + rng.normal(0, 3, d.shape)
-    return np.ascontiguousarray(np.concatenate([img, np.clip(shaft, 0, 255).astype(np.uint8)], axis=1))
-
-
 def test_one_failed_hand_leaves_the_other_hands_result(analyzer, tmp_path):
     """A two-hand film whose second region is no hand: the first hand's analysis comes back, the second is an
     AnalysisError in its place (analyze_hands, and the batch API that `ramh analyze` reads); `ramh analyze` writes
@@ -173,13 +162,12 @@ def test_one_failed_hand_leaves_the_other_hands_result(analyzer, tmp_path):
     from ramh_rt import cli
     from ramh_rt.pipeline import AnalysisError
 
+    from dicom_fixtures import hand_and_long_bone_pixels
     from ramh_train.datasets.synthetic import phantom_seed
     from ramh_train.phantoms import generate
 
-    # This phantom's bone model output on the shaft makes no hand in any turn (a shaft next to other phantoms can
-    # pass as one: the not-a-hand decision rests on the model's bones).
-    phantom = generate(phantom_seed(9100, 0))
-    film = _hand_and_long_bone(phantom.image)
+    phantom = generate(phantom_seed(9100, 0))  # the hand of the film
+    film = hand_and_long_bone_pixels()
     first, second = analyzer.analyze_hands(film)
     assert isinstance(second, AnalysisError) and isinstance(second.exception, NotAHandError)
     assert "hand 2 of 2" in second.source and not second
