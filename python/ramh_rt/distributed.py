@@ -17,8 +17,9 @@ Output folder ``out``:
   end of every run. :func:`read_scores` reads it.
 
 A failing image (unreadable, not a hand, a model error) is a row with ``status="error"`` and the message, never a
-failed job. A rerun with the same ``out`` skips the images that already have an ``ok`` row and retries the failed
-ones (resumable: an interrupted run loses at most the batches in flight).
+failed job; a failed hand of a two-hand film is an error row beside its other hand's row. A rerun with the same
+``out`` skips the images whose rows are all ``ok`` and retries the others, whole (resumable: an interrupted run loses
+at most the batches in flight).
 """
 from __future__ import annotations
 
