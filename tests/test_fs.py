@@ -128,14 +128,19 @@ _suffixes = st.lists(st.sampled_from([".json", "_overlay.png", "_L.json", "_R.js
 @given(tree=_tree, suffixes=_suffixes, out_inside=st.booleans())
 def test_output_names_are_unique_stable_and_never_an_input(tmp_path_factory, tree, suffixes, out_inside):
     """Random trees of colliding names (same stems in several folders, stems that look like other inputs' outputs,
-    stems with marks): every claimed path is distinct, none is an input, and the same run names the same way."""
+    stems with marks), single outputs and per-hand ones (claim_hands) mixed: every claimed path is distinct, none is
+    an input, and the same run names the same way."""
     root = tmp_path_factory.mktemp("in")
     inputs = list(dict.fromkeys(root.joinpath(*dirs, stem + ext) for dirs, stem, ext in tree))
     out = root if out_inside else root.parent / (root.name + "_out")
 
     def run():
         names = OutputNames(out, inputs)
-        return [names.claim(p, s) for p in inputs for s in suffixes], names
+        got = []
+        for p in inputs:
+            got += [names.claim(p, s) for s in suffixes]
+            got += names.claim_hands(p, "_hands.json").values()
+        return got, names
 
     first, names = run()
     assert len(set(first)) == len(first)
