@@ -603,7 +603,10 @@ class FolderWatcher:
             return
         self.done = done
         for rel, suffix in claims:
-            self.outputs(rel, suffix)
+            try:
+                self.outputs(rel, suffix)
+            except ValueError as e:  # a state file edited by hand: that input is named afresh when it comes
+                log.warning("watch state: claim %r of %r not restored: %s", suffix, rel, e)
 
     def _save_state(self) -> None:
         from .fs import write_atomic
