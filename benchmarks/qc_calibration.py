@@ -85,7 +85,9 @@ def reliability(conf: np.ndarray, correct: np.ndarray, bins: int = 10) -> tuple[
 
 def evaluate(test: list[dict], real: list[dict], bundle: Bundle) -> dict:
     section = bundle.manifest.get("qc")
-    domain = qc.DomainModel.from_manifest(section)
+    domain = qc.DomainModel.from_manifest(section)  # warns when its features are not this runtime's
+    if domain is not None and domain.problem:
+        domain = None  # no distance can be measured: reported as not recomputed
     calib = qc.UncertaintyCalibration.from_manifest(section)
     report: dict = {"bundle": bundle.id, "bundle_version": bundle.version,
                     "domain_threshold": None if domain is None else domain.threshold}

@@ -98,6 +98,26 @@ def two_hand_pixels(seed_a: int, seed_b: int) -> np.ndarray:
     return np.ascontiguousarray(np.hstack([pad(a), pad(b)]))
 
 
+@lru_cache(maxsize=1)
+def hand_and_long_bone_pixels() -> np.ndarray:
+    """A phantom hand next to a tibia-like shaft as large: a film of two regions whose second is no hand (uint8).
+
+    The shaft's bones, as the default bundle's bone model finds them next to this phantom, make no hand in any turn
+    (next to other phantoms a shaft can pass as one: the not-a-hand decision rests on the model's bones).
+    """
+    from ramh_train.datasets.synthetic import phantom_seed
+    from ramh_train.phantoms import generate
+
+    img = generate(phantom_seed(9100, 0)).image
+    h, w = img.shape
+    bg = int(np.median(img[:, :8]))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = np.abs(xx - w / 2 - 0.03 * (yy - h / 2))
+    rng = np.random.default_rng(0)
+    shaft = bg + 70 * (d < 0.3 * w) + 110 * (d < 0.12 * w) - 50 * (d < 0.07 * w) + rng.normal(0, 3, d.shape)
+    return np.ascontiguousarray(np.concatenate([img, np.clip(shaft, 0, 255).astype(np.uint8)], axis=1))
+
+
 def noise_pixels(seed: int = 0, shape: tuple[int, int] = (1024, 800)) -> np.ndarray:
     """Uniform noise: no hand in it."""
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)

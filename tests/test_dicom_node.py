@@ -25,8 +25,8 @@ pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("pynetdicom")
 pytest.importorskip("highdicom")
 
-from dicom_fixtures import (binaries_missing, dx_dataset, noise_pixels, phantom_pixels,  # noqa: E402
-                            two_hand_pixels)
+from dicom_fixtures import (binaries_missing, dx_dataset, hand_and_long_bone_pixels, noise_pixels,  # noqa: E402
+                            phantom_pixels, two_hand_pixels)
 
 from ramh_rt import dicom_out  # noqa: E402
 
@@ -320,22 +320,27 @@ def test_watch_processes_each_complete_file_once(tmp_path):
         FolderWatcher(inbox, inbox / "out", None)
     watcher = FolderWatcher(inbox, out, Analyzer(backend="onnxruntime-cpu"), settle_s=0.0)
     assert watcher.run(once=True, poll_s=0.05) == 1  # one failure
-    names = sorted(p.name for p in out.iterdir())
-    assert names == sorted([".ramh_watch_state.json", "broken.error.json", "broken_sr.dcm", "sub__hand.json",
-                            "sub__hand_sc.dcm", "sub__hand_seg.dcm", "sub__hand_sr.dcm"]), names
+    names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert names == sorted([".ramh_watch_state.json", "broken.error.json", "broken_sr.dcm", "sub/hand.json",
+                            "sub/hand_sc.dcm", "sub/hand_seg.dcm", "sub/hand_sr.dcm"]), names
     assert json.loads((out / "broken.error.json").read_text())["error"] == "ImageLoadError"
-    sr = pydicom.dcmread(out / "sub__hand_sr.dcm")
+    sr = pydicom.dcmread(out / "sub/hand_sr.dcm")
     assert sr.PatientID == "RAMH-TEST-1"
     assert {p: p.read_bytes() for p in inbox.rglob("*") if p.is_file()} == before  # inputs untouched
     # A restart (`ramh watch --once` over the same folders) does nothing again.
     from ramh_rt.cli import main
 
-    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     assert FolderWatcher(inbox, out, watcher.analyzer, settle_s=0.0).ready_files() == []
     assert main(["watch", str(inbox), "--out", str(out), "--once", "--settle", "0", "--poll", "0.05",
                  "--backend", "onnxruntime-cpu"]) == 0
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == mtimes
     assert main(["watch", str(inbox), "--out", str(inbox / "results")]) == 2  # outputs inside the input folder
+    # `ramh analyze` of the same folder names the same input's outputs alike (the one naming, fs.OutputNames).
+    assert main(["analyze", str(inbox), "--out", str(tmp_path / "a"), "--dicom-out", str(tmp_path / "a"),
+                 "--quiet", "--backend", "onnxruntime-cpu"]) == 1  # broken.dcm fails
+    analyzed = sorted(p.relative_to(tmp_path / "a").as_posix() for p in (tmp_path / "a").rglob("sub/*"))
+    assert analyzed == [n for n in names if n.startswith("sub/")]
 
 
 def test_watch_waits_for_a_file_to_settle(tmp_path):
@@ -397,16 +402,50 @@ def test_node_survives_a_pacs_that_is_down_and_bad_images(tmp_path):
                             + [f"{broken.SOPInstanceUID}/{broken.SOPInstanceUID}_sr.dcm"])
 
 
-def test_watch_output_names_never_collide(tmp_path):
-    from ramh_rt.node import _output_base
+def test_watch_output_names_are_analyze_names_and_survive_a_restart(tmp_path):
+    """The watcher names through fs.OutputNames rooted at the watched folder: a file next to one of the same stem
+    (a.png, a.dcm) gets a mark instead of a shared name, the names are those `ramh analyze DIR` gives in the same
+    order, and a restarted watcher gives every input it had named the same names (whatever order files come in)."""
+    from ramh_rt.fs import OutputNames, expand_image_paths
+    from ramh_rt.node import FolderWatcher
 
-    (tmp_path / "d").mkdir()
-    for name in ("a.png", "a.dcm", "b.png", "c"):
-        (tmp_path / "d" / name).write_bytes(b"x")
-    assert _output_base("d/a.png", tmp_path / "d" / "a.png") == "d__a.png"
-    assert _output_base("d/a.dcm", tmp_path / "d" / "a.dcm") == "d__a.dcm"
-    assert _output_base("d/b.png", tmp_path / "d" / "b.png") == "d__b"
-    assert _output_base("d/c", tmp_path / "d" / "c") == "d__c"
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    (inbox / "d").mkdir(parents=True)
+    for name in ("a.png", "a.dcm", "b.png", "b_L.png"):
+        (inbox / "d" / name).write_bytes(b"x")
+    inputs = expand_image_paths([inbox])
+    w = FolderWatcher(inbox, out, None)
+    got = {p.relative_to(inbox).as_posix(): w.outputs(p.relative_to(inbox).as_posix(), ".json") for p in inputs}
+    ref = OutputNames(out, inputs, root=inbox)
+    assert got == {p.relative_to(inbox).as_posix(): ref.claim_hands(p, ".json") for p in inputs}
+    rel = {k: {h: p.relative_to(out).as_posix() for h, p in v.items()} for k, v in got.items()}
+    assert (rel["d/a.dcm"][""], rel["d/a.png"][""], rel["d/b.png"]["_L"], rel["d/b_L.png"][""]) == \
+        ("d/a.json", "d/a~2.json", "d/b_L.json", "d/b_L~2.json")
+    assert len({p for v in got.values() for p in v.values()}) == 5 * len(inputs)  # no two outputs share a path
+    # A later file (claimed last) and a restart: the state brings every earlier claim back in its order.
+    (inbox / "d" / "0.png").write_bytes(b"x")
+    late = w.outputs("d/0.png", ".json")
+    w._save_state()
+    w2 = FolderWatcher(inbox, out, None)
+    assert w2.outputs("d/0.png", ".json") == late and w2.outputs("d/a.png", ".json") == got["d/a.png"]
+
+
+def test_node_answers_a_failed_hand_with_a_reject_sr_and_the_other_with_its_results(tmp_path):
+    """A two-hand film whose second region is no hand: the hand's SR, SEG and SC, and a reject SR for the other."""
+    from ramh_rt import Analyzer
+    from ramh_rt.node import DicomNode, NodeConfig
+
+    node = DicomNode(NodeConfig(store=str(tmp_path / "store"), host="127.0.0.1", port=free_port()),
+                     Analyzer(backend="onnxruntime-cpu"))
+    ds = dx_dataset(hand_and_long_bone_pixels())
+    objs = node.process(ds)
+    assert [dicom_out.kind_of(o) for o in objs] == ["sr", "seg", "sc", "sr"]
+    reject = str(objs[3])  # its qc reason: the error's class and where, for a person
+    assert "NotAHandError" in reject and "hand 2 of 2" in reject
+    st = node.status()
+    assert (st["analysed"], st["hands"], st["rejected"]) == (1, 2, 1), st
+    stored = sorted(p.name for p in (tmp_path / "store").rglob("*.dcm"))
+    assert len(stored) == 4 and len({n.rsplit("_", 1)[0] for n in stored}) == 2  # one name per hand
 
 
 def test_node_answers_a_qc_rejected_result_with_its_sr_only(tmp_path):

@@ -263,6 +263,37 @@ def test_cli_writes_dicom_outputs(source, tmp_path):
     assert src.read_bytes() == before  # the input is never touched
 
 
+def test_a_two_hand_dicom_film_is_read_once_for_its_outputs(tmp_path, monkeypatch):
+    """The DICOM outputs of both hands of a film come from one reading of its header (hands_to_dicom), not one per
+    hand: pydicom reads the file twice in all, once to decode the pixels and once for the outputs."""
+    from dicom_fixtures import two_hand_pixels
+
+    from ramh_rt.cli import main
+
+    src = tmp_path / "both.dcm"
+    ds = dx_dataset(two_hand_pixels(11, 12))
+    src.write_bytes(dicom_out.dataset_bytes(ds))
+    reads = []
+    real = pydicom.dcmread
+
+    def counting(fp, *args, **kwargs):  # the real reader, counted
+        if isinstance(fp, (str, Path)) and Path(fp) == src:
+            reads.append(kwargs.get("stop_before_pixels", False))
+        return real(fp, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom, "dcmread", counting)
+    assert main(["analyze", str(src), "--out", str(tmp_path / "out"), "--dicom-out", str(tmp_path / "dcm"),
+                 "--quiet"]) == 0
+    names = sorted(p.name for p in (tmp_path / "dcm").iterdir())
+    hands = sorted({n.rsplit("_", 1)[0] for n in names})  # both_L/both_R, or both_hand1/2 when a side is unknown
+    assert len(hands) == 2 and names == sorted(f"{h}_{k}.dcm" for h in hands for k in ("sc", "seg", "sr"))
+    assert reads == [False, True], reads  # pixels once, the header once for both hands
+    for h in hands:
+        sr = pydicom.dcmread(tmp_path / "dcm" / f"{h}_sr.dcm")
+        ev = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+        assert ev.ReferencedSOPInstanceUID == ds.SOPInstanceUID
+
+
 @pytest.mark.skipif(bool(binaries_missing("dciodvfy")),
                     reason="dciodvfy (Debian package dicom3tools) is not installed; tools/install_system_deps.sh")
 def test_dciodvfy_reports_no_error(objects, png_objects, source, tmp_path):

@@ -5,7 +5,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra (ramh-rt[ray]) is not installed")
@@ -65,11 +64,20 @@ def first_run(cluster, images, tmp_path_factory):
     return out, report
 
 
-def test_distributed_matches_serial(first_run, serial):
+def test_distributed_matches_serial(first_run, serial, images):
     out, report = first_run
     assert report.inputs == N_IMAGES + 1 and report.scored == N_IMAGES + 1 and report.skipped == 0
     t = distributed.read_scores(out)
     rows = {r["path"]: r for r in t.to_pylist()}
+    # The JSON names are `ramh analyze DIR`'s (fs.OutputNames rooted at the folder, every hand suffix claimed).
+    from ramh_rt.fs import OutputNames, expand_image_paths
+
+    d, _, _ = images
+    inputs = expand_image_paths([d])
+    names = OutputNames(out / "json", inputs, root=d)
+    want = {str(p.resolve()): names.claim_hands(p, ".json")[""].relative_to(out / "json").as_posix() for p in inputs}
+    assert {p: r["json"] for p, r in rows.items() if r["status"] == "ok"} == \
+        {p: n for p, n in want.items() if p in serial}
     assert set(serial) <= set(rows)
     for path, a in serial.items():
         r = rows[path]
@@ -125,8 +133,10 @@ def test_argument_errors(tmp_path):
         distributed.score([], tmp_path, num_workers=0)
     with pytest.raises(distributed.DistributedError, match="no image files"):
         distributed.score(tmp_path, tmp_path / "o", progress=False)
-    assert distributed.json_name("/a/b/x_R.png") != distributed.json_name("/a/c/x_R.png")
-    assert np.all([distributed.json_name("/a/b/x_R.png").startswith("x_R.")])
+    names = [json.loads(n) for n in distributed.json_names(["/a/b/x_R.png", "/a/c/x_R.png", "/a/c/x.png"],
+                                                             tmp_path / "json")]
+    assert [n[""] for n in names] == ["b/x_R.json", "c/x_R.json", "c/x~2.json"]  # c/x_R.json is c/x_R.png's
+    assert names[2]["_R"] == "c/x~2_R.json" and len({v for n in names for v in n.values()}) == 15
 
 
 def test_cli_analyze_ray(first_run, images, capsys):

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ramh_rt.fs import IMAGE_SUFFIXES, OutputNames, atomic_output, expand_image_paths, write_atomic
+from ramh_rt.fs import (HAND_SUFFIXES, IMAGE_SUFFIXES, OutputNames, atomic_output, expand_image_paths, names_root,
+                        write_atomic)
 
 
 def test_write_atomic_bytes_and_text(tmp_path):
@@ -127,14 +128,19 @@ _suffixes = st.lists(st.sampled_from([".json", "_overlay.png", "_L.json", "_R.js
 @given(tree=_tree, suffixes=_suffixes, out_inside=st.booleans())
 def test_output_names_are_unique_stable_and_never_an_input(tmp_path_factory, tree, suffixes, out_inside):
     """Random trees of colliding names (same stems in several folders, stems that look like other inputs' outputs,
-    stems with marks): every claimed path is distinct, none is an input, and the same run names the same way."""
+    stems with marks), single outputs and per-hand ones (claim_hands) mixed: every claimed path is distinct, none is
+    an input, and the same run names the same way."""
     root = tmp_path_factory.mktemp("in")
     inputs = list(dict.fromkeys(root.joinpath(*dirs, stem + ext) for dirs, stem, ext in tree))
     out = root if out_inside else root.parent / (root.name + "_out")
 
     def run():
         names = OutputNames(out, inputs)
-        return [names.claim(p, s) for p in inputs for s in suffixes], names
+        got = []
+        for p in inputs:
+            got += [names.claim(p, s) for s in suffixes]
+            got += names.claim_hands(p, "_hands.json").values()
+        return got, names
 
     first, names = run()
     assert len(set(first)) == len(first)
@@ -144,3 +150,42 @@ def test_output_names_are_unique_stable_and_never_an_input(tmp_path_factory, tre
     keys = [names.key(p) for p in inputs]
     assert len(set(keys)) == len(keys)
     assert run()[0] == first  # stable
+
+
+def test_claim_hands_gives_every_hand_suffix_one_mark(tmp_path):
+    """Per-hand outputs are claimed for every hand suffix at once: an input's names do not depend on the hands found,
+    and an input whose stem looks like another's hand output gets a mark instead of sharing a path."""
+    ins = [tmp_path / "in/x.png", tmp_path / "in/x_L.png"]
+    names = OutputNames(tmp_path / "out", ins)
+    got = {h: p.name for h, p in names.claim_hands(ins[0], ".json").items()}
+    assert got == {"": "x.json", "_L": "x_L.json", "_R": "x_R.json", "_hand1": "x_hand1.json",
+                   "_hand2": "x_hand2.json"}
+    assert set(got) == set(HAND_SUFFIXES)
+    second = names.claim_hands(ins[1], ".json")
+    assert second[""].name == "x_L~2.json" and second["_R"].name == "x_L~2_R.json"  # x_L.json is x.png's
+    assert names.claimed(ins[0], "_R.json") == tmp_path / "out/x_R.json"
+    assert names.claimed(ins[0], "_overlay.png") is None
+    with pytest.raises(ValueError, match="already claimed"):
+        names.claim_hands(ins[0], ".json")
+    with pytest.raises(ValueError, match="already claimed"):
+        names.claim(ins[0], "_L.json")
+
+
+def test_root_mirrors_the_given_folder_and_add_needs_it(tmp_path):
+    (tmp_path / "in/sub").mkdir(parents=True)
+    only = tmp_path / "in/sub/h.png"
+    only.write_bytes(b"x")
+    assert OutputNames(tmp_path / "o", [only]).claim(only, ".json") == tmp_path / "o/h.json"
+    assert names_root([tmp_path / "in"]) == tmp_path / "in" and names_root([only]) is None
+    assert names_root([tmp_path / "in", only]) is None
+    names = OutputNames(tmp_path / "o", [only], root=names_root([tmp_path / "in"]))
+    assert names.claim(only, ".json") == tmp_path / "o/sub/h.json"
+    names.add(tmp_path / "in/later.dcm")  # a watched folder's new file (need not exist to be named)
+    assert names.claim(tmp_path / "in/later.dcm", ".json") == tmp_path / "o/later.json"
+    names.add(only)  # already an input: nothing
+    with pytest.raises(ValueError, match="not inside the root"):
+        names.add(tmp_path / "elsewhere.png")
+    with pytest.raises(ValueError, match="not inside the root"):
+        OutputNames(tmp_path / "o", [tmp_path / "elsewhere.png"], root=tmp_path / "in")
+    with pytest.raises(ValueError, match="root"):
+        OutputNames(tmp_path / "o", [only]).add(tmp_path / "in/other.png")

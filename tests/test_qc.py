@@ -76,7 +76,7 @@ def test_reason_forms_and_errors():
 
 
 def _meta(**kw):
-    base = dict(spacing_mm=0.1, field_of_view=None, orientation=None, understanding_reasons=[])
+    base = dict(spacing_mm=0.1, field_of_view=None, orientation=None, understanding_reasons=[], image_shape=(400, 300))
     base.update(kw)
     return NS(**base)
 
@@ -150,20 +150,33 @@ def test_image_quality_uses_bits_stored():
 
 # ---- anatomy and scores ----------------------------------------------------------------------------------------------
 
-def _bone(name, area, c):
-    return NS(name=name, instance=0, area_px=area, centroid=c, minor_axis_px=20.0)
+def _bone(name, c, width=20.0, height=40.0):
+    x, y = c
+    return NS(name=name, instance=0, area_px=int(width * height), centroid=c, minor_axis_px=width,
+              bbox=(x - width / 2, y - height / 2, x + width / 2, y + height / 2))
 
 
-def test_implausible_anatomy():
-    ok = [_bone("MC3", 5000, (100, 300)), _bone("PP3", 2500, (100, 200)), _bone("MP3", 1200, (100, 140)),
-          _bone("DP3", 600, (100, 100))]
-    assert qc.anatomy_reasons(ok) == []
-    sliver = ok[:3] + [_bone("DP3", 50, (100, 100))]
-    (r,) = qc.anatomy_reasons(sliver)
-    assert r.code == "implausible_anatomy" and "DP3" in r.message
-    disorder = ok[:2] + [_bone("MP3", 1200, (100, 260))]  # a middle phalanx nearer the metacarpal than the proximal
-    (r,) = qc.anatomy_reasons(disorder)
-    assert "out of order" in r.message and "MP3" in r.message
+def test_implausible_anatomy_is_the_understanding_check():
+    """qc.anatomy_reasons reports what understand.implausible_bones (the one plausibility check, by which the input
+    understanding drops bones) finds in a result."""
+    from ramh_rt.understand import implausible_bones
+
+    ok = [_bone("MC3", (100, 300), 30, 120), _bone("PP3", (100, 200), 24, 70), _bone("MP3", (100, 140), 20, 40),
+          _bone("DP3", (100, 100), 16, 30)]
+    assert qc.anatomy_reasons(ok, 400) == [] and implausible_bones(ok, 400) == {}
+    sliver = ok[:3] + [_bone("DP3", (100, 100), 3, 30)]  # a tenth of the metacarpal's width
+    assert set(implausible_bones(sliver, 400)) == {"DP3"}
+    (r,) = qc.anatomy_reasons(sliver, 400)
+    assert r.code == "implausible_anatomy" and r.severity == "review" and "DP3" in r.message and "sliver" in r.message
+    disorder = ok[:2] + [_bone("MP3", (100, 260), 20, 40)]  # a middle phalanx proximal to the proximal phalanx
+    (r,) = qc.anatomy_reasons(disorder, 400)
+    assert "MP3 (does not lie distal to PP3)" in r.message
+    # The understanding drops exactly these bones, and says so with an info reason of the same code.
+    from ramh_rt.understand import assess_bones
+
+    ass = assess_bones(disorder, (400, 300))
+    assert "MP3" in ass.dropped and "MP3" not in ass.keep
+    assert any(c == "implausible_anatomy" and sev == "info" and "MP3" in m for c, m, sev in ass.reasons)
 
 
 def test_inconsistent_scores():
@@ -309,7 +322,11 @@ def test_fit_domain_and_uncertainty():
     held = rng.normal(1.0, 0.1, size=(100, f))
     held[:, 10] = 1.0
     sec = fit_domain(train, held, quantile=0.95)
-    assert qc.manifest_problems({"domain": sec}) == []
+    from ramh_rt.manifest import check_values
+
+    m = read_manifest(DEFAULT_BUNDLE / "manifest.json")
+    m["qc"] = {"domain": sec}
+    assert validate_manifest(m) == [] and check_values(m) == []  # what Bundle.load accepts
     dm = qc.DomainModel.from_manifest({"domain": sec})
     d = np.array([dm.distance(r) for r in held])
     assert np.mean(d > dm.threshold) == pytest.approx(0.05, abs=0.011)
@@ -337,27 +354,84 @@ def test_fit_domain_and_uncertainty():
         ImageSet.parse("/nonexistent/dir")
 
 
-@pytest.mark.parametrize("mutate, problem", [
-    (lambda s: s["domain"].__setitem__("threshold", 0), "qc.domain.threshold"),
-    (lambda s: s["domain"].__setitem__("mean", [0.0]), "qc.domain.mean"),
-    (lambda s: s["domain"]["scale"].__setitem__(0, -1.0), "qc.domain.scale"),
-    (lambda s: s["domain"]["precision"][0].__setitem__(1, 99.0), "qc.domain.precision: must be a symmetric"),
-    (lambda s: s["domain"].pop("features"), "missing required field 'features'"),
-    (lambda s: s["uncertainty"].__setitem__("interval_level", 1.5), "qc.uncertainty.interval_level"),
-    (lambda s: s["uncertainty"].__setitem__("be_scale", "big"), "qc.uncertainty.be_scale"),
-    (lambda s: s.__setitem__("domain", [1, 2]), "qc.domain: must be an object"),
-])
-def test_manifest_qc_section_errors(tmp_path, mutate, problem):
+# (mutation, expected problem, True when a JSON schema can say it: validate_manifest, else check_values)
+QC_SECTION_ERRORS = [
+    (lambda s: s["domain"].__setitem__("threshold", 0), "qc.domain.threshold: must be a number > 0, got 0", True),
+    (lambda s: s["domain"].__setitem__("mean", [0.0]), "qc.domain.mean: has 1 values for 13 features", False),
+    (lambda s: s["domain"]["scale"].__setitem__(0, -1.0), "qc.domain.scale[0]: must be a number > 0, got -1.0", True),
+    (lambda s: s["domain"]["precision"][0].__setitem__(1, 99.0), "qc.domain.precision: must be symmetric", False),
+    (lambda s: s["domain"]["precision"].pop(), "qc.domain.precision: must be a 13 x 13 matrix", False),
+    (lambda s: s["domain"]["precision"][2].__setitem__(0, "x"), "qc.domain.precision[2][0]: must be a finite", True),
+    (lambda s: s["domain"].pop("features"), "qc.domain.features: required field is missing", True),
+    (lambda s: s["domain"].__setitem__("features", []), "qc.domain.features: must have at least 1 items", True),
+    (lambda s: s["uncertainty"].__setitem__("interval_level", 1.5),
+     "qc.uncertainty.interval_level: must be a number in (0, 1), got 1.5", True),
+    (lambda s: s["uncertainty"].__setitem__("interval_level", 1), "qc.uncertainty.interval_level: must be", True),
+    (lambda s: s["uncertainty"].__setitem__("be_scale", "big"), "qc.uncertainty.be_scale: must be a finite", True),
+    (lambda s: s.__setitem__("domain", [1, 2]), "qc.domain: must be an object", True),
+]
+
+
+@pytest.mark.parametrize("mutate, problem, structural", QC_SECTION_ERRORS)
+def test_manifest_qc_section_errors(tmp_path, mutate, problem, structural):
+    """The qc section is checked by the manifest's one validator (structure: validate_manifest, agreeing with the
+    JSON schema; lengths and symmetry: check_values), and Bundle.load refuses it naming the field."""
+    from ramh_rt.manifest import check_values
+
     m = read_manifest(DEFAULT_BUNDLE / "manifest.json")
-    assert "qc" in m and validate_manifest(m) == []
+    assert "qc" in m and validate_manifest(m) == [] and check_values(m) == []
     mutate(m["qc"])
     problems = validate_manifest(m)
-    assert any(problem in p for p in problems), problems
+    if structural:
+        assert any(p.startswith(problem) for p in problems), problems
+        jsonschema = pytest.importorskip("jsonschema")
+        schema = json.loads((Path(qc.__file__).parent / "schemas" / "bundle_manifest.schema.json").read_text())
+        assert not jsonschema.validators.validator_for(schema)(schema).is_valid(m), "the JSON schema accepts it"
+    else:
+        assert problems == []
+        assert any(p.startswith(problem) for p in check_values(m)), check_values(m)
     b = tmp_path / "b"
     shutil.copytree(DEFAULT_BUNDLE, b)
     (b / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(BundleError, match="qc"):
         Bundle.load(b)
+
+
+def _bundle_copy(tmp_path, edit) -> Path:
+    """A copy of the default bundle whose manifest ``edit`` changed (models/ is never modified)."""
+    b = tmp_path / "b"
+    shutil.copytree(DEFAULT_BUNDLE, b)
+    m = json.loads((b / "manifest.json").read_text())
+    edit(m)
+    (b / "manifest.json").write_text(json.dumps(m))
+    return b
+
+
+def test_incompatible_domain_model_is_a_warning_and_a_qc_reason(tmp_path):
+    """Statistics of another feature list (a bundle of another ramh_rt version) load, with a warning naming the
+    difference; each result then has no domain_score and an info reason saying why, never a silent None."""
+    def rename_last_feature(m):
+        d = m["qc"]["domain"]
+        d["features"] = d["features"][:-1] + ["bone_count_v0"]  # one renamed: same length, other names
+    b = _bundle_copy(tmp_path, rename_last_feature)
+    with pytest.warns(RuntimeWarning, match=r"missing bone_to_soft_tissue; unknown bone_count_v0"):
+        an = Analyzer(b, backend="onnxruntime-cpu")
+    assert an.qc_domain is not None and "bone_to_soft_tissue" in an.qc_domain.problem
+    with pytest.raises(ValueError, match="domain model incompatible"):
+        an.qc_domain.distance(np.zeros(len(qc.DOMAIN_FEATURES)))
+    a = an.analyze(phantoms.generate(phantom_seed(UNSEEN, 0)).image)
+    assert a.qc.domain_score is None and a.qc.domain_threshold is None
+    (r,) = [r for r in a.qc.reasons if r.code == "domain_unknown"]
+    assert r.severity == "info" and r.message.startswith("domain model incompatible") and "bone_count_v0" in r.message
+    assert a.qc.status == "ok"  # an info reason: the phantom is otherwise clean
+    # A shorter list with statistics to match is a valid manifest, and as incompatible.
+    def shorter(m):
+        d = m["qc"]["domain"]
+        d["features"], d["mean"], d["scale"] = d["features"][:-1], d["mean"][:-1], d["scale"][:-1]
+        d["precision"] = [row[:-1] for row in d["precision"][:-1]]
+    b2 = _bundle_copy(tmp_path / "2", shorter)
+    with pytest.warns(RuntimeWarning, match=r"missing bone_to_soft_tissue; the bundle has 12, the runtime computes"):
+        assert qc.DomainModel.from_manifest(Bundle.load(b2).manifest["qc"]).problem
 
 
 # ---- the command line ------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ not-a-hand, and the mapping of every result back to the film the caller passed.
 Phantoms come from unseen seeds (880001+); real films from shared/reference (skipped without it).
 """
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -141,11 +142,47 @@ def test_two_hand_film(analyzer, phantom):
         x0, y0, x1, y1 = h.meta.hand_box
         for b in h.bones:
             assert x0 <= b.bbox[0] and b.bbox[2] <= x1
+    for h in hands:  # the film's decode and understanding serve both hands: in each hand's timings and total
+        t = h.meta.timings_ms
+        assert t["decode"] > 0 and t["understand"] > 0
+        assert t["total"] >= sum(v for k, v in t.items() if k != "total") - 0.01 * len(t), t
     with pytest.raises(MultipleHandsError) as e:
         analyzer.analyze(film)
     assert sorted(e.value.sides) == ["L", "R"]
     right = analyzer.analyze(film, side="R")
     assert right.meta.side == "R"
+
+
+def test_one_failed_hand_leaves_the_other_hands_result(analyzer, tmp_path):
+    """A two-hand film whose second region is no hand: the first hand's analysis comes back, the second is an
+    AnalysisError in its place (analyze_hands, and the batch API that `ramh analyze` reads); `ramh analyze` writes
+    the good hand's outputs and reports the failed one (exit status 1)."""
+    from PIL import Image
+
+    from ramh_rt import cli
+    from ramh_rt.pipeline import AnalysisError
+
+    from dicom_fixtures import hand_and_long_bone_pixels
+    from ramh_train.datasets.synthetic import phantom_seed
+    from ramh_train.phantoms import generate
+
+    phantom = generate(phantom_seed(9100, 0))  # the hand of the film
+    film = hand_and_long_bone_pixels()
+    first, second = analyzer.analyze_hands(film)
+    assert isinstance(second, AnalysisError) and isinstance(second.exception, NotAHandError)
+    assert "hand 2 of 2" in second.source and not second
+    assert first.meta.side == phantom.side and first.meta.field_of_view == "hand"
+    assert first.meta.hand_box[2] <= phantom.image.shape[1] + 5
+    assert first.totals.svdh is not None and first.qc is not None
+    with pytest.raises(MultipleHandsError, match="one that failed"):
+        analyzer.analyze(film)
+    path = tmp_path / "film.png"
+    Image.fromarray(film).save(path)
+    out = tmp_path / "out"
+    assert cli.main(["analyze", str(path), "--out", str(out), "--quiet"]) == 1
+    docs = {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert list(docs) == ["film_hand1.json"]  # the failed hand has no side: both hands' names are numbered
+    assert docs["film_hand1.json"]["totals"]["svdh"] == first.totals.svdh
 
 
 def _crop(phantom, names, pad=20):

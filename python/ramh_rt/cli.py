@@ -37,7 +37,7 @@ from pathlib import Path
 
 from . import anatomy
 from .errors import RamhError
-from .fs import OutputNames, atomic_output, expand_image_paths, hand_suffixes, write_atomic
+from .fs import OutputNames, atomic_output, expand_image_paths, hand_suffixes, names_root, write_atomic
 from .qc import STATUSES
 
 #: Exit codes of ``ramh analyze`` (see the module docstring).
@@ -185,8 +185,9 @@ def cmd_analyze(args) -> int:
     if out:
         out.mkdir(parents=True, exist_ok=True)
     analyzer = Analyzer(args.bundle, backend=args.backend, device=args.device)
-    names = OutputNames(out, paths, flat=sample) if out else None
-    dicom_names = OutputNames(Path(args.dicom_out), paths, flat=sample) if args.dicom_out else None
+    root = None if sample else names_root(args.paths)
+    names = OutputNames(out, paths, flat=sample, root=root) if out else None
+    dicom_names = OutputNames(Path(args.dicom_out), paths, flat=sample, root=root) if args.dicom_out else None
     header = ["Patient_ID"] + anatomy.ra2_columns("L") + anatomy.ra2_columns("R")
     rows: list[dict] = []
     written: list[Path] = []
@@ -216,9 +217,13 @@ def cmd_analyze(args) -> int:
             write_atomic(out / OUTPUTS_RECORD, b"\n".join(lines) + b"\n")
 
     def hand_tags(hands: list) -> list[str]:
-        return hand_suffixes([h.meta.side for h in hands])
+        # A hand that failed (an AnalysisError of a two-hand film) has no side.
+        return hand_suffixes([None if isinstance(h, AnalysisError) else h.meta.side for h in hands])
 
     def write_outputs(path: Path, hands: list) -> None:
+        # A failed hand of a two-hand film is reported by the caller; the other hand's outputs are written.
+        ok = [(h, tag) for h, tag in zip(hands, hand_tags(hands)) if not isinstance(h, AnalysisError)]
+        hands, tags = [h for h, _ in ok], [tag for _, tag in ok]
         if names is None:  # one input, JSON to stdout (an array for a film with two hands)
             docs = [res.to_json(include_masks=args.masks) for res in hands]
             print(docs[0] if len(docs) == 1 else "[\n" + ",\n".join(docs) + "\n]")
@@ -226,18 +231,16 @@ def cmd_analyze(args) -> int:
         # Everything is computed before anything is written, so a failure leaves no partial set of outputs.
         planned = []
         row: dict = {}
-        source = path  # for DICOM outputs: the film, or the capture made of a non-DICOM film for its first hand
-        for res, tag in zip(hands, hand_tags(hands)):
-            text = res.to_json(include_masks=args.masks) if args.json else None
-            picture = res.overlay() if args.overlay else None
-            dicom = []
-            if dicom_names is not None:
-                from .dicom_out import dataset_bytes, kind_of
+        pictures = [res.overlay() if args.overlay else None for res in hands]  # drawn once, also for the SC
+        objects: list[list] = [[] for _ in hands]
+        if dicom_names is not None:
+            from .dicom_out import dataset_bytes, hands_to_dicom, kind_of
 
-                objs = res.to_dicom(source, bundle=analyzer.bundle, overlay=picture)  # the overlay drawn once
-                # One film, one source capture and study: the other hand's objects reference the first's capture.
-                source = next((ds for ds in objs if kind_of(ds) == "source"), source)
-                dicom = [(kind_of(ds), dataset_bytes(ds)) for ds in objs]
+            # The film's DICOM header is read once for both hands (hands_to_dicom).
+            objects = [[(kind_of(ds), dataset_bytes(ds)) for ds in objs]
+                       for objs in hands_to_dicom(hands, path, bundle=analyzer.bundle, overlays=pictures)]
+        for res, tag, picture, dicom in zip(hands, tags, pictures, objects):
+            text = res.to_json(include_masks=args.masks) if args.json else None
             if args.csv:
                 # One row per film: a two-hand film fills both the LH_ and the RH_ columns.
                 side = res.meta.side
@@ -248,15 +251,23 @@ def cmd_analyze(args) -> int:
                     print(f"ramh analyze: {display_path(path)}: hand{tag or ''}: side unknown or taken by the other "
                           "hand, left out of the CSV (pass --side)", file=sys.stderr)
             planned.append((tag, text, picture, dicom))
+        claims: dict[tuple[int, str], dict[str, Path]] = {}
+
+        def claim(where: OutputNames, suffix: str, tag: str) -> Path:
+            # Every hand suffix of a kind of output is claimed at once: the names ramh watch and Ray give too.
+            if (id(where), suffix) not in claims:
+                claims[id(where), suffix] = where.claim_hands(path, suffix)
+            return claims[id(where), suffix][tag]
+
         for tag, text, picture, dicom in planned:
             if text is not None:
-                written.append(write_atomic(names.claim(path, f"{tag}.json"), text))
+                written.append(write_atomic(claim(names, ".json", tag), text))
             if picture is not None:
                 from .overlay import save_png
 
-                written.append(save_png(picture, names.claim(path, f"{tag}_overlay.png")))
+                written.append(save_png(picture, claim(names, "_overlay.png", tag)))
             for kind, data in dicom:
-                written.append(write_atomic(dicom_names.claim(path, f"{tag}_{kind}.dcm"), data))
+                written.append(write_atomic(claim(dicom_names, f"_{kind}.dcm", tag), data))
         if row:
             rows.append(row)
 
@@ -280,8 +291,13 @@ def cmd_analyze(args) -> int:
                     failed += 1
                     print(f"ramh analyze: {display_path(path)}: output not written: {e}", file=sys.stderr)
                     continue
+                hand_failed = False
                 for res, tag in zip(hands, hand_tags(hands)):
                     label = f"{display_path(path)}{' [' + tag[1:] + ']' if tag else ''}"
+                    if isinstance(res, AnalysisError):  # one hand of a two-hand film: the other's outputs are out
+                        hand_failed = True
+                        print(f"ramh analyze: {label}: {res.error}", file=sys.stderr)
+                        continue
                     if not args.quiet and out:
                         t = res.totals
                         total = (f"SvdH {t.svdh}" if t.svdh is not None else
@@ -295,6 +311,7 @@ def cmd_analyze(args) -> int:
                         if not args.quiet:
                             codes = ", ".join(r.code for r in res.qc.reasons if r.severity != "info")
                             print(f"{label}: qc {res.qc.status}" + (f" ({codes})" if codes else ""), file=sys.stderr)
+                failed += hand_failed
         except _Interrupted as e:
             interrupted = e
         except KeyboardInterrupt:  # a SIGINT that arrived before the handler was set

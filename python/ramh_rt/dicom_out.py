@@ -403,6 +403,37 @@ def analysis_to_dicom(analysis: "Analysis", source: Any = None, kinds: Sequence[
     return out
 
 
+def hands_to_dicom(analyses: Sequence["Analysis"], source: Any = None, *, overlays: Sequence[Any] | None = None,
+                   **kwargs) -> list[list["Dataset"]]:
+    """The DICOM objects of every hand of one film (:func:`analysis_to_dicom` per hand), its source read once.
+
+    A DICOM film's header is read once for all its hands (not once per hand); for a non-DICOM film the first
+    hand's Secondary Capture (kind ``"source"``) is the source of the other hands' objects: one film, one capture,
+    one study.
+
+    Args:
+        analyses: the film's analyses, in film order (the hands that were analysed).
+        source: as for :func:`analysis_to_dicom`.
+        overlays: per analysis, its already rendered overlay (PIL image) or None.
+        **kwargs: ``kinds``, ``bundle``, ``identity``, ``overlay_max_side`` of :func:`analysis_to_dicom`.
+
+    Returns:
+        per analysis, its objects (:func:`analysis_to_dicom`).
+
+    Raises:
+        DicomExportError: as :func:`analysis_to_dicom`; ``overlays`` not one per analysis.
+    """
+    if overlays is not None and len(overlays) != len(analyses):
+        raise DicomExportError(f"{len(overlays)} overlays for {len(analyses)} analyses")
+    src = read_source(source) if analyses else None
+    out = []
+    for k, a in enumerate(analyses):
+        objs = analysis_to_dicom(a, src, overlay=None if overlays is None else overlays[k], **kwargs)
+        src = next((ds for ds in objs if kind_of(ds) == "source"), src)
+        out.append(objs)
+    return out
+
+
 def _algorithm(hd, bundle_id: str, bundle_version: str):
     return hd.sr.AlgorithmIdentification(name=bundle_id[:64], version=bundle_version[:64],
                                          parameters=[f"ramh_rt {__version__}"], family=_std()["ai"],
@@ -706,5 +737,5 @@ def write_dicom_outputs(datasets: Sequence["Dataset"], out_dir: str | os.PathLik
 
 
 __all__ = ["DicomExportError", "IDENTITY_KEYWORDS", "IMAGE_SOP_CLASSES", "KINDS", "SCHEME", "analysis_to_dicom",
-           "area_code", "bone_code", "build_overlay_sc", "build_seg", "build_sr", "dataset_bytes", "kind_of",
-           "not_for_clinical_use", "read_source", "reject_sr", "write_dicom_outputs"]
+           "area_code", "bone_code", "build_overlay_sc", "build_seg", "build_sr", "dataset_bytes", "hands_to_dicom",
+           "kind_of", "not_for_clinical_use", "read_source", "reject_sr", "write_dicom_outputs"]

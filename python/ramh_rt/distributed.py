@@ -7,20 +7,23 @@ retries lost workers and shows the progress.
 
 Output folder ``out``:
 
-* ``json/<stem>[_L|_R].<hash8>.json``: each hand's :meth:`Analysis.to_json` (the hash of the absolute path keeps two
-  images with one file name apart; a two-hand film gives one per hand);
+* ``json/<name>[_L|_R].json``: each hand's :meth:`Analysis.to_json`, named as ``ramh analyze`` names its JSON
+  (:class:`ramh_rt.fs.OutputNames`, over every input of the call in order: the input folders mirrored, ``~2``... on
+  a collision; a folder given alone is the root, as for ``ramh analyze DIR``); a two-hand film gives one per hand.
+  The driver names every input before the workers start, so names never depend on which worker scored what;
 * ``rows/<run id>/*.parquet``: the rows each run wrote (one row per hand, column ``hand`` "L"/"R" on a two-hand
   film, one error row per failed image: :data:`COLUMNS`);
 * ``scores.parquet``: all runs merged (the latest rows of an image replace earlier ones), rewritten atomically at the
   end of every run. :func:`read_scores` reads it.
 
 A failing image (unreadable, not a hand, a model error) is a row with ``status="error"`` and the message, never a
-failed job. A rerun with the same ``out`` skips the images that already have an ``ok`` row and retries the failed
-ones (resumable: an interrupted run loses at most the batches in flight).
+failed job; a failed hand of a two-hand film is an error row beside its other hand's row. A rerun with the same
+``out`` skips the images whose rows are all ``ok`` and retries the others, whole (resumable: an interrupted run loses
+at most the batches in flight).
 """
 from __future__ import annotations
 
-import hashlib
+import json
 import os
 import socket
 import time
@@ -32,7 +35,7 @@ from typing import Any, Sequence
 
 from . import anatomy
 from .errors import RamhError
-from .fs import atomic_output, hand_suffixes
+from .fs import OutputNames, atomic_output, hand_suffixes, names_root
 
 RA2_COLUMNS: list[str] = anatomy.ra2_columns("L") + anatomy.ra2_columns("R")
 
@@ -70,30 +73,29 @@ def _schema():
     return pa.schema(fields)
 
 
-def json_name(path: str, hand_suffix: str = "") -> str:
-    """The JSON file name of one hand of an image: ``<stem><hand suffix>.<first 8 hex of sha1(absolute path)>.json``
-    (the suffix of :func:`ramh_rt.fs.hand_suffixes`: none for a one-hand film, ``_L``/``_R`` for two hands)."""
-    p = os.path.abspath(path)
-    return f"{Path(p).stem}{hand_suffix}.{hashlib.sha1(p.encode()).hexdigest()[:8]}.json"
+def json_names(paths: Sequence[str], json_dir: str | os.PathLike, root: str | os.PathLike | None = None) -> list[str]:
+    """The JSON output names of every input of a run, per input a JSON object ``{hand suffix: path relative to
+    json_dir}`` (:meth:`ramh_rt.fs.OutputNames.claim_hands` in input order; ``root`` as for
+    :class:`~ramh_rt.fs.OutputNames`): the names ``ramh analyze`` gives the same inputs."""
+    names = OutputNames(json_dir, paths, root=root)
+    out = []
+    for p in paths:
+        claimed = names.claim_hands(p, ".json")
+        out.append(json.dumps({h: os.path.relpath(c, json_dir).replace(os.sep, "/") for h, c in claimed.items()}))
+    return out
 
 
 class _Scorer:
     """One Ray actor: an Analyzer loaded once, called on batches of image paths, returning a pyarrow Table."""
 
     def __init__(self, bundle, backend: str, device, session_options: dict, json_dir: str | None, spacing_mm,
-                 side, run_id: str, done_ref=None):
+                 side, run_id: str):
         from .pipeline import Analyzer
 
         self.analyzer = Analyzer(bundle, backend=backend, device=device, keep_image=False, **session_options)
         self.json_dir = Path(json_dir) if json_dir else None
         self.spacing_mm, self.side, self.run_id = spacing_mm, side, run_id
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
-        if done_ref is not None:
-            import ray
-
-            self.done = set(ray.get(done_ref))
-        else:
-            self.done = set()
 
     def __call__(self, batch: dict) -> Any:
         import pyarrow as pa
@@ -101,11 +103,12 @@ class _Scorer:
         from .fs import write_atomic
         from .pipeline import AnalysisError
 
-        paths = [str(p) for p in batch["path"] if os.path.abspath(str(p)) not in self.done]
+        paths = [str(p) for p in batch["path"]]
+        names = [json.loads(str(n)) for n in batch["json_names"]]  # {hand suffix: name}, given by the driver
         rows = []
         start = time.perf_counter()
         results = self.analyzer.iter_batch(paths, spacing_mm=self.spacing_mm, side=self.side, per_hand=True)
-        for path, hands in zip(paths, results):
+        for path, hands, hand_names in zip(paths, results, names):
             base: dict[str, Any] = dict.fromkeys(COLUMNS)
             base.update(dict.fromkeys(RA2_COLUMNS))
             base.update(path=os.path.abspath(path), Patient_ID=Path(path).stem, run_id=self.run_id,
@@ -115,8 +118,13 @@ class _Scorer:
             try:
                 if isinstance(hands, AnalysisError):
                     raise hands.exception
-                # One row per hand: a two-hand film gives two rows of the same path (hand "_L", "_R", ...).
-                for res, suffix in zip(hands, hand_suffixes([h.meta.side for h in hands])):
+                # One row per hand: a two-hand film gives two rows of the same path (hand "_L", "_R", ...); a
+                # failed hand of it is an error row of its own.
+                sides = [None if isinstance(h, AnalysisError) else h.meta.side for h in hands]
+                for res, suffix in zip(hands, hand_suffixes(sides)):
+                    if isinstance(res, AnalysisError):
+                        image_rows.append(dict(base, hand=suffix.lstrip("_"), status="error", error=res.error))
+                        continue
                     m, t = res.meta, res.totals
                     row = dict(base, hand=suffix.lstrip("_") or None, status="ok", side=m.side,
                                spacing_mm=m.spacing_mm, erosion=t.erosion, jsn=t.jsn, svdh=t.svdh,
@@ -128,7 +136,7 @@ class _Scorer:
                             if col != "Patient_ID":
                                 row[col] = None if v == "" else int(v)
                     if self.json_dir is not None:
-                        name = json_name(path, suffix)
+                        name = hand_names[suffix]
                         write_atomic(self.json_dir / name, res.to_json())
                         row["json"] = name
                     image_rows.append(row)
@@ -224,7 +232,9 @@ def _done(out: Path) -> list[str]:
         t = read_scores(out, merged_only=False)
     except FileNotFoundError:
         return []
-    return [p for p, s in zip(t.column("path").to_pylist(), t.column("status").to_pylist()) if s == "ok"]
+    rows = list(zip(t.column("path").to_pylist(), t.column("status").to_pylist()))
+    failed = {p for p, s in rows if s != "ok"}  # a two-hand film with one failed hand is redone whole
+    return [p for p, s in rows if s == "ok" and p not in failed]
 
 
 def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: str | os.PathLike, *,
@@ -237,7 +247,8 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
 
     Args:
         inputs: image paths, a folder (recursed for image and DICOM files), or a ``ray.data.Dataset`` with a string
-            ``path`` column (paths every worker can read: a shared file system on a multi-node cluster).
+            ``path`` column (paths every worker can read: a shared file system on a multi-node cluster; the paths
+            are collected on the driver, which names the outputs of all of them before scoring).
         out: output folder (created; reused by a rerun, which skips images already scored ``ok``).
         num_workers: actors (one Analyzer each). Default: the cluster's GPU count when GPU workers are used, else
             the cluster's CPUs divided by ``num_cpus_per_worker``.
@@ -274,10 +285,12 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         raise ValueError(f"num_cpus_per_worker must be > 0 and num_gpus_per_worker >= 0, got "
                          f"{num_cpus_per_worker!r}, {num_gpus_per_worker!r}")
     is_dataset = isinstance(inputs, ray.data.Dataset)
+    root = None
     if not is_dataset:
         paths = _paths(inputs)
         if not paths:
             raise DistributedError(f"no image files in {inputs!r}")
+        root = names_root([inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_dir = out / "json"
@@ -297,10 +310,12 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         if is_dataset:
             if "path" not in (inputs.schema().names or []):
                 raise DistributedError(f"a Dataset to score needs a 'path' column, it has {inputs.schema().names}")
-            ds, n_inputs, todo = inputs.select_columns(["path"]), inputs.count(), None
-        else:
-            n_inputs = len(paths)
-            todo = [p for p in paths if p not in done]
+            # The paths come to the driver: every input is named before the workers start (one naming, no
+            # collision between workers), and the inputs already done are left out here.
+            paths = [os.path.abspath(str(r["path"])) for r in inputs.select_columns(["path"]).iter_rows()]
+        n_inputs = len(paths)
+        names = json_names(paths, json_dir, root) if write_json else ["{}"] * n_inputs
+        todo = [(p, n) for p, n in zip(paths, names) if p not in done]
         resources = ray.cluster_resources()
         cpu_backend = backend in ("onnxruntime-cpu",)
         gpus = float(num_gpus_per_worker) if num_gpus_per_worker is not None else (
@@ -308,11 +323,11 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         if num_workers is None:
             num_workers = max(1, int(resources.get("GPU", 0) // gpus) if gpus else
                               int(resources.get("CPU", 1) // num_cpus_per_worker))
-        if todo is not None:
-            num_workers = max(1, min(num_workers, len(todo)))  # an idle actor would only load models
-            # Blocks of about one batch (capped), so that every worker gets some from the start.
-            blocks = max(1, min(-(-len(todo) // batch_size), 16 * num_workers))
-            ds = ray.data.from_items([{"path": p} for p in todo], override_num_blocks=blocks) if todo else None
+        num_workers = max(1, min(num_workers, len(todo)))  # an idle actor would only load models
+        # Blocks of about one batch (capped), so that every worker gets some from the start.
+        blocks = max(1, min(-(-len(todo) // batch_size), 16 * num_workers))
+        ds = ray.data.from_items([{"path": p, "json_names": n} for p, n in todo],
+                                 override_num_blocks=blocks) if todo else None
         opts = dict(session_options or {})
         run_backend = backend
         if gpus == 0:
@@ -322,15 +337,14 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
         run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
         scored = failed = 0
         if ds is not None:
-            done_ref = ray.put(sorted(done)) if is_dataset and done else None
             result = ds.map_batches(
                 _Scorer, batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=num_workers),
                 num_cpus=num_cpus_per_worker,
-                num_gpus=gpus or None, batch_format="numpy", udf_modifying_row_count=is_dataset,
+                num_gpus=gpus or None, batch_format="numpy", udf_modifying_row_count=True,
                 fn_constructor_kwargs=dict(bundle=None if bundle is None else str(bundle), backend=run_backend,
                                            device=device, session_options=opts,
                                            json_dir=str(json_dir) if write_json else None, spacing_mm=spacing_mm,
-                                           side=side, run_id=run_id, done_ref=done_ref))
+                                           side=side, run_id=run_id))
             result.write_parquet(str(out / "rows" / run_id))
         merged = None
         if (out / "rows").exists():
@@ -349,7 +363,7 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
                 pq.write_table(merged, f)
         wall = time.perf_counter() - t0
         report = ScoreReport(out=out, scores_path=out / "scores.parquet", inputs=n_inputs,
-                             skipped=n_inputs - (len(todo) if todo is not None else scored), scored=scored,
+                             skipped=n_inputs - len(todo), scored=scored,
                              failed=failed, workers=num_workers, backend=run_backend, num_gpus_per_worker=gpus,
                              wall_s=wall, images_per_s=scored / wall if wall > 0 else 0.0)
         if progress:
@@ -365,4 +379,4 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
             ray.shutdown()
 
 
-__all__ = ["COLUMNS", "DistributedError", "RA2_COLUMNS", "ScoreReport", "json_name", "read_scores", "score"]
+__all__ = ["COLUMNS", "DistributedError", "RA2_COLUMNS", "ScoreReport", "json_names", "read_scores", "score"]

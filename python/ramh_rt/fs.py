@@ -22,7 +22,8 @@ from typing import IO, Iterable, Iterator, Sequence
 #: File extensions (lower case) of the radiographs that folders are searched for: PNG, JPEG, BMP, TIFF, DICOM.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"})
 
-__all__ = ["IMAGE_SUFFIXES", "OutputNames", "atomic_output", "expand_image_paths", "write_atomic"]
+__all__ = ["HAND_SUFFIXES", "IMAGE_SUFFIXES", "OutputNames", "atomic_output", "expand_image_paths", "names_root",
+           "write_atomic"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -239,11 +240,16 @@ def _resolved(p: Path) -> Path:
 class OutputNames:
     """Unique, stable output paths for a run over many inputs, mirroring the input folders under ``out_dir``.
 
-    Each input gets a *base*: its path relative to the deepest folder that holds every input, without its extension
-    (``a/x.png``, ``b/x.png``, ``c/x_1.png`` -> ``a/x``, ``b/x``, ``c/x_1``; a single folder ``d`` -> ``h`` for
-    ``d/h.png``). Inputs given with ``flat=True`` (e.g. the bundled sample) use their file name only. An output is
-    ``out_dir / (base + suffix)``, e.g. suffix ``".json"``, ``"_overlay.png"``, ``"_L.json"`` (one result per hand)
-    or ``"_dicom"`` (a folder): any suffix fits.
+    The one naming of outputs: ``ramh analyze``, ``ramh watch`` and Ray scoring (:func:`ramh_rt.distributed.score`)
+    all name through it, so one input gets the same names from each over the same inputs.
+
+    Each input gets a *base*: its path relative to ``root`` (default: the deepest folder that holds every input),
+    without its extension (``a/x.png``, ``b/x.png``, ``c/x_1.png`` -> ``a/x``, ``b/x``, ``c/x_1``; a single folder
+    ``d`` -> ``h`` for ``d/h.png``). Inputs given with ``flat=True`` (e.g. the bundled sample) use their file name
+    only. An output is ``out_dir / (base + suffix)``, e.g. suffix ``".json"``, ``"_overlay.png"``, ``"_L.json"`` (one
+    result per hand) or ``"_dicom"`` (a folder): any suffix fits. Per-hand outputs are claimed with
+    :meth:`claim_hands`, for every hand suffix an input can have (:data:`HAND_SUFFIXES`) at once, so that an input's
+    names do not depend on how many hands were found in it.
 
     :meth:`claim` checks each output path before it is handed out: it must not be an input file of the run, nor a
     path already claimed by this run (for another input or another output). On such a collision the base gets a
@@ -254,29 +260,58 @@ class OutputNames:
 
     Args:
         out_dir: the output folder.
-        inputs: every input of the run, in run order.
+        inputs: every input of the run, in run order (a watcher :meth:`add` s them as they come).
         flat: inputs (a subset of ``inputs``) whose base is their bare file stem.
+        root: the folder the bases are relative to: the folder the run was given (``ramh analyze DIR``,
+            ``ramh watch DIR``); needed for :meth:`add`. None: the deepest folder holding every input.
 
     Raises:
-        ValueError: an input is not in ``inputs`` (from :meth:`base` / :meth:`claim`).
+        ValueError: an input is not in ``inputs`` (from :meth:`base` / :meth:`claim`); an input outside ``root``.
     """
 
     def __init__(self, out_dir: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]],
-                 flat: Iterable[str | os.PathLike[str]] = ()) -> None:
+                 flat: Iterable[str | os.PathLike[str]] = (), root: str | os.PathLike[str] | None = None) -> None:
         self.out_dir = Path(os.fspath(out_dir))
         self._inputs = [Path(os.fspath(p)) for p in inputs]
         flat_set = {_resolved(Path(os.fspath(p))) for p in flat}
         resolved = [_resolved(p) for p in self._inputs]
         self._input_files = set(resolved)
         nested = [r for r in resolved if r not in flat_set]
-        root = Path(os.path.commonpath([str(r.parent) for r in nested])) if nested else None
+        self._root = None if root is None else _resolved(Path(os.fspath(root)))
+        common = Path(os.path.commonpath([str(r.parent) for r in nested])) if nested else None
         self._base: dict[Path, PurePath] = {}
-        for p, r in zip(self._inputs, resolved):
-            rel = PurePath(r.name) if r in flat_set or root is None else PurePath(os.path.relpath(r, root))
-            self._base.setdefault(r, rel.with_name(_stem(rel.name)))
+        for r in resolved:
+            self._base.setdefault(r, PurePath(r.name).with_name(_stem(r.name)) if r in flat_set
+                                  else self._relative_base(r, self._root or common))
         self._claimed: dict[Path, Path] = {}  # resolved output path -> resolved input it belongs to
-        self._claims_of: set[tuple[Path, str]] = set()
+        self._claims_of: dict[tuple[Path, str], Path] = {}  # (resolved input, suffix) -> the path claimed
         self._mark: dict[Path, int] = {}  # input -> the collision mark of its first claim (1 = none)
+
+    @staticmethod
+    def _relative_base(r: Path, root: Path | None) -> PurePath:
+        if root is None:
+            rel = PurePath(r.name)
+        elif r != root and root not in r.parents:
+            raise ValueError(f"input {os.fsdecode(r)!r} is not inside the root folder {os.fsdecode(root)!r}")
+        else:
+            rel = PurePath(os.path.relpath(r, root))
+        return rel.with_name(_stem(rel.name))
+
+    def add(self, input_path: str | os.PathLike[str]) -> None:
+        """Add an input to the run (a watched folder's new file); nothing for an input already in it.
+
+        Raises:
+            ValueError: no ``root`` was given (the deepest common folder of a growing set of inputs would move), or
+                the input lies outside it.
+        """
+        r = _resolved(Path(os.fspath(input_path)))
+        if r in self._base:
+            return
+        if self._root is None:
+            raise ValueError("OutputNames.add needs the root folder the names are relative to (root=...)")
+        self._base[r] = self._relative_base(r, self._root)
+        self._inputs.append(Path(os.fspath(input_path)))
+        self._input_files.add(r)
 
     def base(self, input_path: str | os.PathLike[str]) -> PurePath:
         """The mirrored base of an input (relative to ``out_dir``, no extension, before collision marks)."""
@@ -289,7 +324,7 @@ class OutputNames:
         """The output path for ``input_path`` with ``suffix``; reserved for it, so no other claim gets it.
 
         The parent folders are created. Claiming the same (input, suffix) twice is an error: a run writes each
-        output once.
+        output once (:meth:`claimed` gives an earlier claim back, e.g. to a watcher redoing a replaced file).
 
         Args:
             input_path: one of the run's inputs.
@@ -301,24 +336,49 @@ class OutputNames:
         Raises:
             ValueError: unknown input, a suffix with a path separator, or an output claimed twice.
         """
-        if "/" in suffix or os.sep in suffix or (os.altsep and os.altsep in suffix):
-            raise ValueError(f"an output suffix must not hold a path separator, got {suffix!r}")
+        return self._claim_all(input_path, [suffix])[0]
+
+    def claim_hands(self, input_path: str | os.PathLike[str], suffix: str) -> dict[str, Path]:
+        """The output paths of one kind of per-hand output of an input, ``{hand suffix: path}`` for every suffix of
+        :data:`HAND_SUFFIXES` (for ``".json"``: ``x.json``, ``x_L.json``, ``x_R.json``, ``x_hand1.json``,
+        ``x_hand2.json``), all claimed at once with one collision mark: the paths are the same whatever hands are
+        then found (:func:`hand_suffixes` picks the ones written).
+
+        Raises:
+            ValueError: as :meth:`claim`.
+        """
+        return dict(zip(HAND_SUFFIXES, self._claim_all(input_path, [h + suffix for h in HAND_SUFFIXES])))
+
+    def claimed(self, input_path: str | os.PathLike[str], suffix: str) -> Path | None:
+        """The path an earlier :meth:`claim` (or :meth:`claim_hands`, with the hand suffix in ``suffix``) gave for
+        (``input_path``, ``suffix``), or None."""
+        return self._claims_of.get((_resolved(Path(os.fspath(input_path))), suffix))
+
+    def _claim_all(self, input_path: str | os.PathLike[str], suffixes: Sequence[str]) -> list[Path]:
+        """Claim ``base + mark + suffix`` for every suffix with the first mark (from the input's own) that frees all."""
+        for suffix in suffixes:
+            if "/" in suffix or os.sep in suffix or (os.altsep and os.altsep in suffix):
+                raise ValueError(f"an output suffix must not hold a path separator, got {suffix!r}")
         owner = _resolved(Path(os.fspath(input_path)))
         base = self.base(input_path)
-        if (owner, suffix) in self._claims_of:
-            raise ValueError(f"output {suffix!r} of {os.fsdecode(os.fspath(input_path))!r} was already claimed")
+        for suffix in suffixes:
+            if (owner, suffix) in self._claims_of:
+                raise ValueError(f"output {suffix!r} of {os.fsdecode(os.fspath(input_path))!r} was already claimed")
+        if len(set(suffixes)) != len(suffixes):
+            raise ValueError(f"an output suffix is listed twice in {list(suffixes)}")
         k = self._mark.get(owner, 1)  # an input keeps the mark its first output needed, where it can
         while True:
-            candidate = self.out_dir / base.parent / (base.name + ("" if k == 1 else f"~{k}") + suffix)
-            key = _resolved(candidate)
-            if key not in self._input_files and key not in self._claimed:
+            candidates = [self.out_dir / base.parent / (base.name + ("" if k == 1 else f"~{k}") + s) for s in suffixes]
+            keys = [_resolved(c) for c in candidates]
+            if all(key not in self._input_files and key not in self._claimed for key in keys):
                 break
             k += 1
         self._mark.setdefault(owner, k)
-        self._claimed[key] = owner
-        self._claims_of.add((owner, suffix))
-        candidate.parent.mkdir(parents=True, exist_ok=True)
-        return candidate
+        for suffix, candidate, key in zip(suffixes, candidates, keys):
+            self._claimed[key] = owner
+            self._claims_of[(owner, suffix)] = candidate
+        candidates[0].parent.mkdir(parents=True, exist_ok=True)
+        return candidates
 
     def key(self, input_path: str | os.PathLike[str]) -> str:
         """A unique identifier of the input within the run: its base with the input's collision mark, relative to
@@ -332,15 +392,28 @@ class OutputNames:
         return (base.parent / (base.name + ("" if k == 1 else f"~{k}"))).as_posix()
 
     @property
-    def claimed(self) -> list[Path]:
+    def claimed_paths(self) -> list[Path]:
         """Every output path claimed so far (resolved), in claim order."""
         return list(self._claimed)
+
+
+def names_root(sources: Sequence[str | os.PathLike[str]]) -> Path | None:
+    """The ``root`` of :class:`OutputNames` for a run given ``sources`` (files and folders): the folder when one
+    folder is given (its tree is mirrored, as ``ramh watch`` mirrors the folder it watches), else None (the deepest
+    folder holding every input)."""
+    if len(sources) == 1 and Path(os.fspath(sources[0])).is_dir():
+        return Path(os.fspath(sources[0]))
+    return None
 
 
 def _stem(name: str) -> str:
     """A file name without its last extension (``x.png`` -> ``x``; a dot file keeps its name)."""
     stem, _ = os.path.splitext(name)
     return stem or name
+
+
+#: Every output-name suffix :func:`hand_suffixes` can give (a film holds one or two hands).
+HAND_SUFFIXES: tuple[str, ...] = ("", "_L", "_R", "_hand1", "_hand2")
 
 
 def hand_suffixes(sides: Sequence[str | None]) -> list[str]:

@@ -9,7 +9,8 @@ loads what it wrote):
   is one function and one schema entry.
 * :func:`check_values`: what a schema cannot say: every number finite (``1e400`` parses as infinity), window
   percentiles increasing, the model input size within :data:`MAX_INPUT_PIXELS`, ``min_area`` no larger than the model
-  input, the image inputs' shapes equal to the declared sizes, a multiclass threshold of 0.
+  input, the image inputs' shapes equal to the declared sizes, a multiclass threshold of 0, the ``qc.domain``
+  statistics' lengths and symmetry.
 * :func:`check_anatomy`: the anatomy version and class lists against :mod:`ramh_rt.anatomy`.
 
 Each returns a list of ``"<field path>: <problem>"`` strings (empty: no problem), e.g.
@@ -256,14 +257,35 @@ def _check_window(v: "_Validator", w: Any, path: str) -> None:
     v.number(w, "std", path, *WINDOW_STD_RANGE)
 
 
+def _check_qc(v: "_Validator", section: Any, path: str) -> None:
+    """The quality-control statistics (``ramh-train qc-stats``; all parts optional): ``domain``, the training inputs'
+    feature statistics and the threshold on their distance (:class:`ramh_rt.qc.DomainModel`), and ``uncertainty``,
+    the calibration of the joints' uncertainty (:class:`ramh_rt.qc.UncertaintyCalibration`). The lengths of the
+    domain's vectors and the precision matrix's symmetry are checked by :func:`check_values`."""
+    if not v.obj(section, path):
+        return
+    dom = section.get("domain")
+    if "domain" in section and v.obj(dom, f"{path}.domain"):
+        p = f"{path}.domain"
+        v.required(dom, ("features", "mean", "scale", "precision", "threshold"), p)
+        v.string_list(dom, "features", p, min_items=1)
+        for key in ("mean", "scale"):
+            if key in dom:
+                v.numbers(dom[key], f"{p}.{key}", greater_than=0.0 if key == "scale" else None)
+        if "precision" in dom and v.array(dom["precision"], f"{p}.precision"):
+            for i, row in enumerate(dom["precision"]):
+                v.numbers(row, f"{p}.precision[{i}]")
+        v.number(dom, "threshold", p, 0.0, None, exclusive_minimum=True)
+    unc = section.get("uncertainty")
+    if "uncertainty" in section and v.obj(unc, f"{path}.uncertainty"):
+        p = f"{path}.uncertainty"
+        for key in ("be_scale", "jsn_scale", "review_threshold", "interval_scale"):
+            v.number(unc, key, p, 0.0, None, exclusive_minimum=True)
+        v.number(unc, "interval_level", p, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True)
+
+
 #: Top-level sections and their checks (run when the section is present; required ones are listed by
 #: _check_top_level). A new section: one function here and its entry in the JSON schema.
-def _check_qc(v: "_Validator", section: Any, path: str) -> None:
-    from . import qc  # the quality-control statistics: ramh_rt.qc owns their format
-
-    v.problems.extend(qc.manifest_problems(section, path))
-
-
 SECTIONS: dict[str, Callable[["_Validator", Any, str], None]] = {
     "training_data": _check_training_data,
     "metrics": _check_metrics,
@@ -289,7 +311,8 @@ def check_values(manifest: dict[str, Any]) -> list[str]:
     Checks: every number anywhere (metrics and parity reports included) is finite; window percentiles satisfy
     ``low < high``; ``input_hw`` holds at most :data:`MAX_INPUT_PIXELS` pixels and ``min_area`` at most that many;
     ``min_lesion_px`` fits in the ROI; the first input of the bone and global models is ``[N, C, *input_hw]`` and the
-    joint model's ``[N, C, *roi.size]``; a ``multiclass`` bone model has threshold 0 (argmax takes no threshold).
+    joint model's ``[N, C, *roi.size]``; a ``multiclass`` bone model has threshold 0 (argmax takes no threshold);
+    the ``qc.domain`` vectors are as long as its feature list, its precision matrix square and symmetric.
     """
     problems: list[str] = []
     _check_finite(manifest, "", problems)
@@ -323,7 +346,23 @@ def check_values(manifest: dict[str, Any]) -> list[str]:
         if len(shape) == 4 and [int(d) if d != "N" else d for d in shape[2:]] != list(hw):
             what = "models.joints.roi.size" if name == "joints" else "models.bones.preprocess.input_hw"
             problems.append(f"models.{name}.inputs[0].shape: {shape} does not end in {what} {list(hw)}")
+    if "qc" in manifest and "domain" in manifest["qc"]:
+        problems += _qc_domain_values(manifest["qc"]["domain"], "qc.domain")
     return problems
+
+
+def _qc_domain_values(dom: dict[str, Any], path: str) -> list[str]:
+    """``mean`` and ``scale`` as long as ``features``, ``precision`` a symmetric F x F matrix (F features)."""
+    n = len(dom["features"])
+    out = [f"{path}.{key}: has {len(dom[key])} values for {n} features" for key in ("mean", "scale")
+           if len(dom[key]) != n]
+    m = dom["precision"]
+    if len(m) != n or any(len(row) != n for row in m):
+        out.append(f"{path}.precision: must be a {n} x {n} matrix ({n} features), got {len(m)} rows of "
+                   f"{sorted({len(row) for row in m})} values")
+    elif any(not math.isclose(m[i][j], m[j][i], rel_tol=1e-6, abs_tol=1e-9) for i in range(n) for j in range(i)):
+        out.append(f"{path}.precision: must be symmetric")
+    return out
 
 
 def _check_finite(x: Any, path: str, problems: list[str]) -> None:
@@ -491,8 +530,9 @@ class _Validator:
             self.add(path, f"must be >= {minimum}, got {x!r}")
 
     def number(self, m: dict[str, Any], key: str, parent: str, minimum: float | None = None,
-               maximum: float | None = None, exclusive_minimum: bool = False) -> bool:
-        """A finite number, optionally in [minimum, maximum] (``(minimum, maximum]`` with ``exclusive_minimum``)."""
+               maximum: float | None = None, exclusive_minimum: bool = False, exclusive_maximum: bool = False) -> bool:
+        """A finite number, optionally in [minimum, maximum] (either bound exclusive with ``exclusive_minimum`` /
+        ``exclusive_maximum``; None: unbounded on that side)."""
         if key not in m:
             return False
         x, path = m[key], self._join(parent, key)
@@ -500,11 +540,32 @@ class _Validator:
             self.add(path, f"must be a finite number, got {x!r}")
             return False
         low_ok = minimum is None or (x > minimum if exclusive_minimum else x >= minimum)
-        if not low_ok or (maximum is not None and x > maximum):
-            low = "(" if exclusive_minimum else "["
-            self.add(path, f"must be a number in {low}{minimum:g}, {maximum:g}], got {x!r}")
+        high_ok = maximum is None or (x < maximum if exclusive_maximum else x <= maximum)
+        if not (low_ok and high_ok):
+            if maximum is None:
+                what = f"{'>' if exclusive_minimum else '>='} {minimum:g}"
+            elif minimum is None:
+                what = f"{'<' if exclusive_maximum else '<='} {maximum:g}"
+            else:
+                what = (f"in {'(' if exclusive_minimum else '['}{minimum:g}, {maximum:g}"
+                        f"{')' if exclusive_maximum else ']'}")
+            self.add(path, f"must be a number {what}, got {x!r}")
             return False
         return True
+
+    def numbers(self, x: Any, path: str, greater_than: float | None = None) -> bool:
+        """An array of finite numbers (each ``> greater_than`` when given); True when it is one."""
+        if not self.array(x, path):
+            return False
+        ok = True
+        for i, e in enumerate(x):
+            if not _is_number(e):
+                self.add(f"{path}[{i}]", f"must be a finite number, got {e!r}")
+                ok = False
+            elif greater_than is not None and not e > greater_than:
+                self.add(f"{path}[{i}]", f"must be a number > {greater_than:g}, got {e!r}")
+                ok = False
+        return ok
 
     def boolean(self, m: dict[str, Any], key: str, parent: str) -> None:
         if key in m and not isinstance(m[key], bool):

@@ -27,11 +27,14 @@ Configuration: flags, or one JSON file (``--config FILE``) whose keys are the lo
 
 ``ramh watch DIR --out OUT``: for stations that export files to a folder. Polls ``DIR`` (recursively), and processes
 each new image file once, when it is complete (its size and modification time unchanged over ``--settle`` seconds;
-names starting with ``.`` or ending in ``.part``/``.tmp`` are skipped). Per input ``<rel>`` (its path relative to
-``DIR``, ``/`` replaced by ``__``, without the extension unless a sibling image shares the stem): ``OUT/<rel>.json`` and the DICOM objects ``OUT/<rel>_<kind>.dcm`` (per hand
-``<rel>_<side>...`` for two-hand films), or ``OUT/<rel>.error.json`` plus, for a DICOM input, a reject SR. All written
-atomically; inputs are opened read-only and never moved or changed. What was processed is remembered in
-``OUT/.ramh_watch_state.json`` (path, size, mtime), so a restart does not redo it and a replaced file is redone.
+names starting with ``.`` or ending in ``.part``/``.tmp`` are skipped). Outputs are named as ``ramh analyze DIR --out
+OUT`` names them (:class:`ramh_rt.fs.OutputNames`): per input ``<rel>`` (its path relative to ``DIR`` without the
+extension, the folders mirrored under ``OUT``; ``<rel>~2`` when that name is taken, e.g. by ``a.png`` next to
+``a.dcm``): ``OUT/<rel>.json`` and the DICOM objects ``OUT/<rel>_<kind>.dcm`` (per hand ``<rel>_L...``/``_R...`` for
+two-hand films), or ``OUT/<rel>.error.json`` plus, for a DICOM input, a reject SR. All written atomically; inputs are
+opened read-only and never moved or changed. What was processed, and the names given, are remembered in
+``OUT/.ramh_watch_state.json`` (path, size, mtime), so a restart does not redo it and a replaced file is redone under
+the same names.
 """
 from __future__ import annotations
 
@@ -200,9 +203,10 @@ def analyses_of(analyzer, image: Any) -> list:
 
 
 def _suffixes(analyses: list) -> list[str]:
+    """The output-name suffix of each hand (:func:`ramh_rt.fs.hand_suffixes`); a failed hand has no side."""
     from .fs import hand_suffixes
 
-    return hand_suffixes([a.meta.side for a in analyses])
+    return hand_suffixes([None if _failed(a) else a.meta.side for a in analyses])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -386,6 +390,12 @@ class DicomNode:
             t1 = time.time()
             objs = []
             for a in analyses:
+                if _failed(a):  # one hand of a two-hand film: a reject SR for it, the other hand's results
+                    self._count("rejected")
+                    log.warning("rejected one hand of %s: %s", uid, a.error)
+                    objs.append([reject_sr(ds, type(a.exception).__name__, f"{a.source}: {a.error}",
+                                           bundle=self.analyzer.bundle)])
+                    continue
                 # A result its own quality control rejects is answered with its SR only (which says so and why):
                 # no segmentation or overlay for a PACS to show as if it were usable.
                 rejected = a.qc is not None and a.qc.status == "reject"
@@ -397,7 +407,7 @@ class DicomNode:
                         str(r) for r in a.qc.reasons))
             self._count("analysed")
             self._count("hands", len(analyses))
-            for a in analyses:
+            for a in (a for a in analyses if not _failed(a)):
                 t = a.totals
                 log.info("analysed %s: side %s, SvdH %s, severity %s, qc %s; %.1f s analysis + %.1f s DICOM "
                          "(queued %.1f s)", uid, a.meta.side or "?", t.svdh, t.severity,
@@ -487,19 +497,11 @@ class DicomNode:
             log.error("results of %s not stored under %s: %s", uid, folder, e)
 
 
-def _output_base(rel: str, path: Path) -> str:
-    """Output base name of the input ``rel``: its relative path with ``/`` as ``__``, without the extension, unless a
-    sibling image has the same stem (``a.png`` and ``a.dcm``): then with it, so their outputs never collide."""
-    import glob
+def _failed(a) -> bool:
+    """Whether an entry of :func:`analyses_of` is a failed hand (an AnalysisError) of a two-hand film."""
+    from .pipeline import AnalysisError
 
-    from .fs import IMAGE_SUFFIXES
-
-    flat = rel.replace("/", "__")
-    if not path.suffix:
-        return flat
-    twins = [q for q in path.parent.glob(f"{glob.escape(path.stem)}.*")
-             if q.name != path.name and q.suffix.lower() in IMAGE_SUFFIXES]
-    return flat if twins else flat[: -len(path.suffix)]
+    return isinstance(a, AnalysisError)
 
 
 def _safe(name: str) -> str:
@@ -580,21 +582,48 @@ class FolderWatcher:
         self.settle_s = float(settle_s)
         self.dicom = dicom
         self.state_path = self.out_dir / self.STATE_NAME
-        self.done: dict[str, list[int]] = self._load_state()
+        from .fs import OutputNames
+
+        # The one output naming (as `ramh analyze IN_DIR --out OUT_DIR` names): mirrored under out_dir, collision
+        # marks in claim order. The claims are remembered with the state and made again in the same order on a
+        # restart, so every input keeps its names.
+        self.names = OutputNames(self.out_dir, [], root=self.in_dir)
+        self._claims: dict[tuple[str, str], dict[str, Path]] = {}  # (rel, suffix) -> {hand suffix: path}
+        self.done: dict[str, list[int]] = {}
+        self._load_state()
         self._seen: dict[str, tuple[int, int, float]] = {}  # rel -> (size, mtime_ns, first time seen so)
         self.counters = {"analysed": 0, "failed": 0}
 
-    def _load_state(self) -> dict[str, list[int]]:
+    def _load_state(self) -> None:
         try:
             data = json.loads(self.state_path.read_text(encoding="utf-8"))
-            return {str(k): list(v) for k, v in data.get("done", {}).items()}
-        except (OSError, ValueError, AttributeError):
-            return {}
+            done = {str(k): list(v) for k, v in data.get("done", {}).items()}
+            claims = [(str(rel), str(suffix)) for rel, suffix in data.get("claims", [])]
+        except (OSError, ValueError, AttributeError, TypeError):
+            return
+        self.done = done
+        for rel, suffix in claims:
+            try:
+                self.outputs(rel, suffix)
+            except ValueError as e:  # a state file edited by hand: that input is named afresh when it comes
+                log.warning("watch state: claim %r of %r not restored: %s", suffix, rel, e)
 
     def _save_state(self) -> None:
         from .fs import write_atomic
 
-        write_atomic(self.state_path, json.dumps({"done": self.done}, indent=1))
+        write_atomic(self.state_path, json.dumps({"done": self.done, "claims": [list(k) for k in self._claims]},
+                                                 indent=1))
+
+    def outputs(self, rel: str, suffix: str) -> dict[str, Path]:
+        """The output paths of the input ``rel`` (relative to the watched folder) for one kind of output, ``{hand
+        suffix: path}`` (:meth:`ramh_rt.fs.OutputNames.claim_hands`); the same paths when a replaced file is
+        redone."""
+        key = (rel, suffix)
+        if key not in self._claims:
+            path = self.in_dir / rel
+            self.names.add(path)
+            self._claims[key] = self.names.claim_hands(path, suffix)
+        return self._claims[key]
 
     def ready_files(self, now: float | None = None) -> list[tuple[str, Path, list[int]]]:
         """Files that are complete and not yet processed in their current version: (rel, path, [size, mtime_ns])."""
@@ -627,41 +656,65 @@ class FolderWatcher:
         return ready
 
     def process(self, rel: str, path: Path, sig: list[int]) -> bool:
-        """Analyse one file and write its outputs atomically; True on success. Never raises for a bad image."""
-        from .dicom_out import read_source, reject_sr, write_dicom_outputs
+        """Analyse one file and write its outputs atomically; True on success. Never raises for a bad image.
+
+        On a two-hand film whose one hand fails, the other hand's outputs are written and the failed hand gets an
+        ``.error.json`` (and, for a DICOM input, a reject SR) under its own hand suffix; False then.
+        """
+        from .dicom_out import dataset_bytes, hands_to_dicom, kind_of, read_source
         from .fs import write_atomic
 
-        base = _output_base(rel, path)
         ok = True
+        src = None
         try:
             analyses = analyses_of(self.analyzer, str(path))
-            for a, s in zip(analyses, _suffixes(analyses)):
-                write_atomic(self.out_dir / f"{base}{s}.json", a.to_json())
-                if self.dicom:
-                    write_dicom_outputs(a.to_dicom(str(path), bundle=self.analyzer.bundle), self.out_dir, f"{base}{s}")
+            sfx = _suffixes(analyses)
+            good = [(a, s) for a, s in zip(analyses, sfx) if not _failed(a)]
+            objects = [[] for _ in good]
+            if self.dicom:
+                src = read_source(str(path))  # the film's header, read once for every hand
+                objects = hands_to_dicom([a for a, _ in good], src, bundle=self.analyzer.bundle)
+            for (a, s), objs in zip(good, objects):
+                write_atomic(self.outputs(rel, ".json")[s], a.to_json())
+                for ds in objs:
+                    write_atomic(self.outputs(rel, f"_{kind_of(ds)}.dcm")[s], dataset_bytes(ds))
+            for a, s in zip(analyses, sfx):
+                if _failed(a):
+                    ok = False
+                    self._failure(rel, s, a.exception, src, f"{a.source}: {a.error}")
             self.counters["analysed"] += 1
             log.info("analysed %s: %s", rel, ", ".join(f"SvdH {a.totals.svdh} ({a.meta.side or '?'})"
-                                                      for a in analyses))
+                                                      for a, _ in good))
         except Exception as e:  # noqa: BLE001 - one bad file is reported, the watcher goes on
             ok = False
-            self.counters["failed"] += 1
             if isinstance(e, RamhError):
                 log.warning("failed %s: %s: %s", rel, type(e).__name__, e)
             else:
                 log.error("failed %s: unexpected %s: %s\n%s", rel, type(e).__name__, e, traceback.format_exc())
-            write_atomic(self.out_dir / f"{base}.error.json",
-                         json.dumps({"input": rel, "error": type(e).__name__, "message": str(e)}, indent=2))
-            if self.dicom:
+            if self.dicom and src is None:
                 try:
                     src = read_source(str(path))
                 except RamhError:
                     src = None
-                if src is not None:
-                    write_dicom_outputs([reject_sr(src, type(e).__name__, str(e), bundle=self.analyzer.bundle)],
-                                        self.out_dir, base)
+            self._failure(rel, "", e, src, str(e))
+        if not ok:
+            self.counters["failed"] += 1
         self.done[rel] = sig
         self._save_state()
         return ok
+
+    def _failure(self, rel: str, hand: str, e: BaseException, src, message: str) -> None:
+        """Write the ``.error.json`` of an input (``hand`` "") or of one of its hands, and a reject SR for a DICOM
+        input (``src`` its dataset)."""
+        from .dicom_out import dataset_bytes, reject_sr
+        from .fs import write_atomic
+
+        write_atomic(self.outputs(rel, ".error.json")[hand],
+                     json.dumps({"input": rel, "hand": hand.lstrip("_") or None, "error": type(e).__name__,
+                                 "message": message}, indent=2))
+        if self.dicom and src is not None:
+            sr = reject_sr(src, type(e).__name__, message, bundle=self.analyzer.bundle)
+            write_atomic(self.outputs(rel, "_sr.dcm")[hand], dataset_bytes(sr))
 
     def run(self, *, once: bool = False, poll_s: float = 1.0, stop: threading.Event | None = None) -> int:
         """Poll and process until ``stop`` is set (or, with ``once``, until every present file is done).

@@ -35,7 +35,14 @@ ImageLike = Any  # numpy array, path, bytes or io.LoadedImage
 
 @dataclass
 class AnalysisError:
-    """The per-image failure that :meth:`Analyzer.analyze_batch` returns in place of an analysis."""
+    """The failure that :meth:`Analyzer.analyze_batch` returns in place of an image's analysis, and
+    :meth:`Analyzer.analyze_hands` (and ``iter_batch(per_hand=True)``) in place of one failed hand of a two-hand film.
+
+    Attributes:
+        source: the image (for a hand: the image, the hand's number and its x range).
+        error: ``"<exception type>: <message>"``.
+        exception: the exception.
+    """
 
     source: str
     error: str
@@ -66,6 +73,12 @@ class _Timer:
         gap = time.perf_counter() - self._paused
         self._t += gap
         self._start += gap
+
+    def carry(self, times: dict[str, float]) -> None:
+        """Count stages that ran before this timer started (a film's decode and understanding, shared by its second
+        hand), in its laps and in its total."""
+        self.times.update(times)
+        self._start -= sum(times.values()) / 1e3
 
     def total(self) -> dict[str, float]:
         self.times["total"] = round((time.perf_counter() - self._start) * 1e3, 3)
@@ -200,8 +213,17 @@ class Analyzer:
         Arguments as :meth:`analyze`; on a two-hand film a given ``side`` is not applied to either hand (each hand's
         side comes from its anatomy).
 
+        On a two-hand film one hand can fail while the other is analysed: the failed hand is an
+        :class:`AnalysisError` in its place in the list (its ``source`` names the hand and its box, ``exception``
+        the error), the other hand's :class:`Analysis` comes back. Each hand's ``meta.timings_ms`` holds the
+        film's shared ``decode`` and ``understand`` times, and its ``total`` includes them.
+
+        Returns:
+            one :class:`Analysis` (or, on a two-hand film, :class:`AnalysisError`) per hand.
+
         Raises:
-            ImageLoadError, NotAHandError, RamhError: as :meth:`analyze`.
+            ImageLoadError, NotAHandError, RamhError: as :meth:`analyze`, when the film cannot be decoded or
+            understood, or when its only hand (every hand) fails.
         """
         timer = _Timer()
         loaded = self._load(image, spacing_mm, side)
@@ -220,30 +242,46 @@ class Analyzer:
         results = self._analyze_film(loaded, timer)
         if len(results) == 1:
             return results[0]
-        sides = [r.meta.side for r in results]
+        sides = [None if isinstance(r, AnalysisError) else r.meta.side for r in results]
         if loaded.side_source == "user":
-            picked = [r for r in results if r.meta.side == loaded.side]
+            picked = [r for r, s in zip(results, sides) if s == loaded.side]
             if len(picked) == 1:
                 return picked[0]
-        found = ", ".join(f"{s or 'side unknown'} at x {r.meta.hand_box[0]}-{r.meta.hand_box[2]}"
+        found = ", ".join(f"one that failed ({r.error})" if isinstance(r, AnalysisError) else
+                          f"{s or 'side unknown'} at x {r.meta.hand_box[0]}-{r.meta.hand_box[2]}"
                           for s, r in zip(sides, results))
         raise MultipleHandsError(f"{loaded.source}: the film holds {len(results)} hands ({found}); pass side='L' "
                                  "or 'R' to analyse one, or use analyze_hands()", sides)
 
-    def _analyze_film(self, loaded: io.LoadedImage, timer: _Timer) -> list[Analysis]:
+    def _analyze_film(self, loaded: io.LoadedImage, timer: _Timer) -> list[Analysis | AnalysisError]:
+        """Every hand of the film; on a two-hand film a hand that fails is an AnalysisError in its place (the other
+        hand's analysis still comes back); when every hand fails, the first hand's exception is raised."""
         try:
             survey = understand.survey(loaded.pixels)
         except NotAHandError as e:
             raise NotAHandError(f"{loaded.source}: {e}") from None
         timer.lap("understand")
         two = len(survey.hands) > 1
-        out = []
+        shared = {k: v for k, v in timer.times.items() if k in ("decode", "understand")}
+        out: list[Analysis | AnalysisError] = []
+        first_error: Exception | None = None
         for i, region in enumerate(survey.hands):
             t = timer
             if i:
+                # The film's decode and understanding serve both hands: each hand's timings and total include them.
                 t = _Timer()
-                t.times.update({k: v for k, v in timer.times.items() if k in ("decode", "understand")})
-            out.append(self._analyze_hand(loaded, region, t, trusted_side=not two))
+                t.carry(shared)
+            try:
+                out.append(self._analyze_hand(loaded, region, t, trusted_side=not two))
+            except Exception as e:  # noqa: BLE001 - one hand of two failing leaves the other's result
+                if not two:
+                    raise
+                first_error = first_error or e
+                box = region.hand_box or region.box
+                out.append(AnalysisError(f"{loaded.source} [hand {i + 1} of {len(survey.hands)}, x {box[0]}-{box[2]}]",
+                                         f"{type(e).__name__}: {e}", e))
+        if first_error is not None and all(isinstance(r, AnalysisError) for r in out):
+            raise first_error
         return out
 
     def _bone_stage(self, pix: np.ndarray, timer: _Timer) -> dict:
@@ -525,8 +563,9 @@ class Analyzer:
         after the results of the images that had both. An exception from ``images`` itself is likewise raised once
         the images taken before it have their results.
 
-        ``per_hand=True`` yields, per image, the list of :meth:`analyze_hands` (one Analysis per hand) instead of one
-        Analysis (a two-hand film is then no MultipleHandsError).
+        ``per_hand=True`` yields, per image, the list of :meth:`analyze_hands` (one Analysis per hand, an
+        AnalysisError for a failed hand of a two-hand film) instead of one Analysis (a two-hand film is then no
+        MultipleHandsError).
         """
         def decode(item, spacing, side_):
             t = _Timer()

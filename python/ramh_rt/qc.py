@@ -26,9 +26,12 @@ code                    severity  meaning
 ``saturation``          review    a large part of the image is clipped at the brightest or darkest value
 ``out_of_domain``       review    the image is further from the bundle's training inputs than the bundle's threshold
                                   (``domain_score > domain_threshold``): the models may not work on it
-``domain_unknown``      info      the bundle records no training-domain statistics: the distance was not measured
-``implausible_anatomy`` review    bones that cannot belong to one hand: slivers far smaller than their ray's metacarpal,
-                                  finger bones out of order along a finger
+``domain_unknown``      info      the bundle records no training-domain statistics, or statistics of other features
+                                  than this runtime computes ("domain model incompatible", a bundle of another
+                                  version): the distance was not measured (``domain_score`` is None)
+``implausible_anatomy`` review    bones that cannot belong to one hand: slivers far narrower than the metacarpals,
+                                  finger bones out of order along a finger (info when the input understanding
+                                  dropped them from the result)
 ``inconsistent_scores`` review    the whole-image model and the joint scores disagree on the hand's total by far more than
                                   they do on the training domain
 ``skeletally_immature`` review    open growth plates (a child or adolescent): SvdH scoring is not applicable
@@ -45,6 +48,7 @@ phantoms), and an ``"ok"`` status only says that none of the checks above fired.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
@@ -242,6 +246,13 @@ class DomainModel:
     ``distance(f) = sqrt(z^T P z)`` with ``z = (f - mean) / scale``: a Mahalanobis distance over standardised features
     with the shrunk inverse correlation matrix ``P`` fitted on the training inputs; ``threshold`` was chosen on
     held-out inputs of the training domain.
+
+    Attributes:
+        features: the feature names the statistics are of, in order.
+        mean, scale: float64 vectors of ``len(features)``; precision: float64 ``F x F``; threshold: > 0.
+        problem: None when ``features`` are this runtime's :data:`DOMAIN_FEATURES`; else why the statistics cannot
+            be used (a bundle exported by another ramh_rt version): then :meth:`distance` raises and
+            :func:`assess` gives ``domain_score`` None with a ``domain_unknown`` reason saying so.
     """
 
     features: tuple[str, ...]
@@ -249,23 +260,55 @@ class DomainModel:
     scale: np.ndarray
     precision: np.ndarray
     threshold: float
+    problem: str | None = None
 
     @classmethod
     def from_manifest(cls, section: dict | None) -> "DomainModel | None":
-        """The model of a manifest's ``qc`` section (validated by :func:`manifest_problems`); None when the section,
-        its ``domain`` part, or features this runtime computes are missing (then no ``domain_score`` is given)."""
+        """The model of a manifest's ``qc`` section, as :func:`ramh_rt.manifest.validate_manifest` and
+        :func:`~ramh_rt.manifest.check_values` accepted it (``Bundle.load`` ran both); None when the section or its
+        ``domain`` part is missing (then no ``domain_score`` is given).
+
+        Statistics of other features than :data:`DOMAIN_FEATURES` (another ramh_rt version) are not silently
+        dropped: a ``RuntimeWarning`` names the difference and the returned model's :attr:`problem` says it.
+        """
         if not section or "domain" not in section:
             return None
         d = section["domain"]
-        if tuple(d["features"]) != DOMAIN_FEATURES:
-            return None
-        return cls(tuple(d["features"]), np.asarray(d["mean"], np.float64), np.asarray(d["scale"], np.float64),
-                   np.asarray(d["precision"], np.float64), float(d["threshold"]))
+        feats = tuple(d["features"])
+        problem = None if feats == DOMAIN_FEATURES else feature_mismatch(feats)
+        if problem:
+            warnings.warn(f"the bundle's qc domain statistics cannot be used: {problem}; qc.domain_score will be None",
+                          RuntimeWarning, stacklevel=2)
+        return cls(feats, np.asarray(d["mean"], np.float64), np.asarray(d["scale"], np.float64),
+                   np.asarray(d["precision"], np.float64), float(d["threshold"]), problem)
 
     def distance(self, f: np.ndarray) -> float:
-        """Mahalanobis distance of one feature vector (``len(features)``, float) to the training domain."""
+        """Mahalanobis distance of one feature vector (``len(features)``, float) to the training domain.
+
+        Raises:
+            ValueError: the model's :attr:`problem` (features other than this runtime's).
+        """
+        if self.problem:
+            raise ValueError(f"domain model incompatible: {self.problem}")
         z = (np.asarray(f, np.float64) - self.mean) / self.scale
         return float(math.sqrt(max(0.0, float(z @ self.precision @ z))))
+
+
+def feature_mismatch(features: Sequence[str]) -> str:
+    """How a bundle's domain feature list differs from :data:`DOMAIN_FEATURES` (a sentence; "" when equal)."""
+    if tuple(features) == DOMAIN_FEATURES:
+        return ""
+    missing = [f for f in DOMAIN_FEATURES if f not in features]
+    extra = [f for f in features if f not in DOMAIN_FEATURES]
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing)}")
+    if extra:
+        parts.append(f"unknown {', '.join(extra)}")
+    if not parts:
+        parts.append("the same names in another order")
+    return (f"its features differ from this runtime's ({'; '.join(parts)}; the bundle has {len(features)}, the "
+            f"runtime computes {len(DOMAIN_FEATURES)})")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -332,8 +375,9 @@ def image_quality(pixels: np.ndarray, window: tuple[float, float], bits_stored: 
 # Anatomy and score checks
 # ---------------------------------------------------------------------------------------------------------------------
 
-#: A finger bone smaller than this share of its ray's metacarpal is a sliver, not a bone (adult hands: a distal
-#: phalanx is about 10-20% of its metacarpal's area on a PA view).
+#: :func:`maturity_reasons` skips a ray whose proximal phalanx has less than this share of its metacarpal's area: no
+#: growth plates can be judged between them (adult hands: a distal phalanx is about 10-20% of its metacarpal's area
+#: on a PA view).
 MIN_FINGER_BONE_RATIO = 0.03
 #: The whole-image model and the joint total may differ by this many SvdH points plus this share of the larger of
 #: the two before they count as contradicting each other (set from held-out phantoms, where the 99th percentile of
@@ -342,37 +386,24 @@ SCORE_TOLERANCE_POINTS = 15.0
 SCORE_TOLERANCE_SHARE = 0.35
 
 
-def anatomy_reasons(bones: Iterable[Any]) -> list[Reason]:
-    """``implausible_anatomy`` findings of a list of :class:`~ramh_rt.result.BoneRecord`.
+def anatomy_reasons(bones: Iterable[Any], height: int) -> list[Reason]:
+    """``implausible_anatomy`` when bones of the result cannot be what the model calls them.
 
-    Checks, per ray 2..5 with its metacarpal found: each found phalanx is at least :data:`MIN_FINGER_BONE_RATIO` of
-    the metacarpal's area, and the bones lie in order from the metacarpal outwards (each phalanx's centroid further
-    from the metacarpal's centroid than the previous one's).
+    The check is :func:`ramh_rt.understand.implausible_bones` (the one the input understanding drops bones by: a
+    phalanx far narrower than the metacarpals, finger bones out of order along their finger, a metacarpal proximal
+    to the carpus); here it finds those still in a result, e.g. one assembled without the understanding.
+
+    Args:
+        bones: :class:`~ramh_rt.result.BoneRecord` list of the upright (fingers-up) hand.
+        height: the upright hand image's height, pixels.
     """
-    by = {b.name: b for b in bones if getattr(b, "instance", 0) == 0}
-    slivers, disorder = [], []
-    for k in (2, 3, 4, 5):
-        mc = by.get(anatomy.RAYS[k][0])
-        if mc is None or mc.area_px <= 0:
-            continue
-        last = 0.0
-        for name in anatomy.RAYS[k][1:]:
-            b = by.get(name)
-            if b is None:
-                continue
-            if b.area_px < MIN_FINGER_BONE_RATIO * mc.area_px:
-                slivers.append(name)
-                continue
-            d = math.dist(b.centroid, mc.centroid)
-            if d <= last:
-                disorder.append(name)
-            last = max(last, d)
-    found = []
-    if slivers:
-        found.append(f"bone(s) far smaller than their metacarpal: {', '.join(slivers)}")
-    if disorder:
-        found.append(f"finger bone(s) out of order along their finger: {', '.join(disorder)}")
-    return [Reason("implausible_anatomy", "; ".join(found))] if found else []
+    from .understand import implausible_bones  # understand imports ops (the compiled core); qc stays light to import
+
+    found = implausible_bones(list(bones), height)
+    if not found:
+        return []
+    return [Reason("implausible_anatomy", "implausible bone(s): " +
+                   "; ".join(f"{n} ({why})" for n, why in sorted(found.items())))]
 
 
 def score_reasons(totals: Any) -> list[Reason]:
@@ -502,9 +533,11 @@ def assess(analysis: Any, *, features: np.ndarray | None = None, domain: DomainM
     domain distance, implausible anatomy, inconsistent scores.
 
     Args:
-        analysis: the :class:`~ramh_rt.result.Analysis` (its ``bones``, ``totals``, ``meta``).
+        analysis: the :class:`~ramh_rt.result.Analysis` (its ``bones``, ``totals``, ``meta``) of the upright hand
+            (the pipeline assesses it before mapping it back to the film; ``meta.image_shape`` is that hand's).
         features: the :func:`domain_features` vector of its model input, or None.
-        domain: the bundle's :class:`DomainModel`, or None (then ``domain_unknown``).
+        domain: the bundle's :class:`DomainModel`, or None (then ``domain_unknown``; likewise for a model whose
+            ``problem`` is set).
         image_reasons: :func:`image_quality` and :func:`maturity_reasons` (and other image-level) findings.
         extra_reasons: more reasons (Reason, dict or ``[code, message, severity]``), e.g. ``skeletally_immature``.
 
@@ -541,13 +574,15 @@ def assess(analysis: Any, *, features: np.ndarray | None = None, domain: DomainM
         qc.domain_features = np.asarray(features, np.float64)
     if domain is None or features is None:
         qc.add("domain_unknown", "the bundle records no training-domain statistics for this runtime's features")
+    elif domain.problem:
+        qc.add("domain_unknown", f"domain model incompatible: {domain.problem}; the distance was not measured")
     else:
         qc.domain_score = domain.distance(features)
         qc.domain_threshold = domain.threshold
         if not math.isfinite(qc.domain_score) or qc.domain_score > domain.threshold:
             qc.add("out_of_domain", f"the image lies outside the bundle's training domain (distance "
                                     f"{qc.domain_score:.1f} > {domain.threshold:.1f}): results may be unreliable")
-    for r in anatomy_reasons(analysis.bones) + score_reasons(analysis.totals):
+    for r in anatomy_reasons(analysis.bones, meta.image_shape[0]) + score_reasons(analysis.totals):
         qc.add(r.code, r.message, r.severity)
     return qc
 
@@ -648,81 +683,7 @@ def annotate_uncertainty(analysis: Any, calib: UncertaintyCalibration) -> None:
                        if t.svdh is not None and t.complete else None)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# Manifest section
-# ---------------------------------------------------------------------------------------------------------------------
-
-def manifest_problems(section: Any, path: str = "qc") -> list[str]:
-    """Problems of a bundle manifest's ``qc`` section, each as ``"<field path>: <problem>"``; empty when valid.
-
-    The section (all parts optional)::
-
-        "qc": {"domain": {"features": [...names...], "mean": [F], "scale": [F] (> 0), "precision": [[F x F]]
-                          (symmetric), "threshold": > 0, ...provenance...},
-               "uncertainty": {"be_scale": > 0, "jsn_scale": > 0, "review_threshold": > 0,
-                               "interval_level": in (0, 1), "interval_scale": > 0, ...}}
-    """
-    out: list[str] = []
-
-    def num(x) -> bool:
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-    def vector(d: dict, key: str, n: int | None, p: str, positive: bool = False) -> None:
-        x = d.get(key)
-        if not isinstance(x, list) or (n is not None and len(x) != n) or not all(num(v) for v in x):
-            out.append(f"{p}.{key}: must be a list of {n if n is not None else 'some'} finite numbers")
-        elif positive and not all(v > 0 for v in x):
-            out.append(f"{p}.{key}: every value must be > 0")
-
-    if not isinstance(section, dict):
-        return [f"{path}: must be an object, got {type(section).__name__}"]
-    dom = section.get("domain")
-    if "domain" in section:
-        p = f"{path}.domain"
-        if not isinstance(dom, dict):
-            out.append(f"{p}: must be an object")
-        else:
-            for key in ("features", "mean", "scale", "precision", "threshold"):
-                if key not in dom:
-                    out.append(f"{p}: missing required field '{key}'")
-            feats = dom.get("features")
-            n = None
-            if "features" in dom:
-                if not (isinstance(feats, list) and feats and all(isinstance(f, str) for f in feats)):
-                    out.append(f"{p}.features: must be a non-empty list of feature names")
-                else:
-                    n = len(feats)
-            if "mean" in dom:
-                vector(dom, "mean", n, p)
-            if "scale" in dom:
-                vector(dom, "scale", n, p, positive=True)
-            if "precision" in dom:
-                m = dom["precision"]
-                ok = (isinstance(m, list) and all(isinstance(r, list) and all(num(v) for v in r) for r in m)
-                      and (n is None or (len(m) == n and all(len(r) == n for r in m))))
-                if not ok:
-                    out.append(f"{p}.precision: must be a {n or 'F'} x {n or 'F'} matrix of finite numbers")
-                else:
-                    a = np.asarray(m, np.float64)
-                    if a.ndim != 2 or a.shape[0] != a.shape[1] or not np.allclose(a, a.T, rtol=1e-6, atol=1e-9):
-                        out.append(f"{p}.precision: must be a symmetric square matrix")
-            if "threshold" in dom and not (num(dom["threshold"]) and dom["threshold"] > 0):
-                out.append(f"{p}.threshold: must be a number > 0, got {dom['threshold']!r}")
-    unc = section.get("uncertainty")
-    if "uncertainty" in section:
-        p = f"{path}.uncertainty"
-        if not isinstance(unc, dict):
-            out.append(f"{p}: must be an object")
-        else:
-            for key in ("be_scale", "jsn_scale", "review_threshold", "interval_scale"):
-                if key in unc and not (num(unc[key]) and unc[key] > 0):
-                    out.append(f"{p}.{key}: must be a number > 0, got {unc[key]!r}")
-            if "interval_level" in unc and not (num(unc["interval_level"]) and 0 < unc["interval_level"] < 1):
-                out.append(f"{p}.interval_level: must be a number in (0, 1), got {unc['interval_level']!r}")
-    return out
-
-
 __all__ = ["DOMAIN_FEATURES", "DomainModel", "FIELDS_OF_VIEW", "QualityControl", "REASON_CODES", "Reason",
            "SEVERITIES", "STATUSES", "UncertaintyCalibration", "annotate_uncertainty", "anatomy_reasons", "assess",
-           "domain_features", "expected_abs_error", "image_quality", "interval_of", "maturity_reasons", "manifest_problems", "score_reasons",
-           "total_distribution", "total_interval"]
+           "domain_features", "expected_abs_error", "feature_mismatch", "image_quality", "interval_of",
+           "maturity_reasons", "score_reasons", "total_distribution", "total_interval"]

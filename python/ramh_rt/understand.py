@@ -427,38 +427,25 @@ class BoneAssessment:
     reasons: list[Reason] = field(default_factory=list)
 
 
-def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | None = None,
-                 rotation_deg: int | None = None) -> BoneAssessment:
-    """Check the bones the model found on an upright (fingers-up) hand and decide the field of view.
+def implausible_bones(bones: Sequence, height: int) -> dict[str, str]:
+    """The bones of an upright (fingers-up) hand that cannot be what the model calls them, ``{name: why}``.
 
-    A phalanx is kept only when it is as wide as a phalanx can be relative to the metacarpals (at least 25 % of the
-    median metacarpal width; slivers of a wrist crop are far narrower), when it lies distal to its proximal
-    neighbour (phalanx, or metacarpal), and when that neighbour is kept. A metacarpal is kept when it lies distal to
-    the carpus. The field of view follows from what is left: fingertips in view (the silhouette's digits end inside
-    the film; without a clear silhouette, three plausible proximal phalanges and distal phalanges clear of the top
-    edge) and the distal forearm or carpus in view -> ``"hand"``; carpus and forearm without fingers -> ``"wrist"``
-    (phalanges dropped); a silhouette that is digits over most of its length, or phalanges without carpus ->
-    ``"fingers"`` (carpals and forearm dropped); else ``"partial"``.
+    A metacarpal is implausible when it lies proximal to the carpus (its centre more than a quarter of the image
+    height below the carpals' median centre, with at least three carpals found); a phalanx when it is narrower than
+    25 % of the median metacarpal width (2-5; a sliver of a wrist crop), when it does not lie distal to its proximal
+    neighbour (its centre below that bone's distal quarter), or when that neighbour is implausible. The one check of
+    bone plausibility: :func:`assess_bones` drops these bones, :func:`ramh_rt.qc.anatomy_reasons` reports them.
 
     Args:
         bones: :class:`~ramh_rt.result.BoneRecord` of the upright hand (``name``, ``instance``, ``bbox``,
-            ``centroid``, ``minor_axis_px``, ``major_axis_px``, ``area_px``).
-        shape: ``(H, W)`` of the upright hand's image, pixels.
-        region: the hand's silhouette (:func:`survey`); it decides whether the fingers and fingertips are in view
-            (the bone model's phalanges alone are not trusted for that). None: decided from the bones only.
-        rotation_deg: the turn under which ``bones`` were found (default: the region's).
-
-    Returns:
-        :class:`BoneAssessment`; its ``is_hand`` is False when the bones make no hand (the caller raises
-        :class:`~ramh_rt.errors.NotAHandError` when no turn gives one).
+            ``centroid``, ``minor_axis_px``); only the first instance of each bone class counts.
+        height: the upright hand image's height, pixels.
     """
-    h, w = shape
+    h = height
     by = {b.name: b for b in bones if b.instance == 0 and anatomy.bone(b.name).is_bone}
     dropped: dict[str, str] = {}
-    reasons: list[Reason] = []
     mcs = [by[n] for n in anatomy.METACARPALS if n in by]
     carpals = [by[c] for c in _CARPALS if c in by]
-    forearm = [by[c] for c in _FOREARM if c in by]
     carpus_y = float(np.median([b.centroid[1] for b in carpals])) if carpals else None
     ref_width = float(np.median([b.minor_axis_px for b in mcs if b.name != "MC1"] or [b.minor_axis_px for b in mcs]
                                 or [0.0]))
@@ -491,6 +478,40 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
                 prev, prev_name = None, name
             else:
                 prev, prev_name = b, name
+    return dropped
+
+
+def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | None = None,
+                 rotation_deg: int | None = None) -> BoneAssessment:
+    """Check the bones the model found on an upright (fingers-up) hand and decide the field of view.
+
+    A phalanx is kept only when it is as wide as a phalanx can be relative to the metacarpals (at least 25 % of the
+    median metacarpal width; slivers of a wrist crop are far narrower), when it lies distal to its proximal
+    neighbour (phalanx, or metacarpal), and when that neighbour is kept. A metacarpal is kept when it lies distal to
+    the carpus. The field of view follows from what is left: fingertips in view (the silhouette's digits end inside
+    the film; without a clear silhouette, three plausible proximal phalanges and distal phalanges clear of the top
+    edge) and the distal forearm or carpus in view -> ``"hand"``; carpus and forearm without fingers -> ``"wrist"``
+    (phalanges dropped); a silhouette that is digits over most of its length, or phalanges without carpus ->
+    ``"fingers"`` (carpals and forearm dropped); else ``"partial"``.
+
+    Args:
+        bones: :class:`~ramh_rt.result.BoneRecord` of the upright hand (``name``, ``instance``, ``bbox``,
+            ``centroid``, ``minor_axis_px``, ``major_axis_px``, ``area_px``).
+        shape: ``(H, W)`` of the upright hand's image, pixels.
+        region: the hand's silhouette (:func:`survey`); it decides whether the fingers and fingertips are in view
+            (the bone model's phalanges alone are not trusted for that). None: decided from the bones only.
+        rotation_deg: the turn under which ``bones`` were found (default: the region's).
+
+    Returns:
+        :class:`BoneAssessment`; its ``is_hand`` is False when the bones make no hand (the caller raises
+        :class:`~ramh_rt.errors.NotAHandError` when no turn gives one).
+    """
+    h, w = shape
+    by = {b.name: b for b in bones if b.instance == 0 and anatomy.bone(b.name).is_bone}
+    dropped = implausible_bones(bones, h)
+    reasons: list[Reason] = []
+    carpals = [by[c] for c in _CARPALS if c in by]
+    forearm = [by[c] for c in _FOREARM if c in by]
     kept = {n: b for n, b in by.items() if n not in dropped}
     n_carpal = sum(c in kept for c in _CARPALS)
     n_forearm = sum(c in kept for c in _FOREARM)
@@ -701,4 +722,4 @@ def orientation_reasons(frame: HandFrame, region: HandRegion) -> list[Reason]:
 
 
 __all__ = ["BoneAssessment", "FIELDS_OF_VIEW", "HandFrame", "HandRegion", "Survey", "assess_bones",
-           "map_analysis", "orientation_reasons", "side_reasons", "survey", "view_reasons"]
+           "implausible_bones", "map_analysis", "orientation_reasons", "side_reasons", "survey", "view_reasons"]
