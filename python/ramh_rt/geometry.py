@@ -1,4 +1,6 @@
-"""Joint geometry: the 22 SvdH ROIs of a hand derived from its bone masks.
+"""Joint geometry: the 22 SvdH ROIs of a hand derived from its bone masks, the oriented box they are (:class:`Roi`,
+its corners :func:`box_corners`), and the maps between pixel frames (:class:`Transform`: a letterboxed model canvas,
+a hand's upright crop, a turned or mirrored film).
 
 Every rule of where an SvdH area lies and how large its ROI is lives here (the pipeline and the training code both
 call :func:`joint_rois`, so training crops equal inference crops). The ROI of an area is an oriented box (see
@@ -104,6 +106,15 @@ class Roi:
         u, v = np.array([np.cos(t), -np.sin(t)]), np.array([np.sin(t), np.cos(t)])
         d = as_points(xy) - np.array([self.cx, self.cy], dtype=np.float64)
         return np.stack([d @ u, d @ v], axis=-1)
+
+    def contains(self, xy, tol: float = 0.0) -> np.ndarray:
+        """Which points ``(..., 2)`` lie in the box grown by ``tol`` pixels on every side: bool array ``(...)``.
+
+        Raises:
+            ValueError: when the last dimension is not 2 or a value is not a number.
+        """
+        loc = self.to_local(xy)
+        return (np.abs(loc[..., 0]) <= self.w / 2 + tol) & (np.abs(loc[..., 1]) <= self.h / 2 + tol)
 
     def bbox(self, shape: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
         """Axis-aligned bounds (x0, y0, x1, y1), clipped to an image of ``shape`` (H, W) when given."""
@@ -631,8 +642,12 @@ class Transform:
         return a + float(turn) if turn else a
 
     def apply_length(self, length: float) -> float:
-        """A length (a box's ``w`` or ``h``) -> its length after the map (the mean scale of both axes)."""
-        v = float(length)
+        """A length (a box's ``w`` or ``h``) -> its length after the map (the mean scale of both axes).
+
+        A NumPy float keeps its type (a float32 box's size is scaled in float32, as the boxes ``crop_rois`` takes);
+        anything else becomes a Python float.
+        """
+        v = length if isinstance(length, np.floating) else float(length)
         for s in self.steps:
             f = s.size_factor
             if f != 1:

@@ -471,7 +471,11 @@ class Analyzer:
         return joints, erosion_mask
 
     def _anchor_masks(self, stems, boxes, masks, tf, size) -> np.ndarray:
-        """Per ROI, the union of its anchor bones' masks cut from the model-canvas masks (nearest)."""
+        """Per ROI, the union of its anchor bones' masks cut from the model-canvas masks (nearest).
+
+        ``boxes`` are the float32 image boxes the ROIs were cropped at, mapped onto the canvas, so that a mask covers
+        the very region its crop shows (not the ROI as found on the canvas, which differs by the float32 rounding).
+        """
         n = len(stems)
         out = np.zeros((n, *size), np.uint8)
         model_boxes = np.array([tf.transform.apply_roi(geometry.Roi(*b)).as_tuple() for b in boxes], np.float32)
