@@ -621,6 +621,8 @@ class Transform:
             ValueError: when the last dimension is not 2 or a value is not a number.
         """
         p = as_points(xy)
+        if not self.steps:
+            return p.copy()  # never the caller's array itself
         for s in self.steps:
             p = s.apply(p)
         return p

@@ -217,10 +217,12 @@ def _rot90(image: np.ndarray, hands: list[_Hand], k: int) -> np.ndarray:
     """Turn by ``k`` quarter turns counter-clockwise on screen (``np.rot90``): a pixel centre (x, y) of a W-wide image
     goes to (y, W - x) per quarter turn, and an oriented box's angle grows by 90 degrees."""
     k %= 4
-    turn = Transform.quarter_turn(image.shape, k)
-    image = np.rot90(image, k)
+    for _ in range(k):  # one turn at a time, wrapping the angles after each: k turns equal k single turns exactly
+        turn = Transform.quarter_turn(image.shape)
+        for h in hands:
+            h.rois = _map_rois(h.rois, turn)
+        image = np.rot90(image)
     for h in hands:
-        h.rois = _map_rois(h.rois, turn)
         h.masks = {n: np.ascontiguousarray(np.rot90(m, k)) for n, m in h.masks.items()}
         h.rotation_deg = (h.rotation_deg - 90 * k) % 360  # a counter-clockwise film turn: the hand's angle falls
     return np.ascontiguousarray(image)
