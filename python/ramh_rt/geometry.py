@@ -479,14 +479,14 @@ class _Step:
     def angle_map(self) -> tuple[int, int]:
         """``(sign, turn)``: a direction at angle ``a`` (counter-clockwise on screen, degrees) leaves this step at
         ``sign * a + turn``."""
-        m = np.zeros((2, 2))
+        m = [[0, 0], [0, 0]]
         for i in range(2):
-            m[i, self.src[i]] = np.sign(self.scale[i])
-        sign = 1 if np.linalg.det(m) > 0 else -1
+            m[i][self.src[i]] = 1 if self.scale[i] > 0 else -1
+        sign = 1 if m[0][0] * m[1][1] - m[0][1] * m[1][0] > 0 else -1
         # A direction's unit vector v(a) = (sin a, cos a) (the local y axis of a box at angle a) goes to
         # m @ v(a) = v(sign * a + turn): for a turn m = [[cos r, sin r], [-sin r, cos r]], for a mirror
         # m = [[-cos r, sin r], [sin r, cos r]].
-        turn = _TURN[(int(sign * m[0, 0]), int(m[0, 1]))]
+        turn = _TURN[(sign * m[0][0], m[0][1])]
         return (sign, -sign * turn) if self.inverted else (sign, turn)
 
     @property

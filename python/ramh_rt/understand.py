@@ -57,8 +57,9 @@ class HandFrame:
     The normalised hand is ``np.rot90(film[y0:y1, x0:x1], k)`` with ``k = rotation_deg // 90``: ``np.rot90`` turns
     the picture counter-clockwise as seen on screen, so a hand whose fingers point right (turned 90 degrees clockwise
     from upright) comes upright after one turn. Points, boxes, masks, angles and oriented boxes map back exactly
-    (:meth:`to_film_points` ...); coordinates are continuous pixel coordinates (pixel ``(col, row)`` covers
-    ``[col, col+1) x [row, row+1)``), angles counter-clockwise as seen on screen, in degrees.
+    (:meth:`to_film_points` ..., points through its :attr:`transform`); coordinates are continuous pixel coordinates
+    (pixel ``(col, row)`` covers ``[col, col+1) x [row, row+1)``), angles counter-clockwise as seen on screen, in
+    degrees.
 
     Attributes:
         box: ``(x0, y0, x1, y1)`` of the hand in the film, pixels, exclusive at the far end.
@@ -124,7 +125,7 @@ class HandFrame:
         Raises:
             ValueError: when ``xy`` is not points (x, y).
         """
-        return self.transform.inverse().apply(np.asarray(xy, np.float64).reshape(-1, 2))
+        return self.transform.inverse().apply(xy).reshape(-1, 2)
 
     def to_film_box(self, box) -> tuple[float, float, float, float]:
         """An axis-aligned box ``(x0, y0, x1, y1)`` of the normalised hand -> film (exact: corners map to corners)."""
