@@ -337,7 +337,7 @@ def _mirror(image, masks, erosion, rois, joints_meta, field_rect, W):
     rois = {k: flip.apply_roi(b) for k, b in rois.items()}
     for j in joints_meta.values():
         for key in ("prox_point_px", "dist_point_px", "centre_px"):
-            j[key] = [W - j[key][0], j[key][1]]
+            j[key] = flip.apply(j[key]).tolist()
         j["axis_px"] = [-j["axis_px"][0], j["axis_px"][1]]
     if field_rect is not None:
         x0, y0, x1, y1 = field_rect
