@@ -125,6 +125,10 @@ def test_errors():
         Transform.scale_shift(0.0, 1.0)
     with pytest.raises(ValueError, match="scales"):
         Transform.scale_shift(1.0, 1.0, float("nan"), 0.0)
+    with pytest.raises(ValueError, match="numbers"):
+        Transform.scale_shift("a", 1.0)
+    with pytest.raises(ValueError, match="width"):
+        Transform.mirror(float("inf"))
     with pytest.raises(ValueError, match="quarter turns"):
         Transform.quarter_turn((3, 4), 1.5)
     with pytest.raises(ValueError, match="shape"):
