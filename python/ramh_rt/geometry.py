@@ -125,10 +125,6 @@ class Roi:
             y0, y1 = np.clip([y0, y1], 0, shape[0])
         return float(x0), float(y0), float(x1), float(y1)
 
-    def scaled(self, s: float, dx: float = 0.0, dy: float = 0.0) -> "Roi":
-        """The same box in a frame where ``x' = x * s + dx`` (and likewise y)."""
-        return Roi(self.cx * s + dx, self.cy * s + dy, self.w * s, self.h * s, self.angle)
-
 
 @dataclass(frozen=True)
 class RoiResult:
