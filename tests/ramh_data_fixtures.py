@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from ramh_rt import anatomy
-from ramh_train.datasets.sample import HandSample, RotatedBox
+from ramh_rt.geometry import Roi
+from ramh_train.datasets.sample import HandSample
 
 H, W = 64, 80
 
@@ -37,10 +38,10 @@ def make_hand(seed: int, *, stem: str | None = None, side: str | None = None, h:
                 anatomy.EROSION_CATEGORIES[2]: rng.random((h, w)) < 0.01}
     rois = {}
     for stem_ in rng.choice(anatomy.AREA_STEMS, size=14, replace=False):
-        rois[str(stem_)] = RotatedBox(float(rng.uniform(10, w - 10)), float(rng.uniform(10, h - 10)),
+        rois[str(stem_)] = Roi(float(rng.uniform(10, w - 10)), float(rng.uniform(10, h - 10)),
                                       float(rng.uniform(6, 16)), float(rng.uniform(6, 16)),
                                       float(rng.uniform(-60, 60)))
-    rois["SR"] = RotatedBox(w - 2.0, h - 3.0, 12.0, 9.0, 15.0)  # crosses the image corner: bbox is clipped
+    rois["SR"] = Roi(w - 2.0, h - 3.0, 12.0, 9.0, 15.0)  # crosses the image corner: bbox is clipped
     boxes = {}
     for k, r in rois.items():
         x0, y0, x1, y1 = r.bbox()

@@ -16,7 +16,7 @@ hd = pytest.importorskip("highdicom")
 from dicom_fixtures import SPACING_MM, binaries_missing, dx_dataset, phantom_pixels  # noqa: E402
 
 from ramh_rt import anatomy, dicom_out  # noqa: E402
-from ramh_rt.dicom_out import DicomExportError, code  # noqa: E402
+from ramh_rt.dicom_out import DicomExportError  # noqa: E402
 
 SEED = 3
 

@@ -93,7 +93,8 @@ def test_rois_scale_with_the_masks(hands):
         a, b = full[stem].roi, half[stem].roi
         # Pixel (2i, 2j) of the full masks is pixel (i, j) of the halved ones: x_half = x_full / 2 (centre-aligned
         # up to a quarter pixel).
-        assert geometry.rotated_iou(a.scaled(0.5).as_tuple(), b.as_tuple()) > 0.8, stem
+        halved = geometry.Transform.scale_shift(0.5, 0.5).apply_roi(a)
+        assert geometry.rotated_iou(halved.as_tuple(), b.as_tuple()) > 0.8, stem
 
 
 def test_mirrored_hand_gives_mirrored_rois(hands):
@@ -103,8 +104,8 @@ def test_mirrored_hand_gives_mirrored_rois(hands):
     mir = geometry.joint_rois({k: m[:, ::-1] for k, m in s.bone_masks.items()})
     for stem in anatomy.AREA_STEMS:
         a, b = res[stem].roi, mir[stem].roi
-        expect = (w - a.cx, a.cy, a.w, a.h, -a.angle)
-        assert geometry.rotated_iou(expect, b.as_tuple()) > 0.97, stem
+        expect = geometry.Transform.mirror(w).apply_roi(a)
+        assert geometry.rotated_iou(expect.as_tuple(), b.as_tuple()) > 0.97, stem
 
 
 def test_missing_bones_are_reported_not_invented(hands):

@@ -26,7 +26,6 @@ from imaging import dicom_dataset as _dicom_dataset
 from imaging import encapsulated as _encapsulated
 from imaging import image12 as _image12
 from imaging import png_bytes as _png_bytes
-from imaging import png_chunk as _png_chunk
 from imaging import tiff_bytes as _tiff_bytes
 from imaging import write_dicom as _write_dicom
 if pydicom is not None:

@@ -26,15 +26,6 @@ def _cfg(base: PhantomConfig, **kw) -> PhantomConfig:
     return replace(base, **kw)
 
 
-def _in_box(box, pts: np.ndarray, tol: float = 0.0) -> np.ndarray:
-    """Which points (N x 2, continuous px) lie inside a RotatedBox (+ tol px)."""
-    a = np.deg2rad(box.angle)
-    u = np.array([np.cos(a), -np.sin(a)])
-    v = np.array([np.sin(a), np.cos(a)])
-    d = np.atleast_2d(pts) - np.array([box.cx, box.cy])
-    return (np.abs(d @ u) <= box.w / 2 + tol) & (np.abs(d @ v) <= box.h / 2 + tol)
-
-
 def _pixel_centres(mask: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(mask)
     return np.stack([xs + 0.5, ys + 0.5], axis=1)
@@ -350,7 +341,7 @@ def test_rois_contain_their_joints(seed):
         if stem in s.meta["joints"]:
             j = s.meta["joints"][stem]
             pts = np.array([j["prox_point_px"], j["dist_point_px"], j["centre_px"]])
-            assert _in_box(box, pts).all(), stem
+            assert box.contains(pts).all(), stem
             # The gap's end points sit on the two bones' masks (within a pixel or two).
             for key, classes in (("prox_point_px", j["proximal"]), ("dist_point_px", j["distal"])):
                 m = np.any([s.bone_masks[k] for k in classes], axis=0)
@@ -373,7 +364,7 @@ def test_rois_contain_their_joints(seed):
                 ang = np.deg2rad(box.angle)
                 v = pts @ np.array([np.sin(ang), np.cos(ang)])
                 pts = pts[v <= v.min() + 0.5 * box.h]
-            inside = _in_box(box, pts).mean()
+            inside = box.contains(pts).mean()
             assert inside > 0.9, (stem, inside)
         if a.region == "finger":
             assert abs(box.angle) < 60.0

@@ -15,11 +15,11 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from ramh_rt import anatomy
+from ramh_rt.geometry import Roi
 from ramh_train.datasets.errors import DatasetError
 from ramh_train.datasets.fileio import read_grayscale, to_uint8
 from ramh_train.datasets.layout import Layout
 from ramh_train.datasets.ramh1200 import RamH1200
-from ramh_train.datasets.sample import RotatedBox
 from ramh_train.datasets.validate import validate
 from ramh_train.datasets.writer import DatasetWriter, crop_window, write_sample
 
@@ -104,7 +104,7 @@ def test_round_trip_is_exact(dataset, hands):
 def test_round_trip_of_a_roi_box_crossing_the_border_keeps_the_rbox(dataset, hands):
     ds = RamH1200(dataset)
     got = ds.load(hands[0].stem)
-    assert got.joint_rois["SR"] == RotatedBox(78.0, 61.0, 12.0, 9.0, 15.0)
+    assert got.joint_rois["SR"] == Roi(78.0, 61.0, 12.0, 9.0, 15.0)
     x0, y0, x1, y1 = got.joint_boxes["SR"]
     assert x1 == 80.0 and y1 == 64.0 and x0 < 78 and y0 < 61  # clipped to the 80 x 64 image
 
@@ -236,7 +236,7 @@ def test_writer_refuses_a_non_empty_split_and_appends_on_request(tmp_path, hands
     (lambda s: s.jsn_scores.__setitem__("JSN_IP", 1), "'JSN_IP' is not a JSN score key"),
     (lambda s: s.joint_boxes.__setitem__("R", (500.0, 500.0, 510.0, 510.0)), "lies outside"),
     (lambda s: (s.joint_boxes.pop("SR"), s.joint_rois.pop("SR")), r"jsn_scores\['JSN_SR'\] has no joint box"),
-    (lambda s: s.joint_rois.__setitem__("U", RotatedBox(1, 1, 0, 3)), "non-positive size"),
+    (lambda s: s.joint_rois.__setitem__("U", Roi(1, 1, 0, 3)), "non-positive size"),
     (lambda s: setattr(s, "spacing_mm", -1.0), "spacing_mm"),
 ])
 def test_writer_rejects_bad_samples_before_writing(tmp_path, change, message):

@@ -53,7 +53,6 @@ def _phantom_images(cache: Path) -> list[Path]:
 
 def image_set(cache: Path) -> list[Path]:
     """Every image the check analyses, in a fixed order."""
-    import ramh_rt
 
     from ramh_rt.cli import sample_image_path
 

@@ -1,4 +1,6 @@
-"""Joint geometry: the 22 SvdH ROIs of a hand derived from its bone masks.
+"""Joint geometry: the 22 SvdH ROIs of a hand derived from its bone masks, the oriented box they are (:class:`Roi`,
+its corners :func:`box_corners`), and the maps between pixel frames (:class:`Transform`: a letterboxed model canvas,
+a hand's upright crop, a turned or mirrored film).
 
 Every rule of where an SvdH area lies and how large its ROI is lives here (the pipeline and the training code both
 call :func:`joint_rois`, so training crops equal inference crops). The ROI of an area is an oriented box (see
@@ -59,24 +61,60 @@ _JOINTS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
 
 @dataclass(frozen=True)
 class Roi:
-    """An oriented box ``(cx, cy, w, h, angle_deg)`` in the masks' pixel frame.
+    """An oriented box ``(cx, cy, w, h, angle_deg)`` in a pixel frame: the one box convention of the SDK and of the
+    training code (joint ROIs, dataset annotations, phantom ground truth, the boxes :func:`ramh_rt.ops.crop_rois`
+    cuts).
 
-    Continuous coordinates (pixel ``(col, row)`` covers ``[col, col+1) x [row, row+1)``); ``w`` across the joint
-    (local x = ``(cos a, -sin a)``), ``h`` along the bone (local y = ``(sin a, cos a)``, from distal to proximal),
-    ``angle`` counter-clockwise as seen on screen.
+    Continuous coordinates (pixel ``(col, row)`` covers ``[col, col+1) x [row, row+1)``, its centre is
+    ``(col + 0.5, row + 0.5)``). ``w`` is the extent along the box's local x axis ``u = (cos a, -sin a)``, ``h``
+    along its local y axis ``v = (sin a, cos a)``; ``angle`` (degrees) turns the local axes counter-clockwise as seen
+    on screen (image y points down). For a joint ROI ``w`` runs across the joint and the local y axis along the bone
+    from distal to proximal, so that an upright finger has angle 0.
     """
 
     cx: float
     cy: float
     w: float
     h: float
-    angle: float
+    angle: float = 0.0
+
+    @classmethod
+    def from_bounds(cls, x0: float, y0: float, x1: float, y1: float) -> "Roi":
+        """The axis-aligned box ``[x0, x1) x [y0, y1)`` (angle 0)."""
+        return cls(0.5 * (x0 + x1), 0.5 * (y0 + y1), x1 - x0, y1 - y0, 0.0)
 
     def as_tuple(self) -> tuple[float, float, float, float, float]:
+        """``(cx, cy, w, h, angle)``."""
         return (self.cx, self.cy, self.w, self.h, self.angle)
 
+    def as_array(self) -> np.ndarray:
+        """``(cx, cy, w, h, angle)`` as a float32 array of shape (5,) (a row of the boxes ``crop_rois`` takes)."""
+        return np.array(self.as_tuple(), dtype=np.float32)
+
     def corners(self) -> np.ndarray:
+        """4 x 2 float64 corners (x, y): :func:`box_corners` of this box."""
         return box_corners(self.as_tuple())
+
+    def to_local(self, xy) -> np.ndarray:
+        """Points ``(..., 2)`` (x, y) in the box's local frame: float64 ``(..., 2)`` offsets from the centre along
+        ``u`` and ``v``; a point lies in the box when ``|local x| <= w / 2`` and ``|local y| <= h / 2``.
+
+        Raises:
+            ValueError: when the last dimension is not 2 or a value is not a number.
+        """
+        t = np.deg2rad(float(self.angle))
+        u, v = np.array([np.cos(t), -np.sin(t)]), np.array([np.sin(t), np.cos(t)])
+        d = as_points(xy) - np.array([self.cx, self.cy], dtype=np.float64)
+        return np.stack([d @ u, d @ v], axis=-1)
+
+    def contains(self, xy, tol: float = 0.0) -> np.ndarray:
+        """Which points ``(..., 2)`` lie in the box grown by ``tol`` pixels on every side: bool array ``(...)``.
+
+        Raises:
+            ValueError: when the last dimension is not 2 or a value is not a number.
+        """
+        loc = self.to_local(xy)
+        return (np.abs(loc[..., 0]) <= self.w / 2 + tol) & (np.abs(loc[..., 1]) <= self.h / 2 + tol)
 
     def bbox(self, shape: tuple[int, int] | None = None) -> tuple[float, float, float, float]:
         """Axis-aligned bounds (x0, y0, x1, y1), clipped to an image of ``shape`` (H, W) when given."""
@@ -86,10 +124,6 @@ class Roi:
             x0, x1 = np.clip([x0, x1], 0, shape[1])
             y0, y1 = np.clip([y0, y1], 0, shape[0])
         return float(x0), float(y0), float(x1), float(y1)
-
-    def scaled(self, s: float, dx: float = 0.0, dy: float = 0.0) -> "Roi":
-        """The same box in a frame where ``x' = x * s + dx`` (and likewise y)."""
-        return Roi(self.cx * s + dx, self.cy * s + dy, self.w * s, self.h * s, self.angle)
 
 
 @dataclass(frozen=True)
@@ -113,7 +147,9 @@ def _perp(a: np.ndarray) -> np.ndarray:
 
 
 def box_corners(box) -> np.ndarray:
-    """4 x 2 corners (x, y) of an oriented box (cx, cy, w, h, angle_deg): local (-,-), (+,-), (+,+), (-,+)."""
+    """4 x 2 float64 corners (x, y) of an oriented box ``(cx, cy, w, h, angle_deg)`` (a :class:`Roi`'s convention),
+    in the order local (-,-), (+,-), (+,+), (-,+): for an upright box top-left, top-right, bottom-right,
+    bottom-left; corners 2 and 3 span the local +y (proximal) side. The one place corners are computed."""
     cx, cy, w, h, ang = (float(v) for v in box)
     t = np.deg2rad(ang)
     u = np.array([np.cos(t), -np.sin(t)])
@@ -403,25 +439,269 @@ def _signed(poly: np.ndarray) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
-def rois_to_image(results: Mapping[str, RoiResult], letterbox) -> dict[str, RoiResult]:
-    """ROIs found on a model canvas, mapped to image pixels through a :class:`ramh_rt.ops.Letterbox`.
 
-    The letterbox scale is the same along x and y up to the rounding of the resized size, so box sizes are divided
-    by the mean scale (an error below 0.5 %).
+
+# ---- frames: maps between the pixel frames of one picture ------------------------------------------------------------
+
+def as_points(xy) -> np.ndarray:
+    """``xy`` as a float64 array of ``(..., 2)`` points (x, y).
+
+    Raises:
+        ValueError: when a value is not a number or the last dimension is not 2.
     """
-    s = 0.5 * (letterbox.scale_x + letterbox.scale_y)
-    out: dict[str, RoiResult] = {}
-    for stem, r in results.items():
-        if r.roi is None:
-            out[stem] = r
-            continue
-        (cx, cy), = letterbox.to_image([[r.roi.cx, r.roi.cy]])
-        out[stem] = RoiResult(stem, Roi(float(cx), float(cy), r.roi.w / s, r.roi.h / s, r.roi.angle))
-    return out
+    try:
+        p = np.asarray(xy, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"xy must be an array of (x, y) points: {e}") from None
+    if p.ndim == 0 or p.shape[-1] != 2:
+        raise ValueError(f"xy must have shape (..., 2) of (x, y) points, got shape {p.shape}")
+    return p
 
 
-def roi_to_model(roi: Roi, letterbox) -> Roi:
-    """An image-pixel ROI on the model canvas of a :class:`ramh_rt.ops.Letterbox` (inverse of :func:`rois_to_image`)."""
-    s = 0.5 * (letterbox.scale_x + letterbox.scale_y)
-    (cx, cy), = letterbox.to_model([[roi.cx, roi.cy]])
-    return Roi(float(cx), float(cy), roi.w * s, roi.h * s, roi.angle)
+# (cos r, sin r) of a direction turn -> r in degrees
+_TURN = {(1, 0): 0, (0, 1): 90, (-1, 0): 180, (0, -1): -90}
+
+
+@dataclass(frozen=True)
+class _Step:
+    """``out[i] = scale[i] * p[src[i]] + offset[i]`` (inverted: ``p[src[i]] = (out[i] - offset[i]) / scale[i]``)."""
+
+    src: tuple[int, int]
+    scale: tuple[float, float]
+    offset: tuple[float, float]
+    inverted: bool = False
+
+    @property
+    def angle_map(self) -> tuple[int, int]:
+        """``(sign, turn)``: a direction at angle ``a`` (counter-clockwise on screen, degrees) leaves this step at
+        ``sign * a + turn``."""
+        m = [[0, 0], [0, 0]]
+        for i in range(2):
+            m[i][self.src[i]] = 1 if self.scale[i] > 0 else -1
+        sign = 1 if m[0][0] * m[1][1] - m[0][1] * m[1][0] > 0 else -1
+        # A direction's unit vector v(a) = (sin a, cos a) (the local y axis of a box at angle a) goes to
+        # m @ v(a) = v(sign * a + turn): for a turn m = [[cos r, sin r], [-sin r, cos r]], for a mirror
+        # m = [[-cos r, sin r], [sin r, cos r]].
+        turn = _TURN[(sign * m[0][0], m[0][1])]
+        return (sign, -sign * turn) if self.inverted else (sign, turn)
+
+    @property
+    def size_factor(self) -> float:
+        """How lengths scale (the mean of both axes' scales: they differ only by the rounding of a resized size)."""
+        return 0.5 * (abs(self.scale[0]) + abs(self.scale[1]))
+
+    def inverse(self) -> "_Step":
+        return _Step(self.src, self.scale, self.offset, not self.inverted)
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        # x * 1 and x + 0 are skipped: the arithmetic is exactly that of the hand-written maps this replaced
+        # (-0.0 stays -0.0), so results did not move by a bit.
+        out = np.empty_like(p)
+        for i in range(2):
+            s, t = self.scale[i], self.offset[i]
+            if self.inverted:
+                q = p[..., i]
+                q = q - t if t else q
+                out[..., self.src[i]] = q / s if s != 1 else q
+            else:
+                q = p[..., self.src[i]]
+                q = q * s if s != 1 else q
+                out[..., i] = q + t if t else q
+        return out
+
+
+@dataclass(frozen=True)
+class Transform:
+    """A map between two pixel frames of one picture, made of axis-aligned steps: scaling and shifting (a letterbox,
+    a crop), quarter turns (``np.rot90``) and left-right mirrors (``np.fliplr``) — the maps that take pixel grids to
+    pixel grids and oriented boxes to oriented boxes. The one home of frame arithmetic: the model canvas of
+    :class:`ramh_rt.ops.Letterbox`, the upright hand of :class:`ramh_rt.understand.HandFrame` and the turned and
+    mirrored films of the training phantoms are all expressed with it.
+
+    Coordinates are continuous pixel coordinates ``(x, y)`` (pixel ``(col, row)`` covers ``[col, col+1) x
+    [row, row+1)``), angles degrees counter-clockwise as seen on screen (image y points down), as in :class:`Roi`.
+
+    A composed transform applies its steps one after another (:meth:`then`), and an inverse undoes each step with
+    the inverse arithmetic (``(x - t) / s``, not ``x * (1 / s) - t / s``): mapping through a composition gives the
+    same float64 bits as mapping through its parts in turn, and a letterbox's inverse is exact to the last bit that
+    division allows.
+
+    Build with :meth:`identity`, :meth:`scale_shift`, :meth:`shift`, :meth:`quarter_turn`, :meth:`mirror`.
+    """
+
+    steps: tuple[_Step, ...] = ()
+
+    # ---- construction
+    @classmethod
+    def identity(cls) -> "Transform":
+        """The map that changes nothing."""
+        return cls(())
+
+    @classmethod
+    def scale_shift(cls, sx: float, sy: float, tx: float = 0.0, ty: float = 0.0) -> "Transform":
+        """``(x, y) -> (x * sx + tx, y * sy + ty)`` (e.g. an image onto a letterboxed model canvas).
+
+        Raises:
+            ValueError: a scale that is not a finite number > 0, or an offset that is not finite.
+        """
+        sx, sy, tx, ty = _numbers((sx, sy, tx, ty), "scale_shift arguments")
+        if not (np.isfinite([sx, sy, tx, ty]).all() and sx > 0 and sy > 0):
+            raise ValueError(f"scales must be finite and > 0 and offsets finite, got {(sx, sy, tx, ty)}")
+        return cls((_Step((0, 1), (sx, sy), (tx, ty)),))
+
+    @classmethod
+    def shift(cls, tx: float, ty: float) -> "Transform":
+        """``(x, y) -> (x + tx, y + ty)`` (e.g. ``(-x0, -y0)``: a film into its crop starting at ``(x0, y0)``)."""
+        return cls.scale_shift(1.0, 1.0, tx, ty)
+
+    @classmethod
+    def quarter_turn(cls, shape: tuple[int, int], k: int = 1) -> "Transform":
+        """``np.rot90(array, k)`` of an ``(H, W)`` array, as a map of its points: each counter-clockwise (on screen)
+        quarter turn takes ``(x, y)`` of an array ``W`` wide to ``(y, W - x)`` and adds 90 degrees to an angle.
+        ``k`` may be negative (clockwise turns).
+
+        Raises:
+            ValueError: ``shape`` not two sizes > 0, or ``k`` not an integer.
+        """
+        h, w = _shape(shape)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise ValueError(f"k must be an integer number of quarter turns, got {k!r}")
+        k = int(k)
+        if k < 0:  # clockwise turns undo counter-clockwise turns of the array they produce
+            n = -k % 4
+            return cls.quarter_turn((w, h) if n % 2 else (h, w), n).inverse()
+        steps = []
+        for _ in range(k % 4):  # one turn at a time: each needs the width of the array before it
+            steps.append(_Step((1, 0), (1.0, -1.0), (0.0, float(w))))
+            h, w = w, h
+        return cls(tuple(steps))
+
+    @classmethod
+    def mirror(cls, width: float) -> "Transform":
+        """``np.fliplr`` of an array ``width`` wide: ``(x, y) -> (width - x, y)``; an angle ``a`` becomes ``-a``.
+
+        Raises:
+            ValueError: ``width`` not a finite number.
+        """
+        (w,) = _numbers((width,), "width")
+        if not np.isfinite(w):
+            raise ValueError(f"width must be finite, got {width!r}")
+        return cls((_Step((0, 1), (-1.0, 1.0), (w, 0.0)),))
+
+    def then(self, other: "Transform") -> "Transform":
+        """This transform followed by ``other`` (``other`` maps this one's output frame)."""
+        return Transform(self.steps + other.steps)
+
+    def compose(self, other: "Transform") -> "Transform":
+        """``self ∘ other``: ``other`` first, then this transform (as matrices multiply)."""
+        return other.then(self)
+
+    def inverse(self) -> "Transform":
+        """The map back (every step undone, last first)."""
+        return Transform(tuple(s.inverse() for s in reversed(self.steps)))
+
+    # ---- what it does
+    @property
+    def angle_map(self) -> tuple[int, int]:
+        """``(sign, turn)``: an angle ``a`` maps to ``sign * a + turn`` (sign -1 when the map mirrors; ``turn`` a
+        multiple of 90 degrees, the sum of the steps' turns, not reduced modulo 360)."""
+        sign, turn = 1, 0
+        for s in self.steps:
+            sg, tn = s.angle_map
+            sign, turn = sg * sign, sg * turn + tn
+        return sign, turn
+
+    @property
+    def mirrors(self) -> bool:
+        """True when the map flips handedness (an odd number of mirrors)."""
+        return self.angle_map[0] < 0
+
+    def apply(self, xy) -> np.ndarray:
+        """Map points.
+
+        Args:
+            xy: ``(..., 2)`` array-like of ``(x, y)`` (e.g. ``N x 2``).
+        Returns:
+            float64 array of the same shape.
+        Raises:
+            ValueError: when the last dimension is not 2 or a value is not a number.
+        """
+        p = as_points(xy)
+        if not self.steps:
+            return p.copy()  # never the caller's array itself
+        for s in self.steps:
+            p = s.apply(p)
+        return p
+
+    def apply_bounds(self, box) -> tuple[float, float, float, float]:
+        """An axis-aligned box ``(x0, y0, x1, y1)`` -> its image ``(x0', y0', x1', y1')`` (exact: every step maps
+        axis-aligned boxes to axis-aligned boxes, corners to corners)."""
+        c = self.apply([[box[0], box[1]], [box[2], box[3]]])
+        return (float(c[:, 0].min()), float(c[:, 1].min()), float(c[:, 0].max()), float(c[:, 1].max()))
+
+    def apply_angle(self, deg: float) -> float:
+        """A direction's angle (degrees, counter-clockwise on screen) -> its angle after the map, ``sign * deg +
+        turn`` of :attr:`angle_map`, not wrapped (see :func:`wrap_angle`); unchanged when the map neither turns nor
+        mirrors."""
+        sign, turn = self.angle_map
+        a = float(deg)
+        if sign < 0:
+            return -a + float(turn)  # + 0.0 also makes a mirrored 0.0 a plain 0.0
+        return a + float(turn) if turn else a
+
+    def apply_length(self, length: float) -> float:
+        """A length (a box's ``w`` or ``h``) -> its length after the map (the mean scale of both axes).
+
+        A NumPy float keeps its type (a float32 box's size is scaled in float32, as the boxes ``crop_rois`` takes);
+        anything else becomes a Python float.
+        """
+        v = length if isinstance(length, np.floating) else float(length)
+        for s in self.steps:
+            f = s.size_factor
+            if f != 1:
+                v = v / f if s.inverted else v * f
+        return v
+
+    def apply_roi(self, roi: "Roi") -> "Roi":
+        """An oriented :class:`Roi` -> the same box after the map: centre mapped, sizes scaled by
+        :meth:`apply_length`, angle by :meth:`apply_angle` (not wrapped)."""
+        (cx, cy), = self.apply([[roi.cx, roi.cy]])
+        return Roi(float(cx), float(cy), self.apply_length(roi.w), self.apply_length(roi.h),
+                   self.apply_angle(roi.angle))
+
+
+def _numbers(values, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be numbers, got {tuple(values)!r}") from None
+
+
+def _shape(shape) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be (H, W), got {shape!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"shape must be (H, W) with sizes > 0, got {shape!r}")
+    return h, w
+
+
+def wrap_angle(deg: float, period: float = 360.0) -> float:
+    """``deg`` wrapped into ``(-period / 2, period / 2]``: 360 for a direction, 180 for an undirected axis."""
+    a = float(deg) % period
+    return a - period if a > period / 2 else a
+
+
+def map_rois(results: Mapping[str, RoiResult], transform: Transform) -> dict[str, RoiResult]:
+    """Each located :class:`RoiResult`'s ROI mapped through ``transform`` (e.g. from a model canvas to the image:
+    ``letterbox.transform.inverse()``); unlocated ones are passed through."""
+    return {stem: r if r.roi is None else RoiResult(stem, transform.apply_roi(r.roi)) for stem, r in results.items()}
+
+
+def enclosing_pixels(bounds, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The integer pixel box ``(x0, y0, x1, y1)`` (``x1``/``y1`` exclusive) that encloses the continuous bounds
+    ``(x0, y0, x1, y1)``, clipped to an image of ``shape`` (H, W) (empty, ``x1 <= x0``, when they miss it)."""
+    h, w = shape
+    return (max(0, int(np.floor(bounds[0]))), max(0, int(np.floor(bounds[1]))),
+            min(w, int(np.ceil(bounds[2]))), min(h, int(np.ceil(bounds[3]))))

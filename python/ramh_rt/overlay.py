@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import anatomy
+from .geometry import box_corners
 
 EROSION_RGB = (255, 40, 40)
 ROI_RGB = (255, 220, 0)
@@ -90,14 +91,6 @@ def _decimation(h: int, w: int, oh: int, ow: int) -> int:
     """Integer pixel step that keeps at least twice the display resolution (1 for images near display size, whose
     pictures are then exactly what a full-resolution resize gives)."""
     return max(1, min(h // max(1, 2 * oh), w // max(1, 2 * ow)))
-
-
-def _corners(box: Sequence[float]) -> list[tuple[float, float]]:
-    cx, cy, w, h, a = (float(v) for v in box)
-    t = np.deg2rad(a)
-    ux, uy, vx, vy = np.cos(t), -np.sin(t), np.sin(t), np.cos(t)
-    return [(cx + sx * w * ux + sy * h * vx, cy + sx * w * uy + sy * h * vy)
-            for sx, sy in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5))]
 
 
 def _font(size: int):
@@ -191,7 +184,7 @@ def draw_overlay(image: np.ndarray, *, bones: Iterable[MaskLayer] = (), erosions
     for roi in rois:
         if roi.box is None:
             continue
-        pts = [(x * s, y * s) for x, y in _corners(roi.box)]
+        pts = [(x * s, y * s) for x, y in box_corners(roi.box)]
         draw.line(pts + [pts[0]], fill=roi.rgb, width=2)
         if roi.proximal_edge:  # corners 2 and 3 span the local +y (proximal) side
             draw.line([pts[2], pts[3]], fill=(255, 80, 80), width=2)

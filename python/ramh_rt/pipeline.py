@@ -328,7 +328,7 @@ class Analyzer:
         side, side_source, mirrored, side_reasons = understand.side_reasons(ass.side, *given)
         warnings = list(loaded.warnings) + ([tf.window_warning] if tf.window_warning else [])
         warnings += [message for code, message, _ in side_reasons if code == "side_conflict"]
-        rois = geometry.rois_to_image(geometry.joint_rois(model_masks), tf)
+        rois = geometry.map_rois(geometry.joint_rois(model_masks), tf.transform.inverse())
         timer.lap("geometry")
         joints, ero_full = self._joints(src, pix, rois, masks_h, tf, loaded.spacing_mm, timer)
         totals, cam = self._totals(joints, x, whole_hand=ass.field_of_view == "hand")
@@ -396,7 +396,8 @@ class Analyzer:
     def _bones(self, inst: np.ndarray, masks: np.ndarray, logits: np.ndarray, tf, shape):
         """Bone records with full-resolution masks, and the model-canvas masks of single-instance bones."""
         h, w = shape
-        sx, sy = tf.scale_x, tf.scale_y
+        sx = tf.scale_x
+        to_image = tf.transform.inverse()
         thr = float(self.bones_cfg["postprocess"]["threshold"])
         records: list[BoneRecord] = []
         model_masks: dict[str, np.ndarray] = {}
@@ -406,10 +407,8 @@ class Analyzer:
             name = self.classes[c]
             mx0, my0, mx1, my1 = (int(r["bbox"][i]) for i in range(4))
             # Image-pixel bbox of the model bbox, one model pixel of margin for the sub-pixel boundary.
-            x0 = max(0, int(np.floor((mx0 - 1 - tf.pad_x) / sx)))
-            y0 = max(0, int(np.floor((my0 - 1 - tf.pad_y) / sy)))
-            x1 = min(w, int(np.ceil((mx1 + 1 - tf.pad_x) / sx)))
-            y1 = min(h, int(np.ceil((my1 + 1 - tf.pad_y) / sy)))
+            x0, y0, x1, y1 = geometry.enclosing_pixels(to_image.apply_bounds((mx0 - 1, my0 - 1, mx1 + 1, my1 + 1)),
+                                                       (h, w))
             if x1 <= x0 or y1 <= y0:
                 continue
             # Full-resolution mask (ops.upsample_instance). A multi-instance class's instance is its bbox's part of
@@ -417,7 +416,8 @@ class Analyzer:
             win = (mx0, my0, mx1, my1) if anatomy.bone(name).multi_instance else geometry.mask_bounds(masks[c])
             if win is None:
                 continue
-            crop = ops.upsample_instance(logits[c], masks[c], win, _model_box(x0, y0, x1, y1, tf),
+            box = geometry.Roi.from_bounds(*tf.transform.apply_bounds((x0, y0, x1, y1))).as_array()[None]
+            crop = ops.upsample_instance(logits[c], masks[c], win, box,
                                          (y1 - y0, x1 - x0), thr, scratch=near_canvas)
             area = int(np.count_nonzero(crop))
             if area == 0:
@@ -497,10 +497,14 @@ class Analyzer:
         return joints, erosion_mask
 
     def _anchor_masks(self, stems, boxes, masks, tf, size) -> np.ndarray:
-        """Per ROI, the union of its anchor bones' masks cut from the model-canvas masks (nearest)."""
+        """Per ROI, the union of its anchor bones' masks cut from the model-canvas masks (nearest).
+
+        ``boxes`` are the float32 image boxes the ROIs were cropped at, mapped onto the canvas, so that a mask covers
+        the very region its crop shows (not the ROI as found on the canvas, which differs by the float32 rounding).
+        """
         n = len(stems)
         out = np.zeros((n, *size), np.uint8)
-        model_boxes = np.array([geometry.roi_to_model(geometry.Roi(*b), tf).as_tuple() for b in boxes], np.float32)
+        model_boxes = np.array([tf.transform.apply_roi(geometry.Roi(*b)).as_tuple() for b in boxes], np.float32)
         by_channel: dict[int, list[int]] = {}
         for k, stem in enumerate(stems):
             for b in anatomy.area(stem).anchors:
@@ -620,12 +624,6 @@ def _ordinal_median(p: list[float]) -> int:
     """The median class of an ordinal distribution: the smallest k with P(y <= k) >= 0.5. For ordinal scores it
     is the minimiser of the expected absolute error, and it does not jump between distant modes as argmax can."""
     return int(np.searchsorted(np.cumsum(p), 0.5 - 1e-9))
-
-
-def _model_box(x0, y0, x1, y1, tf) -> np.ndarray:
-    """The axis-aligned image box [x0, x1) x [y0, y1) as a box on the model canvas (for crop_rois)."""
-    (ax, ay), (bx, by) = tf.to_model([[x0, y0], [x1, y1]])
-    return np.array([[0.5 * (ax + bx), 0.5 * (ay + by), bx - ax, by - ay, 0.0]], np.float32)
 
 
 

@@ -360,7 +360,8 @@ def _render(p: Progression, path, max_side: int):
     """Two :func:`~ramh_rt.overlay.render_analysis` pictures side by side, changed areas outlined on both."""
     from PIL import Image, ImageDraw
 
-    from .overlay import _corners, _font, render_analysis, save_png
+    from .geometry import box_corners
+    from .overlay import _font, render_analysis, save_png
 
     panels = []
     for a, title in ((p.baseline, "baseline"), (p.followup, "follow-up")):
@@ -374,7 +375,7 @@ def _render(p: Progression, path, max_side: int):
             if not j.changed:
                 continue
             roi = a.joint(j.stem).roi
-            pts = [(x * s, y * s) for x, y in _corners(roi)]
+            pts = [(x * s, y * s) for x, y in box_corners(roi)]
             col = WORSE_RGB if j.worsened else BETTER_RGB
             d.line(pts + [pts[0]], fill=col, width=5)
             d.text((max(x for x, _ in pts) + 4, min(y for _, y in pts)), _change_label(j), fill=col, font=font,

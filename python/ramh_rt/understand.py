@@ -32,6 +32,7 @@ import numpy as np
 
 from . import anatomy, ops
 from .errors import NotAHandError
+from .geometry import Roi, Transform, wrap_angle
 
 FIELDS_OF_VIEW = anatomy.FIELDS_OF_VIEW
 
@@ -56,8 +57,9 @@ class HandFrame:
     The normalised hand is ``np.rot90(film[y0:y1, x0:x1], k)`` with ``k = rotation_deg // 90``: ``np.rot90`` turns
     the picture counter-clockwise as seen on screen, so a hand whose fingers point right (turned 90 degrees clockwise
     from upright) comes upright after one turn. Points, boxes, masks, angles and oriented boxes map back exactly
-    (:meth:`to_film_points` ...); coordinates are continuous pixel coordinates (pixel ``(col, row)`` covers
-    ``[col, col+1) x [row, row+1)``), angles counter-clockwise as seen on screen, in degrees.
+    (:meth:`to_film_points` ..., points through its :attr:`transform`); coordinates are continuous pixel coordinates
+    (pixel ``(col, row)`` covers ``[col, col+1) x [row, row+1)``), angles counter-clockwise as seen on screen, in
+    degrees.
 
     Attributes:
         box: ``(x0, y0, x1, y1)`` of the hand in the film, pixels, exclusive at the far end.
@@ -110,43 +112,42 @@ class HandFrame:
         x0, y0, x1, y1 = self.box
         return np.ascontiguousarray(np.rot90(film[y0:y1, x0:x1], self.k))
 
+    @property
+    def transform(self) -> Transform:
+        """The map from film points to points of the normalised hand (:class:`ramh_rt.geometry.Transform`: the
+        crop's shift, then ``k`` quarter turns; ``.inverse()`` maps back to the film)."""
+        x0, y0, _, _ = self.box
+        return Transform.shift(-x0, -y0).then(Transform.quarter_turn(self.crop_shape, self.k))
+
     def to_film_points(self, xy) -> np.ndarray:
-        """``N x 2`` points (x, y) of the normalised hand -> film coordinates (float64)."""
-        p = np.array(xy, np.float64).reshape(-1, 2)
-        h, w = self.crop_shape  # of the film's crop, before any turn
-        k = self.k
-        # One counter-clockwise turn maps a crop point (x, y) of an array of width wc to (y, wc - x); undo the
-        # k turns one at a time, the width being that of the array before each turn.
-        widths = [w if i % 2 == 0 else h for i in range(k)]
-        for wc in reversed(widths):
-            p = np.stack([wc - p[:, 1], p[:, 0]], axis=1)
-        p[:, 0] += self.box[0]
-        p[:, 1] += self.box[1]
-        return p
+        """``N x 2`` points (x, y) of the normalised hand -> film coordinates (float64).
+
+        Raises:
+            ValueError: when ``xy`` is not points (x, y).
+        """
+        return self.transform.inverse().apply(xy).reshape(-1, 2)
 
     def to_film_box(self, box) -> tuple[float, float, float, float]:
         """An axis-aligned box ``(x0, y0, x1, y1)`` of the normalised hand -> film (exact: corners map to corners)."""
-        c = self.to_film_points([[box[0], box[1]], [box[2], box[3]]])
-        return (float(c[:, 0].min()), float(c[:, 1].min()), float(c[:, 0].max()), float(c[:, 1].max()))
+        return self.transform.inverse().apply_bounds(box)
 
     def to_film_angle(self, deg: float) -> float:
         """An angle (counter-clockwise on screen) in the normalised hand -> film, in (-180, 180]."""
-        a = (float(deg) - 90.0 * self.k) % 360.0
-        return a - 360.0 if a > 180.0 else a
+        return wrap_angle(self.transform.inverse().apply_angle(deg))
 
     def to_film_axis(self, deg: float) -> float:
         """An undirected axis angle in (-90, 90] (a bone's principal axis) -> film, in (-90, 90]."""
-        a = (float(deg) - 90.0 * self.k) % 180.0
-        return a - 180.0 if a > 90.0 else a
+        return wrap_angle(self.transform.inverse().apply_angle(deg), 180.0)
 
     def to_film_mask(self, mask: np.ndarray) -> np.ndarray:
         """A mask (or any array) over a box of the normalised hand, turned back to the film's orientation."""
         return np.ascontiguousarray(np.rot90(mask, -self.k)) if self.k else mask
 
     def to_film_roi(self, roi) -> tuple[float, float, float, float, float]:
-        """An oriented box ``(cx, cy, w, h, angle_deg)`` of the normalised hand -> film (same w, h; turned angle)."""
-        (cx, cy), = self.to_film_points([[roi[0], roi[1]]])
-        return (float(cx), float(cy), float(roi[2]), float(roi[3]), self.to_film_angle(roi[4]))
+        """An oriented box ``(cx, cy, w, h, angle_deg)`` of the normalised hand -> film (same w, h; turned angle, in
+        (-180, 180])."""
+        r = self.transform.inverse().apply_roi(Roi(*(float(v) for v in roi)))
+        return (r.cx, r.cy, r.w, r.h, wrap_angle(r.angle))
 
 
 # ---- silhouette survey ----------------------------------------------------------------------------------------------
@@ -690,8 +691,6 @@ def map_analysis(analysis, frame: HandFrame, film: np.ndarray | None):
         b.orientation_deg = frame.to_film_axis(b.orientation_deg)
         b.mask_crop = frame.to_film_mask(b.mask_crop)
         b.image_shape = (H, W)
-    from .geometry import Roi
-
     for j in analysis.joints:
         if j.roi is not None:
             j.roi = frame.to_film_roi(j.roi)

@@ -103,7 +103,8 @@ def _process(args) -> tuple[int, dict]:
     arrays["window"][i] = tf.window
     t = s.totals()
     arrays["totals"][i] = (t["erosion"], t["jsn"], t["svdh"])
-    res = geometry.rois_to_image(geometry.joint_rois({n: cov[k] >= 0.5 for k, n in enumerate(names)}), tf)
+    res = geometry.map_rois(geometry.joint_rois({n: cov[k] >= 0.5 for k, n in enumerate(names)}),
+                            tf.transform.inverse())
     boxes = np.full((len(anatomy.AREA_STEMS), 5), np.nan, np.float32)
     ious = np.full(len(anatomy.AREA_STEMS), np.nan, np.float32)
     for a, stem_ in enumerate(anatomy.AREA_STEMS):

@@ -15,7 +15,6 @@ images (domain statistics only: no known scores).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path

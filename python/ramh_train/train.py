@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ramh_rt import anatomy
+from ramh_rt.geometry import Transform
 
 from . import losses, ordinal
 from .cache import Cache
@@ -304,6 +305,9 @@ def score_density(cache: Cache, i: int, grid_hw: tuple[int, int], flip: bool = F
     h, w = grid_hw
     H, W = cache.spec.input_hw
     lb = cache.meta["items"][i]["letterbox"]
+    to_model = Transform.scale_shift(lb["scale_x"], lb["scale_y"], lb["pad_x"], lb["pad_y"])
+    if flip:
+        to_model = to_model.then(Transform.mirror(W))
     points = np.maximum(cache.be[i].astype(np.float64), 0) + np.maximum(cache.jsn[i].astype(np.float64), 0)
     out = np.zeros((h, w), np.float64)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -312,9 +316,7 @@ def score_density(cache: Cache, i: int, grid_hw: tuple[int, int], flip: bool = F
         if not (np.isfinite(cx) and np.isfinite(cy)):
             out += points[k] / (h * w)
             continue
-        mx, my = cx * lb["scale_x"] + lb["pad_x"], cy * lb["scale_y"] + lb["pad_y"]
-        if flip:
-            mx = W - mx
+        (mx, my), = to_model.apply([[cx, cy]])
         u, v = mx / W * w - 0.5, my / H * h - 0.5  # cell coordinates (cell centres at integers)
         g = np.exp(-((xx - u) ** 2 + (yy - v) ** 2) / (2 * sigma_cells ** 2))
         total = g.sum()

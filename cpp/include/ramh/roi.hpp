@@ -1,7 +1,8 @@
 // ramh/roi.hpp — oriented ROI crop (image -> N crops) and its inverse, paste (N ROI maps -> one image).
 //
-// Geometry (project conventions): a box is (cx, cy, w, h, angle_deg) in continuous image pixels; its local axes are
-// u = (cos a, -sin a) and v = (sin a, cos a), a counter-clockwise as seen on screen (y down). Crop pixel (i, j) of an
+// Geometry (project conventions, those of ramh_rt.geometry.Roi): a box is (cx, cy, w, h, angle_deg) in continuous
+// image pixels; its local axes are u = (cos a, -sin a) and v = (sin a, cos a), a counter-clockwise as seen on screen
+// (y down). Crop pixel (i, j) of an
 // out_h x out_w crop samples the image at
 //     p(i, j) = c + ((j + 0.5) / out_w - 0.5) * w * u + ((i + 0.5) / out_h - 0.5) * h * v.
 // Angles that are exact multiples of 90 degrees use exact sines and cosines (0, +-1).

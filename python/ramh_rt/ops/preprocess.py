@@ -1,7 +1,8 @@
 """Model-input preprocessing: intensity window, normalisation and letterbox resize of radiographs.
 
 :func:`preprocess` is one fused kernel (C++ on the CPU, CUDA on the GPU, identical semantics) and :class:`Letterbox`
-records what it did to the geometry so that model outputs can be mapped back to image pixels.
+records what it did to the geometry (its :attr:`Letterbox.transform`) so that model outputs can be mapped back to
+image pixels.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from .. import _core
+from ..geometry import Transform
 from ._args import array_arg, array_dtype, array_shape, int_pair, pair
 
 __all__ = ["Letterbox", "preprocess"]
@@ -54,6 +56,12 @@ class Letterbox:
     window: tuple[float, float]
     window_warning: str | None = None
 
+    @property
+    def transform(self) -> Transform:
+        """The map from image points to model-canvas points (:class:`ramh_rt.geometry.Transform`;
+        ``.inverse()`` maps back): ``x * scale_x + pad_x``, ``y * scale_y + pad_y``, lengths times the mean scale."""
+        return Transform.scale_shift(self.scale_x, self.scale_y, self.pad_x, self.pad_y)
+
     def to_model(self, xy) -> np.ndarray:
         """Map image points to the model canvas.
 
@@ -64,8 +72,7 @@ class Letterbox:
         Raises:
             ValueError: when the last dimension is not 2 or a value is not a number.
         """
-        p = _points(xy)
-        return p * np.array([self.scale_x, self.scale_y]) + np.array([self.pad_x, self.pad_y], dtype=np.float64)
+        return self.transform.apply(xy)
 
     def to_image(self, xy) -> np.ndarray:
         """Map model-canvas points back to the image (the exact inverse of :meth:`to_model`).
@@ -77,18 +84,7 @@ class Letterbox:
         Raises:
             ValueError: when the last dimension is not 2 or a value is not a number.
         """
-        p = _points(xy)
-        return (p - np.array([self.pad_x, self.pad_y], dtype=np.float64)) / np.array([self.scale_x, self.scale_y])
-
-
-def _points(xy) -> np.ndarray:
-    try:
-        p = np.asarray(xy, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"xy must be an array of (x, y) points: {e}") from None
-    if p.ndim == 0 or p.shape[-1] != 2:
-        raise ValueError(f"xy must have shape (..., 2) of (x, y) points, got shape {p.shape}")
-    return p
+        return self.transform.inverse().apply(xy)
 
 
 def preprocess(image, out_hw: Sequence[int], window=None, dtype="float32", *,

@@ -69,7 +69,7 @@ def quantify_erosions(erosion, bone_masks, boxes, spacing_mm: Union[None, float,
             nonzero = bone; or ``N x K x h x w`` with one mask per anchor bone, whose union is taken. Same device
             as ``erosion``.
         boxes: ``N x 5`` boxes ``(cx, cy, w, h, angle)`` in image pixels (see
-            :class:`ramh_train.datasets.sample.RotatedBox`) that the ROIs were cut from; only ``w`` and ``h``
+            :class:`ramh_rt.geometry.Roi`) that the ROIs were cut from; only ``w`` and ``h``
             matter here (one ROI pixel covers ``(w / out_w) * (h / out_h)`` image pixels). Host (any float
             array; converted to float32) or float32 on the device of ``erosion``.
         spacing_mm: mm per image pixel: a scalar for every ROI, one value per ROI, or None when unknown; None or

@@ -1,6 +1,6 @@
 """Oriented ROI crop and its inverse, paste, for joint regions of a hand radiograph.
 
-Boxes are ``(cx, cy, w, h, angle_deg)`` rows in continuous image pixels, as :class:`ramh_train.datasets.sample.RotatedBox`
+Boxes are ``(cx, cy, w, h, angle_deg)`` rows in continuous image pixels, as :class:`ramh_rt.geometry.Roi`
 defines them: centre ``(cx, cy)``, extent ``w`` along the local x axis ``u = (cos a, -sin a)`` and ``h`` along the
 local y axis ``v = (sin a, cos a)``, ``a`` counter-clockwise as seen on screen (image y points down). Crop pixel
 ``(i, j)`` of an ``out_h x out_w`` crop samples the image at

@@ -19,11 +19,11 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from ramh_rt import anatomy
+from ramh_rt.geometry import Roi
 
 from .errors import Problems
 from .fileio import read_json
 from .layout import image_stem
-from .sample import RotatedBox
 
 CocoKind = Literal["bone", "erosion", "joint"]
 
@@ -56,7 +56,7 @@ class CocoAnn:
     name: str
     data: dict
     box: tuple[float, float, float, float] | None = None
-    roi: RotatedBox | None = None
+    roi: Roi | None = None
 
     @property
     def record(self) -> str:
@@ -141,7 +141,7 @@ def _check_segmentation(seg: Any, h: int, w: int) -> str | None:
     return f"segmentation must be a list of polygons or an RLE object; got {type(seg).__name__}"
 
 
-def _check_box(ann: dict, img: CocoImage) -> tuple[tuple[float, float, float, float] | None, RotatedBox | None, str]:
+def _check_box(ann: dict, img: CocoImage) -> tuple[tuple[float, float, float, float] | None, Roi | None, str]:
     bbox = ann.get("bbox")
     if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_num(v) for v in bbox)):
         return None, None, f"'bbox' must be [x, y, width, height] of finite numbers; got {bbox!r}"
@@ -153,12 +153,12 @@ def _check_box(ann: dict, img: CocoImage) -> tuple[tuple[float, float, float, fl
     box = (x, y, x + bw, y + bh)
     rb = ann.get("rbox")
     if rb is None:
-        return box, RotatedBox(x + bw / 2, y + bh / 2, bw, bh, 0.0), ""
+        return box, Roi(x + bw / 2, y + bh / 2, bw, bh, 0.0), ""
     if not (isinstance(rb, list) and len(rb) == 5 and all(_is_num(v) for v in rb)):
         return None, None, f"'rbox' must be [cx, cy, w, h, angle] of finite numbers; got {rb!r}"
     if rb[2] <= 0 or rb[3] <= 0:
         return None, None, f"'rbox' {rb} has a non-positive width or height"
-    return box, RotatedBox(*(float(v) for v in rb)), ""
+    return box, Roi(*(float(v) for v in rb)), ""
 
 
 def parse_coco(path: Path, kind: CocoKind, problems: Problems, rel: str) -> CocoFile | None:

@@ -19,7 +19,7 @@ Decisions (the public card does not fix these):
   the root). It is a COCO file whose ``images`` name the files of ``Segmentation/{split}`` (the images are not
   duplicated), whose category names are ROI stems (:data:`ramh_rt.anatomy.AREA_STEMS`) and whose annotations hold
   ``bbox`` ``[x, y, w, h]`` in pixels plus, when this package wrote it, ``"rbox": [cx, cy, w, h, angle]`` (the
-  oriented ROI, :class:`~ramh_train.datasets.sample.RotatedBox`). Without ``rbox`` the ROI is the bbox with angle 0.
+  oriented ROI, :class:`~ramh_rt.geometry.Roi`). Without ``rbox`` the ROI is the bbox with angle 0.
 * **Score JSONs** sit at the split folder level, beside the per-image crop folders (this is where the benchmark code
   looks for them). Their keys are hand image names; a key may carry an image extension (``X_L.bmp``) or not
   (``X_L``): the stem is what matches the crop folder. This package writes the image file name.

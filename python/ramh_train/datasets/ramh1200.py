@@ -20,6 +20,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ramh_rt import anatomy
+from ramh_rt.geometry import Roi
 
 from .coco import CocoImage, decode_class_masks
 from .errors import DatasetError, Problem, Problems
@@ -27,7 +28,7 @@ from .fileio import read_grayscale
 from .index import SplitIndex, build_split_index
 from .layout import SCORE_KINDS, SPLITS, Layout, check_kind, check_split, image_stem, roi_stems
 from .metadata import read_metadata
-from .sample import HandSample, RotatedBox
+from .sample import HandSample
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ class RamH1200:
         j = self.index(split).joints
         return {a.name: a.box for a in j.image_anns(stem)} if j is not None else {}
 
-    def joint_rois(self, key: str | int, split: str | None = None) -> dict[str, RotatedBox]:
+    def joint_rois(self, key: str | int, split: str | None = None) -> dict[str, Roi]:
         """ROI stem -> oriented box (``rbox`` when stored, else the bbox with angle 0)."""
         split, stem = self.locate(key, split)
         j = self.index(split).joints

@@ -1,4 +1,7 @@
-"""The in-memory form of one annotated hand radiograph, shared by the RAM-H1200 reader and the phantom generator."""
+"""The in-memory form of one annotated hand radiograph, shared by the RAM-H1200 reader and the phantom generator.
+
+Its oriented joint ROIs are the runtime's :class:`ramh_rt.geometry.Roi` (one box convention for training and inference).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,42 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ramh_rt import anatomy
-
-
-@dataclass(frozen=True)
-class RotatedBox:
-    """An oriented box in image pixels.
-
-    ``(cx, cy)`` is the centre in continuous pixel coordinates (pixel ``(col, row)`` covers ``[col, col+1) x
-    [row, row+1)``, so its centre is ``(col + 0.5, row + 0.5)``); ``w`` is the extent along the box's local x axis,
-    ``h`` along its local y axis; ``angle`` (degrees) rotates the local axes counter-clockwise as seen on screen
-    (image y points down): local x = ``(cos a, -sin a)``, local y = ``(sin a, cos a)``. For a joint ROI the local y
-    axis runs along the bone axis from distal to proximal, so that an upright finger has angle 0.
-    """
-
-    cx: float
-    cy: float
-    w: float
-    h: float
-    angle: float = 0.0
-
-    def as_array(self) -> np.ndarray:
-        return np.array([self.cx, self.cy, self.w, self.h, self.angle], dtype=np.float32)
-
-    def corners(self) -> np.ndarray:
-        """4 x 2 corner points (x, y) in the order top-left, top-right, bottom-right, bottom-left of the local frame."""
-        a = np.deg2rad(self.angle)
-        ux, uy = np.cos(a), -np.sin(a)
-        vx, vy = np.sin(a), np.cos(a)
-        pts = []
-        for sx, sy in ((-0.5, -0.5), (0.5, -0.5), (0.5, 0.5), (-0.5, 0.5)):
-            pts.append((self.cx + sx * self.w * ux + sy * self.h * vx, self.cy + sx * self.w * uy + sy * self.h * vy))
-        return np.array(pts, dtype=np.float64)
-
-    def bbox(self) -> tuple[float, float, float, float]:
-        """Axis-aligned bounding box (x0, y0, x1, y1) of the rotated box."""
-        c = self.corners()
-        return float(c[:, 0].min()), float(c[:, 1].min()), float(c[:, 0].max()), float(c[:, 1].max())
+from ramh_rt.geometry import Roi
 
 
 @dataclass
@@ -58,8 +26,8 @@ class HandSample:
         erosion_masks: erosion category (:data:`ramh_rt.anatomy.EROSION_CATEGORIES`) -> H x W bool mask.
         joint_boxes: ROI stem (:data:`ramh_rt.anatomy.AREA_STEMS`) -> axis-aligned box (x0, y0, x1, y1) in pixels,
             as the joint-detection JSON stores it.
-        joint_rois: ROI stem -> oriented :class:`RotatedBox` (phantoms know it; for real data it is derived from the
-            axis-aligned box with angle 0).
+        joint_rois: ROI stem -> oriented :class:`ramh_rt.geometry.Roi` in pixels (phantoms know it; for real data
+            it is derived from the axis-aligned box with angle 0).
         be_scores / jsn_scores: ``"BE_<stem>"`` -> 0..5, ``"JSN_<stem>"`` -> 0..4 (missing keys = not scored).
         meta: anything else (centre, patient, generator parameters...).
     """
@@ -71,7 +39,7 @@ class HandSample:
     bone_masks: dict[str, np.ndarray] = field(default_factory=dict)
     erosion_masks: dict[str, np.ndarray] = field(default_factory=dict)
     joint_boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
-    joint_rois: dict[str, RotatedBox] = field(default_factory=dict)
+    joint_rois: dict[str, Roi] = field(default_factory=dict)
     be_scores: dict[str, int] = field(default_factory=dict)
     jsn_scores: dict[str, int] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ramh_rt import anatomy
+from ramh_rt.geometry import Roi
 
 from .coco import CocoFile, encode_mask, parse_coco, rle_area_bbox
 from .errors import Problems
@@ -43,7 +44,7 @@ from .layout import (BONE_CATEGORY_IDS, EROSION_CATEGORY_IDS, IMAGE_EXTENSION, J
                      IMAGE_EXTENSIONS, METADATA_COLUMNS, METADATA_STEM_COLUMN, SCORE_KINDS, SCORE_PREFIX, SPLITS,
                      Layout, check_split, roi_stems)
 from .metadata import read_metadata
-from .sample import HandSample, RotatedBox
+from .sample import HandSample
 from .scores import parse_scores
 
 _GENERATOR = "ramh_train.datasets.writer"
@@ -158,8 +159,8 @@ def _joint_boxes(sample: HandSample, h: int, w: int) -> list[tuple[str, list[flo
         roi = rois.get(stem)
         rbox = None
         if roi is not None:
-            if not isinstance(roi, RotatedBox):
-                raise ValueError(f"sample.joint_rois[{stem!r}] must be a RotatedBox; got {type(roi).__name__}")
+            if not isinstance(roi, Roi):
+                raise ValueError(f"sample.joint_rois[{stem!r}] must be a Roi; got {type(roi).__name__}")
             rbox = _finite((roi.cx, roi.cy, roi.w, roi.h, roi.angle), f"sample.joint_rois[{stem!r}]")
             if rbox[2] <= 0 or rbox[3] <= 0:
                 raise ValueError(f"sample.joint_rois[{stem!r}] has a non-positive size: {roi}")

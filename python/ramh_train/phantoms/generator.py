@@ -7,8 +7,9 @@ from dataclasses import replace
 import numpy as np
 
 from ramh_rt import anatomy
+from ramh_rt.geometry import Roi, Transform
 
-from ..datasets.sample import HandSample, RotatedBox
+from ..datasets.sample import HandSample
 from . import disease, juvenile, render, shapes, skeleton
 from .config import PhantomConfig
 
@@ -168,7 +169,7 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
         c = canvas.to_px(r.centre[None])[0]
         dpx = canvas.dir_to_px(r.distal)
         ang = float(np.degrees(np.arctan2(-dpx[0], -dpx[1])))
-        box = RotatedBox(float(c[0]), float(c[1]), float(r.w_mm / canvas.spacing), float(r.h_mm / canvas.spacing),
+        box = Roi(float(c[0]), float(c[1]), float(r.w_mm / canvas.spacing), float(r.h_mm / canvas.spacing),
                          ang)
         rois[st] = box
 
@@ -266,7 +267,7 @@ def _layout(sk: skeleton.Skeleton, cfg: PhantomConfig, rng: np.random.Generator
     fw = float(rng.uniform(*cfg.field_mm[0]))
     fh = float(rng.uniform(*cfg.field_mm[1]))
     a = np.deg2rad(rot)
-    # Counter-clockwise on screen (y down) for positive angles, as RotatedBox.
+    # Counter-clockwise on screen (y down) for positive angles, as Roi.
     Rm = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
     rp = sk.fit_points() @ Rm.T
     lo, hi = rp.min(axis=0), rp.max(axis=0)
@@ -391,10 +392,11 @@ def _mirror(image, masks, erosion, rois, joints_meta, field_rect, W):
     image = np.ascontiguousarray(image[:, ::-1])
     masks = {k: np.ascontiguousarray(v[:, ::-1]) for k, v in masks.items()}
     erosion = {k: np.ascontiguousarray(v[:, ::-1]) for k, v in erosion.items()}
-    rois = {k: RotatedBox(W - b.cx, b.cy, b.w, b.h, -b.angle if b.angle != 0 else 0.0) for k, b in rois.items()}
+    flip = Transform.mirror(W)
+    rois = {k: flip.apply_roi(b) for k, b in rois.items()}
     for j in joints_meta.values():
         for key in ("prox_point_px", "dist_point_px", "centre_px"):
-            j[key] = [W - j[key][0], j[key][1]]
+            j[key] = flip.apply(j[key]).tolist()
         j["axis_px"] = [-j["axis_px"][0], j["axis_px"][1]]
     if field_rect is not None:
         x0, y0, x1, y1 = field_rect

@@ -40,8 +40,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ramh_rt import anatomy
+from ramh_rt.geometry import Roi, Transform, wrap_angle
 
-from ..datasets.sample import HandSample, RotatedBox
+from ..datasets.sample import HandSample
 from .config import PhantomConfig
 from .generator import generate
 
@@ -74,7 +75,7 @@ class HandTruth:
         field_of_view: one of :data:`FIELDS_OF_VIEW`.
         source_seed: the :func:`~ramh_train.phantoms.generate` seed of the hand (regenerate it upright with it).
         bone_masks: class name -> H x W bool mask in the variant image (empty dict when built with ``masks=False``).
-        joint_rois: ROI stem -> :class:`~ramh_train.datasets.sample.RotatedBox` in the variant image, only the ROIs
+        joint_rois: ROI stem -> :class:`~ramh_rt.geometry.Roi` in the variant image, only the ROIs
             that lie wholly inside the image with their anchor bones in view.
     """
 
@@ -85,7 +86,7 @@ class HandTruth:
     field_of_view: str
     source_seed: int
     bone_masks: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
-    joint_rois: dict[str, RotatedBox] = field(default_factory=dict, repr=False)
+    joint_rois: dict[str, Roi] = field(default_factory=dict, repr=False)
 
     def labels(self) -> dict:
         """JSON-ready labels (no masks): side, box, rotation_deg, mirrored, field_of_view, source_seed and the joint
@@ -165,7 +166,7 @@ class _Hand:
     side: str
     seed: int
     masks: dict[str, np.ndarray]
-    rois: dict[str, RotatedBox]
+    rois: dict[str, Roi]
     rotation_deg: int = 0
     mirrored: bool = False
     fov: str = "hand"
@@ -183,16 +184,20 @@ def _from_sample(s: HandSample) -> _Hand:
     return _Hand(side=s.side, seed=int(s.meta["seed"]), masks=dict(s.bone_masks), rois=dict(s.joint_rois))
 
 
-def _norm_angle(a: float) -> float:
-    a = (a + 180.0) % 360.0 - 180.0
-    return 180.0 if a == -180.0 else a
+def _map_rois(rois: dict[str, Roi], t: Transform) -> dict[str, Roi]:
+    """Oriented ROIs through a frame map (a crop, a flip, a turn), angles wrapped into (-180, 180]."""
+    out = {}
+    for k, r in rois.items():
+        m = t.apply_roi(r)
+        out[k] = replace(m, angle=wrap_angle(m.angle))
+    return out
 
 
 def _crop(image: np.ndarray, hands: list[_Hand], x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
     """Cut the film to ``[y0:y1, x0:x1]``; masks are cut alike, ROIs shifted (their filtering comes at the end)."""
     for h in hands:
         h.masks = {k: np.ascontiguousarray(m[y0:y1, x0:x1]) for k, m in h.masks.items()}
-        h.rois = {k: replace(r, cx=r.cx - x0, cy=r.cy - y0) for k, r in h.rois.items()}
+        h.rois = {k: Transform.shift(-x0, -y0).apply_roi(r) for k, r in h.rois.items()}
     return np.ascontiguousarray(image[y0:y1, x0:x1])
 
 
@@ -201,7 +206,7 @@ def _mirror(image: np.ndarray, hands: list[_Hand]) -> np.ndarray:
     W = image.shape[1]
     for h in hands:
         h.masks = {k: np.ascontiguousarray(m[:, ::-1]) for k, m in h.masks.items()}
-        h.rois = {k: RotatedBox(W - r.cx, r.cy, r.w, r.h, _norm_angle(-r.angle)) for k, r in h.rois.items()}
+        h.rois = _map_rois(h.rois, Transform.mirror(W))
         # A flip after a turn equals a flip before the opposite turn: keep the labels in the flip-then-turn form.
         h.mirrored = not h.mirrored
         h.rotation_deg = (360 - h.rotation_deg) % 360
@@ -212,10 +217,10 @@ def _rot90(image: np.ndarray, hands: list[_Hand], k: int) -> np.ndarray:
     """Turn by ``k`` quarter turns counter-clockwise on screen (``np.rot90``): a pixel centre (x, y) of a W-wide image
     goes to (y, W - x) per quarter turn, and an oriented box's angle grows by 90 degrees."""
     k %= 4
-    for _ in range(k):
-        W = image.shape[1]
+    for _ in range(k):  # one turn at a time, wrapping the angles after each: k turns equal k single turns exactly
+        turn = Transform.quarter_turn(image.shape)
         for h in hands:
-            h.rois = {n: RotatedBox(r.cy, W - r.cx, r.w, r.h, _norm_angle(r.angle + 90.0)) for n, r in h.rois.items()}
+            h.rois = _map_rois(h.rois, turn)
         image = np.rot90(image)
     for h in hands:
         h.masks = {n: np.ascontiguousarray(np.rot90(m, k)) for n, m in h.masks.items()}
@@ -386,7 +391,7 @@ def _side_by_side(strips: list[tuple[np.ndarray, _Hand]], keep_rows: list[int], 
         col[off:off + h] = im[:h]
         col[off + h:] = _background(band, rng, (H - off - h, w))
         hand.masks = {k: np.pad(m[:h], ((off, H - off - h), (x, 0))) for k, m in hand.masks.items()}
-        hand.rois = {k: replace(r, cx=r.cx + x, cy=r.cy + off) for k, r in hand.rois.items()}
+        hand.rois = {k: Transform.shift(x, off).apply_roi(r) for k, r in hand.rois.items()}
         cols.append(col)
         x += w
     image = np.concatenate(cols, axis=1)
@@ -497,12 +502,9 @@ def _collimate(image: np.ndarray, hands: list[_Hand], sp: float, rng) -> dict:
     ang = float(rng.uniform(-3.0, 3.0))
     # The field is tilted about its centre only when the hand's bounds stay inside the tilted field.
     c = ((fx0 + fx1) / 2, (fy0 + fy1) / 2)
-    box = RotatedBox(c[0], c[1], fx1 - fx0, fy1 - fy0, ang)
+    box = Roi(c[0], c[1], fx1 - fx0, fy1 - fy0, ang)
     corners = np.array([[keep[0], keep[1]], [keep[2], keep[1]], [keep[2], keep[3]], [keep[0], keep[3]]], float)
-    a = np.deg2rad(ang)
-    u, v = np.array([np.cos(a), -np.sin(a)]), np.array([np.sin(a), np.cos(a)])
-    d = corners - np.array(c)
-    if not ((np.abs(d @ u) <= box.w / 2).all() and (np.abs(d @ v) <= box.h / 2).all()):
+    if not box.contains(corners).all():
         ang = 0.0
         box = replace(box, angle=0.0)
     field_mask = np.zeros((H, W), np.uint8)
@@ -823,13 +825,13 @@ def turn_variant(v: VariantSample, rotation_deg: int, mirrored: bool = False) ->
     boxes = [t.box for t in v.hands]
     image = v.image
     if mirrored:
-        W = image.shape[1]
+        flip = Transform.mirror(image.shape[1])
         image = _mirror(image, hands)
-        boxes = [(W - x1, y0, W - x0, y1) for x0, y0, x1, y1 in boxes]
+        boxes = [flip.apply_bounds(b) for b in boxes]
     for _ in range(rotation_deg // 90):
-        W = image.shape[1]
+        turn = Transform.quarter_turn(image.shape)
         image = _rot90(image, hands, 1)
-        boxes = [(y0, W - x1, y1, W - x0) for x0, y0, x1, y1 in boxes]
+        boxes = [turn.apply_bounds(b) for b in boxes]
     if image is v.image:
         image = image.copy()
     out = [HandTruth(side=h.side, box=tuple(int(c) for c in b), rotation_deg=h.rotation_deg, mirrored=h.mirrored,
