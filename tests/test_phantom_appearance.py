@@ -172,3 +172,26 @@ def test_a_profile_look_must_be_a_film_look():
     with pytest.raises(ValueError, match="look"):
         dataclasses.replace(SCANNER_PROFILES[0], look={"glare": 0.1})
     assert isinstance(dataclasses.replace(SCANNER_PROFILES[0], look=FilmLook()), ScannerProfile)
+
+
+@pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept a copy keyword")
+def test_ramh_data_phantoms_appearance_flag_writes_real_calibrated_films(tmp_path, capsys):
+    import json
+
+    from ramh_train import data_cli
+    from ramh_train.datasets.ramh1200 import RamH1200
+    from ramh_train.datasets.synthetic import phantom_seed
+
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"spacing_mm": [0.3, 0.3]}))
+    code = data_cli.main(["phantoms", "--out", str(tmp_path / "ds"), "--n", "1", "--seed", "7", "--split", "train",
+                          "--workers", "1", "--config", str(cfg), "--appearance", "real-calibrated"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    ds = RamH1200(tmp_path / "ds")
+    got = ds.load(ds.stems("train")[0])
+    want = generate(phantom_seed(7, 0), REAL_COARSE)
+    np.testing.assert_array_equal(got.image, want.image)
+    assert not np.array_equal(got.image, generate(phantom_seed(7, 0), COARSE).image)
+    code = data_cli.main(["phantoms", "--out", str(tmp_path / "x"), "--n", "1", "--seed", "7", "--appearance", "film"])
+    assert code == 2 and "invalid choice" in capsys.readouterr().err

@@ -86,7 +86,8 @@ class FilmLook:
             around the hand that lifts the background next to the skin.
         glare_mm: range of the glare's Gaussian sigma.
         digitiser_blur_mm: range of the extra Gaussian blur (sigma) of printing and digitising the film.
-        grain: range of the film grain's standard deviation (display units).
+        grain: range of the film grain's standard deviation (display units) at mid-grey; it scales with the square
+            root of the display level (denser film, more grain).
         grain_mm: range of the grain's correlation length (Gaussian sigma).
         marker_probability: chance of a burned-in lead side marker, date text and ruler (outside the hand).
         soft_tissue_bulk_mm: range of the extra soft-tissue thickness along the middle of the palm and forearm (a
@@ -94,21 +95,24 @@ class FilmLook:
         fringe: range of the share of the silhouette's pixels (the thinnest soft tissue, at the skin line) displayed
             below the real levels' lowest point, on a toe from the background: real films show the thin soft tissue
             of the fingers' edges dim, and a threshold (as the levels were measured) does not count it as hand.
+        cortex: range of the cortical shell's density relative to the default renderer's (the bright rims and
+            subchondral lines are fainter on real films, most of all on children's).
     """
 
     tissue_low: tuple[float, ...] = REAL_TISSUE_LEVELS_P25
     tissue_high: tuple[float, ...] = REAL_TISSUE_LEVELS_P75
     mix: tuple[float, float] = (-0.5, 1.5)
     background: tuple[float, float] = (0.03, 0.35)
-    background_variation: tuple[float, float] = (0.01, 0.05)
-    glare: tuple[float, float] = (0.1, 0.3)
-    glare_mm: tuple[float, float] = (5.0, 20.0)
-    digitiser_blur_mm: tuple[float, float] = (0.1, 0.4)
-    grain: tuple[float, float] = (0.001, 0.004)
-    grain_mm: tuple[float, float] = (0.1, 0.3)
+    background_variation: tuple[float, float] = (0.01, 0.08)
+    glare: tuple[float, float] = (0.15, 0.35)
+    glare_mm: tuple[float, float] = (2.0, 10.0)
+    digitiser_blur_mm: tuple[float, float] = (0.05, 0.25)
+    grain: tuple[float, float] = (0.004, 0.012)
+    grain_mm: tuple[float, float] = (0.05, 0.15)
     marker_probability: float = 0.8
-    soft_tissue_bulk_mm: tuple[float, float] = (20.0, 50.0)
-    fringe: tuple[float, float] = (0.05, 0.25)
+    soft_tissue_bulk_mm: tuple[float, float] = (60.0, 120.0)
+    fringe: tuple[float, float] = (0.1, 0.3)
+    cortex: tuple[float, float] = (0.6, 0.9)
 
     def __post_init__(self) -> None:
         n = len(TISSUE_PERCENTS)
@@ -121,8 +125,8 @@ class FilmLook:
         _check_range("FilmLook.mix", self.mix, low=-2.0, high=3.0)
         for name in ("background", "background_variation", "glare", "grain", "fringe"):
             _check_range(f"FilmLook.{name}", getattr(self, name), low=0.0, high=1.0)
-        for name in ("glare_mm", "digitiser_blur_mm", "grain_mm", "soft_tissue_bulk_mm"):
-            _check_range(f"FilmLook.{name}", getattr(self, name), low=0.0, high=100.0)
+        for name in ("glare_mm", "digitiser_blur_mm", "grain_mm", "soft_tissue_bulk_mm", "cortex"):
+            _check_range(f"FilmLook.{name}", getattr(self, name), low=0.0, high=200.0)
         if not 0.0 <= float(self.marker_probability) <= 1.0:
             raise ValueError(f"FilmLook.marker_probability must be a probability, got {self.marker_probability!r}")
 
@@ -238,7 +242,7 @@ CALIBRATED_PROFILES: tuple[ScannerProfile, ...] = tuple(
 #: ``PhantomConfig(profiles=REAL_PROFILES)``.
 REAL_PROFILES: tuple[ScannerProfile, ...] = tuple(
     replace(p, soft_level=(0.13, 0.25), bone_level=(0.3, 0.46), white=(0.78, 0.92), background=(0.01, 0.06),
-            scatter=(0.15, 0.35), heel=(0.05, 0.15), trabecular_contrast=(0.15, 0.4), unsharp_amount=(0.0, 0.15),
+            scatter=(0.15, 0.35), heel=(0.05, 0.15), trabecular_contrast=(0.4, 0.9), unsharp_amount=(0.0, 0.15),
             blur_mm=(0.1, 0.16), look=FilmLook())
     for p in SCANNER_PROFILES)
 

@@ -113,13 +113,13 @@ def sample_acquisition(rng: np.random.Generator, profile: ScannerProfile) -> Acq
 def sample_look(rng: np.random.Generator, look: FilmLook) -> dict[str, float]:
     """Draw one film's look from ``rng`` (a fixed number of draws): ``mix``, ``background``,
     ``background_variation``, ``glare``, ``glare_mm``, ``digitiser_blur_mm``, ``grain``, ``grain_mm``,
-    ``soft_tissue_bulk_mm``, ``fringe`` (floats, see
+    ``soft_tissue_bulk_mm``, ``fringe``, ``cortex`` (floats, see
     :class:`FilmLook`; ``background`` is drawn as ``lo + (hi - lo) u**3``, u uniform), ``markers`` (1.0 or 0.0) and ``tissue_levels`` (the tone curve's display levels at
     :data:`TISSUE_PERCENTS`, a non-decreasing tuple in [0, 1])."""
     out: dict = {k: float(rng.uniform(*getattr(look, k))) for k in ("mix", "background", "background_variation",
                                                                      "glare", "glare_mm", "digitiser_blur_mm",
                                                                      "grain", "grain_mm", "soft_tissue_bulk_mm",
-                                                                     "fringe")}
+                                                                     "fringe", "cortex")}
     # Most open fields are near black, some films are grey all over: skewed towards the low end.
     out["background"] = look.background[0] + (look.background[1] - look.background[0]) * out["background"] ** 3
     out["markers"] = float(rng.random() < look.marker_probability)
@@ -245,7 +245,8 @@ def render_part(canvas: Canvas, part: Part, lesions: list[Lesion], acq: Acquisit
                          borderMode=cv2.BORDER_REFLECT)
     tc = 0.30 * acq.trabecular_contrast
     dens = np.float32(part.density * bmd)
-    att = dens * (MU_CORTEX * (t_out - t_in) + MU_TRAB * trab * t_in * (1.0 + tc * tex))
+    mu_cortex = MU_CORTEX if acq.look is None else np.float32(MU_CORTEX * acq.look["cortex"])
+    att = dens * (mu_cortex * (t_out - t_in) + MU_TRAB * trab * t_in * (1.0 + tc * tex))
     att *= body
     # Lips: a thin cortical line along the rim's free edge, faint fill.
     lip_only = mask & ~body
@@ -563,7 +564,7 @@ def _film_display(Lm: np.ndarray, sp: float, look: dict, rng: np.random.Generato
     bg = look["background"]
     t0 = look["tissue_levels"][0]
     xs = np.concatenate([[0.0], np.clip(q, 0.0, None)])
-    ys = np.concatenate([[bg, bg + 0.4 * max(t0 - bg, 0.0)], look["tissue_levels"], [1.0]])
+    ys = np.concatenate([[bg, bg + 0.65 * max(t0 - bg, 0.0)], look["tissue_levels"], [1.0]])
     ys = np.maximum.accumulate(np.maximum(ys, look["background"]))
     # Strictly increasing knots (a flat run of percentiles, e.g. a saturated image, would break the interpolant).
     xs = np.maximum.accumulate(xs) + np.arange(len(xs)) * 1e-6 * l_hi
@@ -585,7 +586,8 @@ def _film_display(Lm: np.ndarray, sp: float, look: dict, rng: np.random.Generato
         if s > 0.3:
             n = cv2.GaussianBlur(n, (0, 0), s)
             n *= np.float32(2.0 * np.sqrt(np.pi) * s)  # back to unit SD (a Gaussian blur divides it by ~2 sqrt(pi) s)
-        n *= np.float32(look["grain"])
+        # Grain grows with the film's density (bright on the display): the open field, near black, is the calmest.
+        n *= np.sqrt(np.clip(d, 0.0, 1.0)) * np.float32(look["grain"] / np.sqrt(0.5))
         d += n
     levels = 65535 if dtype == "uint16" else 255
     np.clip(d, 0.0, 1.0, out=d)
