@@ -28,6 +28,8 @@ import realism  # noqa: E402
 
 COLOURS = {"real films": (0, 0, 0), "phantoms before (default)": (200, 60, 40),
            "phantoms after (real-calibrated)": (30, 110, 210)}
+SHORT = {"phantoms before (default)": "before (default)",
+         "phantoms after (real-calibrated)": "after (real-calibrated)"}
 
 
 def tissue_levels(films) -> np.ndarray:
@@ -42,16 +44,19 @@ def tissue_levels(films) -> np.ndarray:
 
 
 def noise_power(img: np.ndarray, size: int = 64) -> np.ndarray:
-    """Radially averaged NPS (10 log-spaced bands) of the high-pass residual of the silhouette's flattest
-    ``size`` x ``size`` patch (lowest local SD at 9x9), at realism's normalisation: the film's noise and grain."""
+    """Radially averaged NPS (10 log-spaced bands, log10) of the high-pass residual of the silhouette's flattest
+    unclipped ``size`` x ``size`` patch (lowest mean local SD at 9x9), at realism's normalisation: the film's noise,
+    grain and fine texture."""
     import cv2
 
     x, fg = realism._normalise(np.asarray(img, np.float32))
     m = cv2.blur(x, (9, 9))
     sd = np.sqrt(np.maximum(cv2.blur(x * x, (9, 9)) - m * m, 0))
-    inside = cv2.erode(fg.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
+    # Inside the silhouette and clear of clipped pixels (a saturated 8-bit area is flat but has no noise to measure).
+    ok = fg & (x > 0.02) & (x < 0.98)
+    inside = cv2.erode(ok.astype(np.uint8), np.ones((size, size), np.uint8)).astype(bool)
     if not inside.any():
-        inside = fg
+        inside = ok if ok.any() else fg
     sd_in = np.where(inside, cv2.blur(sd, (size, size)), np.inf)
     cy, cx = np.unravel_index(int(np.argmin(sd_in)), sd_in.shape)
     y0 = int(np.clip(cy - size // 2, 0, x.shape[0] - size))
@@ -97,7 +102,7 @@ def _plot(path: Path, title: str, xlabel: str, ylabel: str, x: np.ndarray, serie
         c = COLOURS.get(name, (0, 150, 0))
         d.line([px(a, b) for a, b in zip(x, v)], fill=c, width=2)
         d.line([W - R - 230, T + 10 + 14 * i, W - R - 210, T + 10 + 14 * i], fill=c, width=2)
-        d.text((W - R - 205, T + 4 + 14 * i), name, fill=c)
+        d.text((W - R - 205, T + 4 + 14 * i), SHORT.get(name, name), fill=c)
     tmp = path.with_suffix(".tmp.png")
     im.save(tmp, optimize=True)
     tmp.replace(path)

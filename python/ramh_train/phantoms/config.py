@@ -69,9 +69,10 @@ REAL_TISSUE_LEVELS_P75: tuple[float, ...] = (0.323, 0.362, 0.394, 0.436, 0.478, 
 
 @dataclass(frozen=True)
 class FilmLook:
-    """What happens to a film after the detector in a real department: the display's tone curve, the film
-    digitiser's blur, glare and grain, a non-uniform open field and burned-in lead markers. Ranges are sampled
-    uniformly per image (display levels in 0..1 of full scale; lengths in mm).
+    """How a real department's film looks beyond what the detector model gives: the display's tone curve (it replaces
+    the profile's four display levels), the film digitiser's glare, blur and grain, a non-uniform open field and
+    burned-in lead markers, plus two things of real hands no mask depends on (a domed soft tissue, a fainter cortex).
+    Ranges are sampled uniformly per image (display levels in 0..1 of full scale; lengths in mm).
 
     Attributes:
         tissue_low / tissue_high: display levels of the hand's pixels at :data:`TISSUE_PERCENTS` (two monotone
@@ -82,8 +83,8 @@ class FilmLook:
             most real open fields are near black, a few films are grey all over.
         background_variation: range of the amplitude of a smooth non-uniform open field (uneven plate response,
             film fog), display units.
-        glare: range of the veiling-glare fraction: the digitised film is ``(1 - g) d + g lowpass(d)``, a halo
-            around the hand that lifts the background next to the skin.
+        glare: range of the veiling-glare fraction: the film density becomes ``(1 - g) d + g lowpass(d)`` before the
+            tone curve, a halo around the hand that lifts the background next to the skin.
         glare_mm: range of the glare's Gaussian sigma.
         digitiser_blur_mm: range of the extra Gaussian blur (sigma) of printing and digitising the film.
         grain: range of the film grain's standard deviation (display units) at mid-grey; it scales with the square
@@ -97,6 +98,10 @@ class FilmLook:
             of the fingers' edges dim, and a threshold (as the levels were measured) does not count it as hand.
         cortex: range of the cortical shell's density relative to the default renderer's (the bright rims and
             subchondral lines are fainter on real films, most of all on children's).
+
+    Raises:
+        ValueError: a curve that is not monotone, in [0, 1] and of len(TISSUE_PERCENTS) levels, ``tissue_high`` below
+            ``tissue_low``, a range that is not a (low, high) pair within its bounds, or a probability outside [0, 1].
     """
 
     tissue_low: tuple[float, ...] = REAL_TISSUE_LEVELS_P25
@@ -233,16 +238,16 @@ CALIBRATED_PROFILES: tuple[ScannerProfile, ...] = tuple(
     for p in SCANNER_PROFILES)
 
 
-#: The six centres as real departments' films look (``appearance="real-calibrated"``): the display's tone curve
-#: matched to the real films' hand-pixel distribution, weaker trabecular texture and edge enhancement, a softer MTF
-#: (each centre keeps its quantum and electronic noise), and the film's own look (:class:`FilmLook`: glare halo, digitiser blur, grain, uneven
-#: open field, lead markers). Calibrated feature by feature against the real reference films with
+#: The six centres as real departments' films look (the ``"real-calibrated"`` appearance): less edge enhancement, a
+#: softer MTF, each centre's trabecular texture amplitude raised back (the fainter cortex leaves it visible), each
+#: centre's quantum and electronic noise kept, and the film's own look (:class:`FilmLook`: a tone curve matched to the
+#: real films' hand-pixel distribution, glare halo, digitiser blur, grain, uneven open field, soft-tissue dome, fainter
+#: cortex, lead markers). Calibrated feature by feature against the real reference films with
 #: ``benchmarks/realism.py --show`` (numbers and figures: docs/phantom_appearance.md). Geometry, anatomy, disease and
-#: every mask are those of the same seed under any appearance. Opt in with
-#: ``PhantomConfig(profiles=REAL_PROFILES)``.
+#: every mask are those of the same seed under any appearance. Opt in with ``PhantomConfig(profiles=REAL_PROFILES)``
+#: (``ramh-data phantoms --appearance real-calibrated``).
 REAL_PROFILES: tuple[ScannerProfile, ...] = tuple(
-    replace(p, soft_level=(0.13, 0.25), bone_level=(0.3, 0.46), white=(0.78, 0.92), background=(0.01, 0.06),
-            scatter=(0.15, 0.35), heel=(0.05, 0.15), trabecular_contrast=(0.4, 0.9), unsharp_amount=(0.0, 0.15),
+    replace(p, scatter=(0.15, 0.35), heel=(0.05, 0.15), trabecular_contrast=(0.4, 0.9), unsharp_amount=(0.0, 0.15),
             blur_mm=(0.1, 0.16), look=FilmLook())
     for p in SCANNER_PROFILES)
 

@@ -113,9 +113,9 @@ def sample_acquisition(rng: np.random.Generator, profile: ScannerProfile) -> Acq
 def sample_look(rng: np.random.Generator, look: FilmLook) -> dict[str, float]:
     """Draw one film's look from ``rng`` (a fixed number of draws): ``mix``, ``background``,
     ``background_variation``, ``glare``, ``glare_mm``, ``digitiser_blur_mm``, ``grain``, ``grain_mm``,
-    ``soft_tissue_bulk_mm``, ``fringe``, ``cortex`` (floats, see
-    :class:`FilmLook`; ``background`` is drawn as ``lo + (hi - lo) u**3``, u uniform), ``markers`` (1.0 or 0.0) and ``tissue_levels`` (the tone curve's display levels at
-    :data:`TISSUE_PERCENTS`, a non-decreasing tuple in [0, 1])."""
+    ``soft_tissue_bulk_mm``, ``fringe``, ``cortex`` (floats, see :class:`FilmLook`; ``background`` is drawn as
+    ``lo + (hi - lo) u**3``, u uniform), ``markers`` (1.0 or 0.0) and ``tissue_levels`` (the tone curve's display
+    levels at :data:`TISSUE_PERCENTS`, a non-decreasing tuple in [0, 1])."""
     out: dict = {k: float(rng.uniform(*getattr(look, k))) for k in ("mix", "background", "background_variation",
                                                                      "glare", "glare_mm", "digitiser_blur_mm",
                                                                      "grain", "grain_mm", "soft_tissue_bulk_mm",
