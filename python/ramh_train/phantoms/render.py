@@ -15,7 +15,10 @@ Model (all lengths in mm, attenuation as a line integral ``L``, dimensionless):
 * acquisition: primary ``exp(-L)`` with a heel-effect gradient, low-frequency scatter, signal-dependent quantum noise
   and electronic noise, detector blur (MTF), log, the centre's unsharp-mask processing, automatic windowing (a smooth
   monotone tone curve through the open field, the median soft tissue, the median bone and the densest bone, at the
-  centre's levels), collimator borders (black), quantisation.
+  centre's levels), collimator borders (black), quantisation;
+* a real department's film (a profile with a ``FilmLook``, the opt-in "real-calibrated" appearance): a domed soft
+  tissue and a fainter cortex, then instead of the windowing curve the film's glare and digitiser blur, a tone curve
+  fitted to the real films' hand levels (histogram specification), an uneven open field and density-dependent grain.
 """
 from __future__ import annotations
 
@@ -432,7 +435,8 @@ def _noise_field(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
 def expose(L: np.ndarray, canvas: Canvas, acq: Acquisition, rng: np.random.Generator, noise: bool,
            field_rect: tuple[int, int, int, int] | None, dtype: str, tissue: np.ndarray, bone: np.ndarray
            ) -> np.ndarray:
-    """Turn the attenuation map into the final image (bone bright), ``uint8`` or ``uint16``.
+    """Turn the attenuation map into the final image (bone bright), ``uint8`` or ``uint16``. With ``acq.look`` set
+    the display is :func:`_film_display`'s (and the soft tissue is domed first); without, the windowing curve's.
 
     Args:
         L: H x W attenuation (float32); consumed (overwritten) to save memory.
