@@ -1,12 +1,14 @@
 """How far the phantoms are from real radiographs: a cross-validated two-sample classifier test.
 
-    python benchmarks/realism.py [--reference DIR] [--phantoms N] [--seed S] [--name NAME] [--note TEXT]
+    python benchmarks/realism.py [--reference DIR] [--phantoms N] [--seed S] [--shape SHAPE]
+        [--profiles default|calibrated|real-calibrated] [--show] [--name NAME] [--note TEXT]
 
 A small classifier (standardised features -> logistic regression) is trained to tell phantom films from real ones
 and scored by cross-validation: ROC AUC 0.5 means the two sets are indistinguishable with these features, 1.0 that
 they are perfectly separable. The same features, classifier, folds and phantom seeds are used every time, so the AUC
 of two generator versions is comparable (the "before and after" of a realism change). Per feature group the
-univariate AUC says *what* gives the phantoms away (intensity histogram, noise/texture spectrum, edges...).
+univariate AUC says *what* gives the phantoms away (intensity histogram, noise/texture spectrum, edges...);
+``--show`` prints every feature's real and phantom quartiles and its univariate AUC (what to calibrate next).
 
 Real images come from the shared reference data (``shared/reference``: the bone-age films ``realhands/rsna``, the atlas
 hands ``realhands/dha`` and the RAM-W600 wrists ``ramw600``). They are only read, to compute features: never copied,
@@ -190,6 +192,16 @@ def two_sample_auc(X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, repeats:
     return float(np.mean(aucs)), float(np.std(aucs))
 
 
+def show_group(name: str, real: np.ndarray, phantom: np.ndarray, auc: list[float]) -> None:
+    """Print one feature group: per feature, the real and the phantom 25th/50th/75th percentiles and the folded
+    univariate AUC (``real``/``phantom``: films x features)."""
+    print(f"{name}: feature  real p25/p50/p75  |  phantom p25/p50/p75  |  AUC")
+    for j in range(real.shape[1]):
+        r = np.percentile(real[:, j], [25, 50, 75])
+        p = np.percentile(phantom[:, j], [25, 50, 75])
+        print(f"  {j:2d}  {r[0]:8.4f} {r[1]:8.4f} {r[2]:8.4f}  |  {p[0]:8.4f} {p[1]:8.4f} {p[2]:8.4f}  |  {auc[j]:.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import roc_auc_score
 
@@ -199,15 +211,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help="first phantom seed")
     ap.add_argument("--name", help="results file name under benchmarks/results/ (default: realism_<generator version>)")
     ap.add_argument("--shape", default="ramh-phantom-1", help="hand-shape model (PhantomConfig.shape)")
-    ap.add_argument("--profiles", default="default", choices=["default", "calibrated"],
-                    help="scanner profiles: SCANNER_PROFILES (default) or CALIBRATED_PROFILES")
+    ap.add_argument("--profiles", default="default", choices=["default", "calibrated", "real-calibrated"],
+                    help="the phantoms' appearance (ramh_train.phantoms.APPEARANCES): SCANNER_PROFILES (default), "
+                         "CALIBRATED_PROFILES or REAL_PROFILES")
+    ap.add_argument("--show", action="store_true", help="print each feature's real and phantom quartiles and its "
+                    "univariate AUC")
     ap.add_argument("--note", default="", help="what this run measured, in words")
     args = ap.parse_args(argv)
 
-    from ramh_train.phantoms import CALIBRATED_PROFILES, GENERATOR_VERSION, SCANNER_PROFILES, PhantomConfig
+    from ramh_train.phantoms import APPEARANCES, GENERATOR_VERSION, PhantomConfig
 
-    config = PhantomConfig(shape=args.shape,
-                           profiles=CALIBRATED_PROFILES if args.profiles == "calibrated" else SCANNER_PROFILES)
+    config = PhantomConfig(shape=args.shape, profiles=APPEARANCES[args.profiles])
     real = real_films(reference_dir(args.reference))
     fake = phantom_films(args.phantoms, args.seed, config)
     films = real + fake
@@ -224,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         uni = [max(roc_auc_score(y, Xk[:, j]), 1 - roc_auc_score(y, Xk[:, j])) for j in range(Xk.shape[1])]
         per_group[k] = {"auc": g_auc, "auc_std": g_sd, "best_single_feature_auc": float(max(uni)),
                         "what": FEATURE_GROUPS[k]}
+        if args.show:
+            show_group(k, Xk[y == 0], Xk[y == 1], uni)
     record = {"real_films": len(real), "phantom_films": len(fake), "phantom_seeds": [args.seed, args.seed + len(fake)],
               "auc": auc, "auc_std": sd, "classifier": "StandardScaler + LogisticRegression(C=0.1), "
               "StratifiedGroupKFold 5 folds x 5 repeats", "per_feature_group": per_group, "note": args.note}

@@ -110,6 +110,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, metavar="FILE.json", default=None,
                    help="JSON object of phantom-generator settings (ramh_train.phantoms.PhantomConfig fields; "
                         "lists become tuples); default: the generator's defaults")
+    p.add_argument("--appearance", choices=("default", "calibrated", "real-calibrated"), default=None,
+                   help="the films' look (ramh_train.phantoms.APPEARANCES): 'real-calibrated' renders them like real "
+                        "departments' films (tone curve, glare, grain, markers...); masks and scores do not change. "
+                        "Sets the config's scanner profiles (default: the config's, else 'default')")
     p.add_argument("--append", action="store_true", help="add to splits that already hold data (existing records "
                    "are kept; existing stems are refused)")
     p.add_argument("--first-index", type=_non_negative_int, default=0, metavar="I",
@@ -188,6 +192,15 @@ def _cmd_phantoms(args: argparse.Namespace, generator: Callable | None) -> int:
                 config = phantom_config(config)
             except ValueError as e:
                 raise _UsageError(f"--config {args.config}: {e}" if args.config else str(e)) from None
+    if args.appearance is not None:
+        if generator is None:
+            import dataclasses
+
+            from ramh_train.phantoms import APPEARANCES, PhantomConfig
+
+            config = dataclasses.replace(config or PhantomConfig(), profiles=APPEARANCES[args.appearance])
+        else:  # a test stub takes the dict
+            config = {**(config or {}), "appearance": args.appearance}
     try:
         report = build_phantom_dataset(args.out, args.n, args.seed, split=args.split, fractions=args.splits,
                                        workers=args.workers, config=config, append=args.append,

@@ -13,8 +13,10 @@ several centres. The modules, one per concept:
 
 The phantoms are test data and the training set of the demo weights; they are not clinical data.
 """
-from .config import CALIBRATED_PROFILES, SCANNER_PROFILES, SHAPE_MODELS, PhantomConfig, ScannerProfile
+from .config import (APPEARANCES, CALIBRATED_PROFILES, REAL_PROFILES, SCANNER_PROFILES, SHAPE_MODELS, FilmLook,
+                     PhantomConfig, ScannerProfile)
 from .generator import GENERATOR_VERSION, SOFT_TISSUE_DEFINITION, generate
 
-__all__ = ["CALIBRATED_PROFILES", "GENERATOR_VERSION", "PhantomConfig", "SCANNER_PROFILES", "SHAPE_MODELS",
+__all__ = ["APPEARANCES", "CALIBRATED_PROFILES", "FilmLook", "GENERATOR_VERSION", "PhantomConfig", "REAL_PROFILES",
+           "SCANNER_PROFILES", "SHAPE_MODELS",
            "SOFT_TISSUE_DEFINITION", "ScannerProfile", "generate"]

@@ -54,6 +54,88 @@ def _normalise_forced(name: str, value, kind: str) -> dict[str, int] | None:
     return out
 
 
+#: Percent points of the hand's pixel distribution that :class:`FilmLook` matches.
+TISSUE_PERCENTS: tuple[float, ...] = (2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 98)
+#: The real films' display levels at :data:`TISSUE_PERCENTS` of their hand/forearm silhouette's pixels, the film
+#: windowed to its 1st-99.5th percentiles (as ``benchmarks/realism.py`` measures it): the 25th and the 75th percentile
+#: over the 54 real films of the reference set (48 RSNA bone-age films, 2 Digital Hand Atlas hands, 4 RAM-W600 wrists;
+#: statistics only, measured with ``benchmarks/appearance_fit.py``). Real processing puts the soft tissue at ~0.3-0.45
+#: and spreads the bone continuously up to white: no gap between a soft-tissue and a bone mode.
+REAL_TISSUE_LEVELS_P25: tuple[float, ...] = (0.257, 0.287, 0.315, 0.355, 0.385, 0.424, 0.468, 0.509, 0.580, 0.652,
+                                             0.763, 0.842, 0.971)
+REAL_TISSUE_LEVELS_P75: tuple[float, ...] = (0.323, 0.362, 0.394, 0.436, 0.478, 0.521, 0.572, 0.627, 0.718, 0.800,
+                                             0.889, 0.942, 0.997)
+
+
+@dataclass(frozen=True)
+class FilmLook:
+    """How a real department's film looks beyond what the detector model gives: the display's tone curve (it replaces
+    the profile's four display levels), the film digitiser's glare, blur and grain, a non-uniform open field and
+    burned-in lead markers, plus two things of real hands no mask depends on (a domed soft tissue, a fainter cortex).
+    Ranges are sampled uniformly per image (display levels in 0..1 of full scale; lengths in mm).
+
+    Attributes:
+        tissue_low / tissue_high: display levels of the hand's pixels at :data:`TISSUE_PERCENTS` (two monotone
+            curves); an image's tone curve maps its own attenuation percentiles to ``low + mix * (high - low)``
+            (histogram specification: the soft tissue, the bone and their contrast land where real films have them).
+        mix: range of ``mix`` (outside 0..1 extrapolates; the curve is kept monotone).
+        background: range of the open field's display level, drawn skewed to its low end (``lo + (hi - lo) u**3``):
+            most real open fields are near black, a few films are grey all over.
+        background_variation: range of the amplitude of a smooth non-uniform open field (uneven plate response,
+            film fog), display units.
+        glare: range of the veiling-glare fraction: the film density becomes ``(1 - g) d + g lowpass(d)`` before the
+            tone curve, a halo around the hand that lifts the background next to the skin.
+        glare_mm: range of the glare's Gaussian sigma.
+        digitiser_blur_mm: range of the extra Gaussian blur (sigma) of printing and digitising the film.
+        grain: range of the film grain's standard deviation (display units) at mid-grey; it scales with the square
+            root of the display level (denser film, more grain).
+        grain_mm: range of the grain's correlation length (Gaussian sigma).
+        marker_probability: chance of a burned-in lead side marker, date text and ruler (outside the hand).
+        soft_tissue_bulk_mm: range of the extra soft-tissue thickness along the middle of the palm and forearm (a
+            smooth dome that thins towards the skin; no mask changes).
+        fringe: range of the share of the silhouette's pixels (the thinnest soft tissue, at the skin line) displayed
+            below the real levels' lowest point, on a toe from the background: real films show the thin soft tissue
+            of the fingers' edges dim, and a threshold (as the levels were measured) does not count it as hand.
+        cortex: range of the cortical shell's density relative to the default renderer's (the bright rims and
+            subchondral lines are fainter on real films, most of all on children's).
+
+    Raises:
+        ValueError: a curve that is not monotone, in [0, 1] and of len(TISSUE_PERCENTS) levels, ``tissue_high`` below
+            ``tissue_low``, a range that is not a (low, high) pair within its bounds, or a probability outside [0, 1].
+    """
+
+    tissue_low: tuple[float, ...] = REAL_TISSUE_LEVELS_P25
+    tissue_high: tuple[float, ...] = REAL_TISSUE_LEVELS_P75
+    mix: tuple[float, float] = (-0.5, 1.5)
+    background: tuple[float, float] = (0.03, 0.35)
+    background_variation: tuple[float, float] = (0.01, 0.08)
+    glare: tuple[float, float] = (0.15, 0.35)
+    glare_mm: tuple[float, float] = (2.0, 10.0)
+    digitiser_blur_mm: tuple[float, float] = (0.05, 0.25)
+    grain: tuple[float, float] = (0.004, 0.012)
+    grain_mm: tuple[float, float] = (0.05, 0.15)
+    marker_probability: float = 0.8
+    soft_tissue_bulk_mm: tuple[float, float] = (60.0, 120.0)
+    fringe: tuple[float, float] = (0.1, 0.3)
+    cortex: tuple[float, float] = (0.6, 0.9)
+
+    def __post_init__(self) -> None:
+        n = len(TISSUE_PERCENTS)
+        for name in ("tissue_low", "tissue_high"):
+            c = getattr(self, name)
+            if len(c) != n or any(not 0.0 <= float(v) <= 1.0 for v in c) or any(b < a for a, b in zip(c, c[1:])):
+                raise ValueError(f"FilmLook.{name} must be {n} non-decreasing levels in [0, 1], got {c!r}")
+        if any(h < lo for lo, h in zip(self.tissue_low, self.tissue_high)):
+            raise ValueError("FilmLook.tissue_high must lie at or above tissue_low at every percent point")
+        _check_range("FilmLook.mix", self.mix, low=-2.0, high=3.0)
+        for name in ("background", "background_variation", "glare", "grain", "fringe"):
+            _check_range(f"FilmLook.{name}", getattr(self, name), low=0.0, high=1.0)
+        for name in ("glare_mm", "digitiser_blur_mm", "grain_mm", "soft_tissue_bulk_mm", "cortex"):
+            _check_range(f"FilmLook.{name}", getattr(self, name), low=0.0, high=200.0)
+        if not 0.0 <= float(self.marker_probability) <= 1.0:
+            raise ValueError(f"FilmLook.marker_probability must be a probability, got {self.marker_probability!r}")
+
+
 @dataclass(frozen=True)
 class ScannerProfile:
     """One acquisition centre's look ("centre-to-centre variation"). Ranges are sampled uniformly per image.
@@ -75,6 +157,8 @@ class ScannerProfile:
         scatter: range of the scatter-to-primary fraction (low-frequency fog under thick tissue).
         electronic_noise: range of the additive noise sigma (fraction of the unattenuated signal).
         trabecular_contrast: range of the trabecular texture amplitude.
+        look: how the centre's films were processed, printed and digitised (:class:`FilmLook`); None (the default
+            profiles): the display is the windowing curve above, quantised, nothing more.
     """
 
     code: str
@@ -90,6 +174,7 @@ class ScannerProfile:
     scatter: tuple[float, float]
     electronic_noise: tuple[float, float]
     trabecular_contrast: tuple[float, float]
+    look: FilmLook | None = None
 
     def __post_init__(self) -> None:
         if not self.code or not self.code.isalnum():
@@ -107,6 +192,9 @@ class ScannerProfile:
                              f"{self.white}")
         if self.white[1] > 1.0:
             raise ValueError(f"ScannerProfile({self.code}).white must be <= 1, got {self.white}")
+        if self.look is not None and not isinstance(self.look, FilmLook):
+            raise ValueError(f"ScannerProfile({self.code}).look must be a FilmLook or None, got "
+                             f"{type(self.look).__name__}")
 
 
 #: Six centres, as in RAM-H1200: computed radiography with strong edge enhancement, flat-panel detectors with
@@ -148,6 +236,24 @@ CALIBRATED_PROFILES: tuple[ScannerProfile, ...] = tuple(
     replace(p, soft_level=(0.13, 0.25), bone_level=(0.3, 0.46), white=(0.78, 0.92), background=(0.01, 0.06),
             scatter=(0.15, 0.35), heel=(0.05, 0.15))
     for p in SCANNER_PROFILES)
+
+
+#: The six centres as real departments' films look (the ``"real-calibrated"`` appearance): less edge enhancement, a
+#: softer MTF, each centre's trabecular texture amplitude raised back (the fainter cortex leaves it visible), each
+#: centre's quantum and electronic noise kept, and the film's own look (:class:`FilmLook`: a tone curve matched to the
+#: real films' hand-pixel distribution, glare halo, digitiser blur, grain, uneven open field, soft-tissue dome, fainter
+#: cortex, lead markers). Calibrated feature by feature against the real reference films with
+#: ``benchmarks/realism.py --show`` (numbers and figures: docs/phantom_appearance.md). Geometry, anatomy, disease and
+#: every mask are those of the same seed under any appearance. Opt in with ``PhantomConfig(profiles=REAL_PROFILES)``
+#: (``ramh-data phantoms --appearance real-calibrated``).
+REAL_PROFILES: tuple[ScannerProfile, ...] = tuple(
+    replace(p, scatter=(0.15, 0.35), heel=(0.05, 0.15), trabecular_contrast=(0.4, 0.9), unsharp_amount=(0.0, 0.15),
+            blur_mm=(0.1, 0.16), look=FilmLook())
+    for p in SCANNER_PROFILES)
+
+#: Named appearances (``ramh-data phantoms --appearance``, ``benchmarks/realism.py --profiles``): the profile sets.
+APPEARANCES: dict[str, tuple[ScannerProfile, ...]] = {"default": SCANNER_PROFILES, "calibrated": CALIBRATED_PROFILES,
+                                                      "real-calibrated": REAL_PROFILES}
 
 
 @dataclass(frozen=True)

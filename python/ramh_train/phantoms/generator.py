@@ -21,7 +21,7 @@ SOFT_TISSUE_DEFINITION = ("the whole hand and forearm silhouette inside the skin
 
 # Independent random streams per concept: changing how one concept draws never shifts another's draws.
 _STREAMS = {"side": 1, "patient": 2, "anatomy": 3, "layout": 4, "acquisition": 5, "noise": 6, "texture": 7,
-            "distractor": 8, "scores": 9, "age": 10}
+            "distractor": 8, "scores": 9, "age": 10, "look": 11, "markers": 12}
 
 
 def _rng(seed: int, name: str) -> np.random.Generator:
@@ -101,6 +101,8 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
     profile = cfg.profiles[int(arng.integers(len(cfg.profiles)))]
     acq = render.sample_acquisition(arng, profile)
     field_rect = _collimation(canvas, sk, arng, cfg.collimation_probability)
+    if profile.look is not None:  # its own stream: the film look never shifts another concept's draws
+        acq.look = render.sample_look(_rng(pose, "look"), profile.look)
 
     H, W = canvas.height, canvas.width
     L = np.zeros((H, W), np.float32)
@@ -189,6 +191,9 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
                                                                        field_rect, W)
         for dis in distractors:
             dis["centre_px"] = [W - dis["centre_px"][0], dis["centre_px"][1]]
+    markers: list[dict] = []
+    if acq.look is not None and acq.look["markers"]:
+        markers = _burn_markers(image, masks["SoftTissue"], field_rect, side, canvas.spacing, _rng(pose, "markers"))
     # The rotation as seen in the image (a left hand is the mirror image of the right hand drawn).
     layout["rotation_deg_image"] = layout["rotation_deg"] if side == "R" else -layout["rotation_deg"]
     for st, box in rois.items():
@@ -206,7 +211,7 @@ def generate(seed: int, config: PhantomConfig | None = None, *, stem: str | None
         **patient.as_dict(), "anatomy": anat.as_dict(), "acquisition": acq.as_dict(), "layout": layout,
         "joints": joints_meta, "lesions": lesion_px, "eroded_px": eroded_px, "distractors": distractors,
         "mask_conflicts_px": conflicts, "field_rect": list(field_rect) if field_rect is not None else None,
-        "soft_tissue_definition": SOFT_TISSUE_DEFINITION,
+        "soft_tissue_definition": SOFT_TISSUE_DEFINITION, **({"markers": markers} if markers else {}),
         "totals": anatomy.hand_totals({**be, **jsn}),
     }
     if juvenile_meta is not None:
@@ -244,6 +249,22 @@ def draw_hand(seed: int, cfg: PhantomConfig) -> tuple[disease.Patient, dict[str,
         juvenile.adjust_proportions(anat)
     gaps = disease.joint_gaps(seed, anat.normal_gap, jsn)
     return patient, be, jsn, anat, skeleton.build(anat, gaps), age
+
+
+def _burn_markers(image: np.ndarray, silhouette: np.ndarray, field_rect: tuple[int, int, int, int] | None, side: str,
+                  sp: float, rng: np.random.Generator) -> list[dict]:
+    """Lead side marker, date and ruler burned into the exposed field, clear of the silhouette (image modified in
+    place; no mask changes: annotators do not mark them). Returns what was drawn."""
+    from .variants import burn_markers  # variants builds on generate(): imported here, not at module load
+
+    occupied = silhouette.copy()
+    if field_rect is not None:
+        x0, y0, x1, y1 = field_rect
+        occupied[:y0] = True
+        occupied[y1:] = True
+        occupied[:, :x0] = True
+        occupied[:, x1:] = True
+    return burn_markers(image, occupied, side, sp, rng)
 
 
 def _union_count(pieces: list[tuple[tuple[int, int, int, int], np.ndarray]]) -> int:

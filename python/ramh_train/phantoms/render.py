@@ -15,7 +15,10 @@ Model (all lengths in mm, attenuation as a line integral ``L``, dimensionless):
 * acquisition: primary ``exp(-L)`` with a heel-effect gradient, low-frequency scatter, signal-dependent quantum noise
   and electronic noise, detector blur (MTF), log, the centre's unsharp-mask processing, automatic windowing (a smooth
   monotone tone curve through the open field, the median soft tissue, the median bone and the densest bone, at the
-  centre's levels), collimator borders (black), quantisation.
+  centre's levels), collimator borders (black), quantisation;
+* a real department's film (a profile with a ``FilmLook``, the opt-in "real-calibrated" appearance): a domed soft
+  tissue and a fainter cortex, then instead of the windowing curve the film's glare and digitiser blur, a tone curve
+  fitted to the real films' hand levels (histogram specification), an uneven open field and density-dependent grain.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ import numpy as np
 from scipy.interpolate import PchipInterpolator
 
 from . import shapes
-from .config import ScannerProfile
+from .config import TISSUE_PERCENTS, FilmLook, ScannerProfile
 from .disease import Lesion
 from .shapes import Part
 
@@ -87,9 +90,13 @@ class Acquisition:
     electronic_noise: float
     trabecular_contrast: float
     exposure: float
+    look: dict | None = None  # the film look's draws (:func:`sample_look`); None: the plain display
 
     def as_dict(self) -> dict:
-        return {k: (float(v) if not isinstance(v, str) else v) for k, v in self.__dict__.items()}
+        out = {k: (float(v) if not isinstance(v, str) else v) for k, v in self.__dict__.items() if k != "look"}
+        if self.look is not None:
+            out["look"] = {k: (float(v) if np.isscalar(v) else [float(x) for x in v]) for k, v in self.look.items()}
+        return out
 
 
 def sample_acquisition(rng: np.random.Generator, profile: ScannerProfile) -> Acquisition:
@@ -104,6 +111,25 @@ def sample_acquisition(rng: np.random.Generator, profile: ScannerProfile) -> Acq
                        white=u(profile.white), heel=u(profile.heel), heel_sign=float(rng.choice([-1.0, 1.0])),
                        scatter=u(profile.scatter), electronic_noise=u(profile.electronic_noise),
                        trabecular_contrast=u(profile.trabecular_contrast), exposure=float(rng.uniform(0.9, 1.1)))
+
+
+def sample_look(rng: np.random.Generator, look: FilmLook) -> dict[str, float]:
+    """Draw one film's look from ``rng`` (a fixed number of draws): ``mix``, ``background``,
+    ``background_variation``, ``glare``, ``glare_mm``, ``digitiser_blur_mm``, ``grain``, ``grain_mm``,
+    ``soft_tissue_bulk_mm``, ``fringe``, ``cortex`` (floats, see :class:`FilmLook`; ``background`` is drawn as
+    ``lo + (hi - lo) u**3``, u uniform), ``markers`` (1.0 or 0.0) and ``tissue_levels`` (the tone curve's display
+    levels at :data:`TISSUE_PERCENTS`, a non-decreasing tuple in [0, 1])."""
+    out: dict = {k: float(rng.uniform(*getattr(look, k))) for k in ("mix", "background", "background_variation",
+                                                                     "glare", "glare_mm", "digitiser_blur_mm",
+                                                                     "grain", "grain_mm", "soft_tissue_bulk_mm",
+                                                                     "fringe", "cortex")}
+    # Most open fields are near black, some films are grey all over: skewed towards the low end.
+    out["background"] = look.background[0] + (look.background[1] - look.background[0]) * out["background"] ** 3
+    out["markers"] = float(rng.random() < look.marker_probability)
+    lo, hi = np.asarray(look.tissue_low), np.asarray(look.tissue_high)
+    levels = np.maximum.accumulate(np.clip(lo + out["mix"] * (hi - lo), 0.0, 1.0))
+    out["tissue_levels"] = tuple(float(v) for v in levels)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -222,7 +248,8 @@ def render_part(canvas: Canvas, part: Part, lesions: list[Lesion], acq: Acquisit
                          borderMode=cv2.BORDER_REFLECT)
     tc = 0.30 * acq.trabecular_contrast
     dens = np.float32(part.density * bmd)
-    att = dens * (MU_CORTEX * (t_out - t_in) + MU_TRAB * trab * t_in * (1.0 + tc * tex))
+    mu_cortex = MU_CORTEX if acq.look is None else np.float32(MU_CORTEX * acq.look["cortex"])
+    att = dens * (mu_cortex * (t_out - t_in) + MU_TRAB * trab * t_in * (1.0 + tc * tex))
     att *= body
     # Lips: a thin cortical line along the rim's free edge, faint fill.
     lip_only = mask & ~body
@@ -408,7 +435,8 @@ def _noise_field(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
 def expose(L: np.ndarray, canvas: Canvas, acq: Acquisition, rng: np.random.Generator, noise: bool,
            field_rect: tuple[int, int, int, int] | None, dtype: str, tissue: np.ndarray, bone: np.ndarray
            ) -> np.ndarray:
-    """Turn the attenuation map into the final image (bone bright), ``uint8`` or ``uint16``.
+    """Turn the attenuation map into the final image (bone bright), ``uint8`` or ``uint16``. With ``acq.look`` set
+    the display is :func:`_film_display`'s (and the soft tissue is domed first); without, the windowing curve's.
 
     Args:
         L: H x W attenuation (float32); consumed (overwritten) to save memory.
@@ -419,6 +447,12 @@ def expose(L: np.ndarray, canvas: Canvas, acq: Acquisition, rng: np.random.Gener
     """
     H, W = L.shape
     sp = canvas.spacing
+    if acq.look is not None and acq.look["soft_tissue_bulk_mm"] > 0:
+        # Real palms and forearms are domed: thickest along the middle, thinning smoothly towards the skin.
+        dome = _lowpass(tissue.astype(np.float32), 12.0 / sp)
+        dome *= tissue
+        L += dome * np.float32(MU_SOFT * acq.look["soft_tissue_bulk_mm"])
+        del dome
     # Heel effect: exposure gradient along the long image axis (y).
     ramp = np.linspace(-0.5, 0.5, H, dtype=np.float32)[:, None]
     I0 = (np.float32(acq.exposure) * (1.0 + np.float32(acq.heel * acq.heel_sign) * ramp)).astype(np.float32)
@@ -455,6 +489,11 @@ def expose(L: np.ndarray, canvas: Canvas, acq: Acquisition, rng: np.random.Gener
         low *= a
         Lm -= low
         del low
+    if acq.look is not None:
+        out = _film_display(Lm, sp, acq.look, rng, tissue, dtype)
+        if field_rect is not None:
+            _collimate(out, field_rect, sp)
+        return out
     # Automatic windowing, as a lookup table over the normalised attenuation t = Lm / (densest bone): a smooth
     # monotone curve through (0, background), (median soft tissue, soft_level), (median bone, bone_level), (1, white).
     k = max(1, int(round(1.0 / sp)))
@@ -480,6 +519,84 @@ def expose(L: np.ndarray, canvas: Canvas, acq: Acquisition, rng: np.random.Gener
     if field_rect is not None:
         _collimate(out, field_rect, sp)
     return out
+
+
+def _film_display(Lm: np.ndarray, sp: float, look: dict, rng: np.random.Generator, tissue: np.ndarray,
+                  dtype: str) -> np.ndarray:
+    """The display of a real department's film (``acq.look`` set): the film's glare and digitiser blur, a tone curve
+    by histogram specification, then an uneven open field and grain, quantised to ``dtype``.
+
+    Glare and blur act on the processed attenuation (film density) so that the tone curve, fitted last, still puts
+    the hand's pixels where real films have them; the glare's halo beyond the skin then maps to the grey fringe real
+    films show around the hand. The tone curve maps the image's own attenuation percentiles over the hand
+    (``tissue``, read on a ~1 mm grid) at :data:`TISSUE_PERCENTS` to ``look["tissue_levels"]``, the open field (zero
+    attenuation) to ``look["background"]`` and the hand's 99.7th percentile to white (denser bone saturates, as on
+    8-bit films), monotone (PCHIP).
+
+    Args:
+        Lm: H x W float32 processed attenuation (overwritten).
+        sp: pixel spacing, mm.
+        look: the draws of :func:`sample_look`.
+        rng: the image's noise stream (drawn after the detector noise).
+        tissue: H x W bool silhouette.
+        dtype: ``"uint8"`` or ``"uint16"``.
+
+    Returns:
+        H x W image of ``dtype``.
+    """
+    H, W = Lm.shape
+    if look["digitiser_blur_mm"] / sp > 0.3:
+        cv2.GaussianBlur(Lm, (0, 0), look["digitiser_blur_mm"] / sp, dst=Lm)
+    g = np.float32(look["glare"])
+    if g > 0:
+        low = _lowpass(Lm, look["glare_mm"] / sp)
+        Lm *= np.float32(1.0) - g
+        low *= g
+        Lm += low
+        del low
+    k = max(1, int(round(1.0 / sp)))
+    grid = Lm[::k, ::k]
+    vals = grid[tissue[::k, ::k]]
+    if vals.size < len(TISSUE_PERCENTS):
+        vals = grid.ravel()
+    # The real levels describe the hand as a threshold sees it; the dimmest ``fringe`` of the exact silhouette (thin
+    # soft tissue at the skin line) lies below that and ramps up from the background (the film's toe).
+    f = look["fringe"]
+    pct = [50.0 * f] + [100.0 * f + (1.0 - f) * p for p in TISSUE_PERCENTS] + [99.7]
+    q = np.percentile(vals, pct)
+    l_hi = max(float(q[-1]), 1e-3)
+    bg = look["background"]
+    t0 = look["tissue_levels"][0]
+    xs = np.concatenate([[0.0], np.clip(q, 0.0, None)])
+    ys = np.concatenate([[bg, bg + 0.65 * max(t0 - bg, 0.0)], look["tissue_levels"], [1.0]])
+    ys = np.maximum.accumulate(np.maximum(ys, look["background"]))
+    # Strictly increasing knots (a flat run of percentiles, e.g. a saturated image, would break the interpolant).
+    xs = np.maximum.accumulate(xs) + np.arange(len(xs)) * 1e-6 * l_hi
+    n_lut = 8192
+    lut = np.clip(PchipInterpolator(xs, ys)(np.linspace(0.0, xs[-1], n_lut)), 0.0, 1.0).astype(np.float32)
+    Lm *= np.float32((n_lut - 1) / xs[-1])
+    np.clip(Lm, 0.0, n_lut - 1, out=Lm)
+    d = lut[Lm.astype(np.int32)]
+    del Lm
+    if look["background_variation"] > 0:
+        # Smooth open-field non-uniformity: white noise on a ~60 mm grid, upsampled (bicubic) to the image.
+        step = max(1, int(round(60.0 / sp)))
+        coarse = rng.standard_normal((H // step + 2, W // step + 2)).astype(np.float32)
+        field = cv2.resize(coarse, (W, H), interpolation=cv2.INTER_CUBIC)
+        d += field * np.float32(look["background_variation"])
+    if look["grain"] > 0:
+        n = _noise_field(rng, (H, W))
+        s = look["grain_mm"] / sp
+        if s > 0.3:
+            n = cv2.GaussianBlur(n, (0, 0), s)
+            n *= np.float32(2.0 * np.sqrt(np.pi) * s)  # back to unit SD (a Gaussian blur divides it by ~2 sqrt(pi) s)
+        # Grain grows with the film's density (bright on the display): the open field, near black, is the calmest.
+        n *= np.sqrt(np.clip(d, 0.0, 1.0)) * np.float32(look["grain"] / np.sqrt(0.5))
+        d += n
+    levels = 65535 if dtype == "uint16" else 255
+    np.clip(d, 0.0, 1.0, out=d)
+    d *= np.float32(levels)
+    return np.rint(d).astype(np.uint16 if dtype == "uint16" else np.uint8)
 
 
 def _collimate(out: np.ndarray, field_rect: tuple[int, int, int, int], sp: float) -> None:

@@ -453,14 +453,22 @@ def _ruler_patch(length_px: int, sp: float) -> np.ndarray:
 
 
 def _burn_markers(image: np.ndarray, hands: list[_Hand], sp: float, rng) -> list[dict]:
-    """Burn a lead side letter (with the technologist's initials now and then), a date text and a ruler into the
-    film where they stay clear of every hand; returns what was drawn with its box. Bright as lead on film."""
+    """Burn markers (:func:`burn_markers`) clear of every hand; the side letter is the first hand's."""
     H, W = image.shape
     sil = np.zeros((H, W), bool)
     for h in hands:
         sil |= h.masks["SoftTissue"]
+    return burn_markers(image, sil, hands[0].side, sp, rng)
+
+
+def burn_markers(image: np.ndarray, occupied: np.ndarray, side: str, sp: float, rng: np.random.Generator
+                 ) -> list[dict]:
+    """Burn a lead side letter ``side`` (with the technologist's initials now and then), a date text and a ruler into
+    ``image`` (uint8/uint16, modified in place) where they stay clear of ``occupied`` (H x W bool: the hands, and
+    whatever else must stay free; not modified); ``sp`` is the pixel spacing (mm). Returns what was drawn, each with
+    its box ``[x0, y0, x1, y1]``; an item with no free spot is left out. Bright as lead on film."""
+    sil = occupied.copy()
     hi = np.iinfo(image.dtype).max
-    side = hands[0].side
     items = []
     letters = side + ("" if rng.random() < 0.5 else " " + "".join(chr(65 + int(c)) for c in rng.integers(0, 26, 2)))
     items.append(("letter", letters, _text_patch(letters, int(rng.uniform(8.0, 14.0) / sp), frame=True)))
