@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import write_results  # noqa: E402
 from realism import reference_dir  # noqa: E402
-from shape_fit import DHA_COLUMNS, LANDMARKS, PHANTOM_JOINTS, _ks, measures, to_right_hand_frame  # noqa: E402
+from shape_fit import DHA_COLUMNS, LANDMARKS, PHANTOM_JOINTS, measure_table, measures, to_right_hand_frame  # noqa: E402
 
 #: Landmarks beyond shape_fit's ten: atlas column -> phantom joint.
 EXTRA = {"CMC1": ("cmc1_17", "CMC-T"), "CMC3": ("cmc3_15", "CMC-M"), "DIP2": ("dip2_23", "DIP-I"),
@@ -191,14 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             phantom_landmarks(args.phantoms, args.seed, shape, (lo, hi))[0])
     ms = {name: all_measures(h) for name, h in sets.items()}
     names = list(sets)
-    rows = []
-    for m in ms[names[0]]:
-        row = {"measure": m}
-        for n in names:
-            v = ms[n][m]
-            row[n] = {"mean": float(v.mean()), "std": float(v.std()), "n": int(len(v))}
-        row["ks_vs_atlas"] = {n: _ks(ms[n][m], ms[names[0]][m]) for n in names[1:]}
-        rows.append(row)
+    rows = measure_table(ms, "ks_vs_atlas", names[1:])
     sdk = sdk_on_juveniles(args.sdk, args.seed, (lo, hi)) if args.sdk else []
     write_results("juvenile_shape", [{"measures": rows, "phantom_seeds": [args.seed, args.seed + args.phantoms],
                                       "skeletal_age": [lo, hi], "default_bundle_on_juveniles": sdk}])

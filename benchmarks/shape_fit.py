@@ -121,6 +121,21 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
     return float(ks_2samp(a, b).statistic)
 
 
+def measure_table(ms: dict[str, dict[str, np.ndarray]], ks_key: str, compared: list[str]) -> list[dict]:
+    """One row per measure: each set's mean, SD and count, and under ``ks_key`` the KS distance of each ``compared``
+    set to the first set of ``ms`` (the reference)."""
+    names = list(ms)
+    rows = []
+    for m in ms[names[0]]:
+        row = {"measure": m}
+        for n in names:
+            v = ms[n][m]
+            row[n] = {"mean": float(v.mean()), "std": float(v.std()), "n": int(len(v))}
+        row[ks_key] = {n: _ks(ms[n][m], ms[names[0]][m]) for n in compared}
+        rows.append(row)
+    return rows
+
+
 def procrustes(sets: dict[str, np.ndarray]) -> dict:
     """Mean landmark offset of each set's Procrustes mean to the RA2 mean (MCP widths) and its spread ratio."""
     from scipy.spatial import procrustes as sp_procrustes
@@ -158,14 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         sets[f"phantoms, shape {shape}"] = to_right_hand_frame(phantom_landmarks(args.phantoms, args.seed, shape))
     ms = {name: measures(h) for name, h in sets.items()}
     names = list(sets)
-    rows = []
-    for m in ms[names[0]]:
-        row = {"measure": m}
-        for n in names:
-            v = ms[n][m]
-            row[n] = {"mean": float(v.mean()), "std": float(v.std()), "n": int(len(v))}
-        row["ks_vs_ra2"] = {n: _ks(ms[n][m], ms[names[0]][m]) for n in names[2:]}
-        rows.append(row)
+    rows = measure_table(ms, "ks_vs_ra2", names[2:])
     proc = procrustes(sets)
     write_results("shape_fit", [{"measures": rows, "procrustes": proc,
                                                       "phantom_seeds": [args.seed, args.seed + args.phantoms]}])
