@@ -5,7 +5,7 @@
 phantoms --n 60 --seed 2000 --split test``), the bundled sample hand, and, where the real reference data is present,
 the four RAM-W600 wrist crops — and every hand's result is reduced to a SHA-256 of its JSON with masks
 (``Analysis.to_json(include_masks=True)``, i.e. every bone mask and the erosion mask as RLE, every score,
-probability, box and ROI, the qc) minus the timings, plus the raw bytes of the erosion mask. Two records are equal
+probability, box and ROI, the qc) minus the timings and with the source path cut to the file name, plus the raw bytes of the erosion mask. Two records are equal
 when every digest is.
 
     python tools/identity_check.py record --out A.json            # the checkout on PYTHONPATH
@@ -67,6 +67,8 @@ def digest(analysis) -> dict:
     """SHA-256 of one hand's result without its timings, and of its erosion mask's bytes."""
     d = analysis.to_dict(include_masks=True)
     d["meta"].pop("timings_ms", None)
+    # The file's name, not its path: the sample lies inside each checkout, and the checkouts differ.
+    d["meta"]["source"] = Path(d["meta"]["source"]).name
     text = json.dumps(d, sort_keys=True, separators=(",", ":"))
     mask = analysis.erosion_mask
     return {"json_sha256": hashlib.sha256(text.encode()).hexdigest(),
