@@ -112,9 +112,8 @@ def between(base: str, head: str, cache: Path) -> dict:
                                env={**os.environ, "BUILD_DIR": "build/identity", "PYTHON": sys.executable},
                                stdout=subprocess.DEVNULL)
                 rec_path = Path(tmp) / f"{name}.json"
-                subprocess.run([sys.executable, str(wt / "tools" / "identity_check.py") if
-                                (wt / "tools" / "identity_check.py").exists() else str(Path(__file__)),
-                                "record", "--out", str(rec_path), "--cache", str(cache)],
+                # This file's digest for both revisions (an older revision may have another copy, or none).
+                subprocess.run([sys.executable, str(Path(__file__).resolve()), "record", "--out", str(rec_path), "--cache", str(cache)],
                                cwd=wt, check=True, env={**os.environ, "PYTHONPATH": str(wt / "python")})
                 records[name] = json.loads(rec_path.read_text())
             finally:
