@@ -24,9 +24,9 @@ import math
 import numpy as np
 
 try:
-    from .harness import measure, record, script_main, with_ratios
+    from .harness import check_device, measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import measure, record, script_main, with_ratios
+    from harness import check_device, measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import preprocess
@@ -126,6 +126,7 @@ def cpu_alternatives(img: np.ndarray, out_hw) -> dict:
 
 def run(device: str) -> list[dict]:
     """Time preprocess on `device` ("cpu" or "cuda") and its alternatives; see the module docstring."""
+    check_device(device)
     img = synthetic_radiograph()
     records = []
     if device == "cpu":
@@ -139,9 +140,7 @@ def run(device: str) -> list[dict]:
             for name, (fn, note) in {**ours, **cpu_alternatives(img, out_hw)}.items():
                 runs = 3 if name == "skimage" else 15
                 records.append(record("preprocess", name, "cpu", shape, measure(name, fn, runs=runs), note))
-    elif device == "cuda":
-        if not ramh_rt.cuda_available():
-            raise RuntimeError("no CUDA device: run the cpu benchmark")
+    else:  # "cuda" (check_device has refused anything else)
         sync = lambda: ramh_rt._core.synchronize(0)  # noqa: E731
         dimg = ramh_rt.DeviceArray.from_host(img)
         for out_hw in OUT_HWS:
@@ -174,8 +173,6 @@ def run(device: str) -> list[dict]:
                                                   sync=torch.cuda.synchronize), "wall time per call"))
             except ImportError:
                 pass
-    else:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     return with_ratios(records)
 
 

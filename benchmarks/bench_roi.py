@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from .harness import measure, record, script_main, with_ratios
+    from .harness import check_device, measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import measure, record, script_main, with_ratios
+    from harness import check_device, measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import crop_rois, paste_rois
@@ -145,6 +145,7 @@ def cpu_paste_alternatives(rois, boxes, reduce):
 
 def run(device: str) -> list[dict]:
     """Time crop/paste on `device` ("cpu" or "cuda") and the alternatives; see the module docstring."""
+    check_device(device)
     img, labels = images()
     boxes = joint_boxes()
     rois = crop_rois(img, boxes, (ROI, ROI))
@@ -168,9 +169,7 @@ def run(device: str) -> list[dict]:
             for name, (fn, note) in alts.items():
                 runs = 3 if name.startswith("skimage") else 15
                 records.append(record(op, name, "cpu", shape, measure(name, fn, runs=runs), note))
-    elif device == "cuda":
-        if not ramh_rt.cuda_available():
-            raise RuntimeError("no CUDA device: run the cpu benchmark")
+    else:  # "cuda" (check_device has refused anything else)
         sync = lambda: ramh_rt._core.synchronize(0)  # noqa: E731
         for op, shape, data, mode in tasks:
             d = ramh_rt.DeviceArray.from_host(data)
@@ -206,8 +205,6 @@ def run(device: str) -> list[dict]:
                                                       sync=torch.cuda.synchronize), "wall time per call"))
                 except ImportError:
                     pass
-    else:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
     return with_ratios(records)
 
 

@@ -101,6 +101,22 @@ def git_revision() -> str:
         return "unknown"
 
 
+def check_device(device: str) -> None:
+    """Check a benchmark's ``device`` argument before anything is built or timed.
+
+    Raises:
+        ValueError: ``device`` is neither ``"cpu"`` nor ``"cuda"``.
+        RuntimeError: ``"cuda"`` on a machine (or a core build) where no CUDA device can be used.
+    """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda":
+        from ramh_rt import cuda_available
+
+        if not cuda_available():
+            raise RuntimeError("no CUDA device is available for the cuda benchmark: run the cpu benchmark")
+
+
 def record(op: str, impl: str, device: str, shape, t: Timing, note: str = "") -> dict:
     """One result row: what was timed (op, impl, device, input shape) and its timing."""
     return {"op": op, "impl": impl, "device": device, "shape": shape, "median_ms": t.median_ms, "min_ms": t.min_ms,

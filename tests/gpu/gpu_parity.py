@@ -43,3 +43,25 @@ def assert_parity(gpu: np.ndarray, cpu: np.ndarray) -> None:
     else:
         np.testing.assert_allclose(gpu.astype(np.float64), cpu.astype(np.float64), rtol=1e-5, atol=1e-6,
                                    equal_nan=True)
+
+
+def host_and_device(op, x, *args, **kw) -> np.ndarray:
+    """Run ``op(x, *args, **kw)`` on the host array ``x`` and on its device copy, check that the device call returns a
+    device array whose contents match the host result (:func:`assert_parity`), and return the host result."""
+    cpu = op(x, *args, **kw)
+    dev = op(to_device(x), *args, **kw)
+    assert not isinstance(dev, np.ndarray)
+    assert_parity(to_host(dev), cpu)
+    return cpu
+
+
+class CudaArrayOnly:
+    """Any CUDA array: an object exposing only ``__cuda_array_interface__`` (borrowed from a device array ``da``,
+    which it keeps alive), to check that the ops accept arrays of libraries they do not know."""
+
+    def __init__(self, da):
+        self.da = da
+
+    @property
+    def __cuda_array_interface__(self):
+        return self.da.__cuda_array_interface__
