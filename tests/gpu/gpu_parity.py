@@ -45,6 +45,18 @@ def assert_parity(gpu: np.ndarray, cpu: np.ndarray) -> None:
                                    equal_nan=True)
 
 
+
+def assert_table_parity(gpu: np.ndarray, cpu: np.ndarray, exact_fields, close_fields, *, rtol: float = 1e-5,
+                        atol: float = 0.0, equal_nan: bool = True) -> None:
+    """A GPU record table (structured array, one row per instance / ROI) equals the CPU twin's: same dtype and row
+    count, ``exact_fields`` bit-exact, ``close_fields`` within ``rtol`` / ``atol`` (NaN equal to NaN where
+    ``equal_nan``); a failure names the field."""
+    assert gpu.dtype == cpu.dtype and len(gpu) == len(cpu)
+    for f in exact_fields:
+        np.testing.assert_array_equal(gpu[f], cpu[f], err_msg=f)
+    for f in close_fields:
+        np.testing.assert_allclose(gpu[f], cpu[f], rtol=rtol, atol=atol, equal_nan=equal_nan, err_msg=f)
+
 def host_and_device(op, x, *args, **kw) -> np.ndarray:
     """Run ``op(x, *args, **kw)`` on the host array ``x`` and on its device copy, check that the device call returns a
     device array whose contents match the host result (:func:`assert_parity`), and return the host result."""
