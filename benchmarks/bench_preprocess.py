@@ -24,9 +24,9 @@ import math
 import numpy as np
 
 try:
-    from .harness import check_device, measure, record, script_main, with_ratios
+    from .harness import check_device, cuda_wall_record, measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import check_device, measure, record, script_main, with_ratios
+    from harness import check_device, cuda_wall_record, measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import preprocess
@@ -148,8 +148,7 @@ def run(device: str) -> list[dict]:
             for name, fn in {"ramh_rt": lambda o=out_hw: preprocess(dimg, o),
                              "ramh_rt float16": lambda o=out_hw: preprocess(dimg, o, dtype="float16"),
                              "ramh_rt fixed window": lambda o=out_hw: preprocess(dimg, o, window=(80, 2100))}.items():
-                records.append(record("preprocess", name, "cuda", shape,
-                                      measure(name, fn, warmup=5, runs=50, sync=sync), "wall time per call"))
+                records.append(cuda_wall_record("preprocess", name, shape, fn, sync, runs=50))
             try:
                 import torch
 
@@ -168,9 +167,8 @@ def run(device: str) -> list[dict]:
                         y0, x0 = (o[0] - nh) // 2, (o[1] - nw) // 2
                         return torch.nn.functional.pad(small, (x0, o[1] - nw - x0, y0, o[0] - nh - y0))
 
-                    records.append(record("preprocess", "torch cuda (antialias)", "cuda", shape,
-                                          measure("torch", torch_cuda, warmup=5, runs=50,
-                                                  sync=torch.cuda.synchronize), "wall time per call"))
+                    records.append(cuda_wall_record("preprocess", "torch cuda (antialias)", shape, torch_cuda,
+                                                    torch.cuda.synchronize, runs=50))
             except ImportError:
                 pass
     return with_ratios(records)

@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from .harness import check_device, measure, record, script_main, with_ratios
+    from .harness import check_device, cuda_wall_record, measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import check_device, measure, record, script_main, with_ratios
+    from harness import check_device, cuda_wall_record, measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import crop_rois, paste_rois
@@ -177,8 +177,7 @@ def run(device: str) -> list[dict]:
                 fn = lambda d=d, m=mode: crop_rois(d, boxes, (ROI, ROI), m)  # noqa: E731
             else:
                 fn = lambda d=d, m=mode: paste_rois(d, boxes, IN_HW, m)  # noqa: E731
-            records.append(record(op, "ramh_rt", "cuda", shape, measure("ramh_rt", fn, warmup=5, runs=100,
-                                                                            sync=sync), "wall time per call"))
+            records.append(cuda_wall_record(op, "ramh_rt", shape, fn, sync, runs=100))
             if op == "crop_rois" and mode == "bilinear":
                 try:
                     import torch
@@ -200,9 +199,8 @@ def run(device: str) -> list[dict]:
                             return torch.nn.functional.grid_sample(timg, grid.reshape(1, N_ROIS * ROI, ROI, 2),
                                                                    align_corners=False)
 
-                        records.append(record(op, "torch grid_sample cuda", "cuda", shape,
-                                              measure("torch", torch_cuda, warmup=5, runs=100,
-                                                      sync=torch.cuda.synchronize), "wall time per call"))
+                        records.append(cuda_wall_record(op, "torch grid_sample cuda", shape, torch_cuda,
+                                                        torch.cuda.synchronize, runs=100))
                 except ImportError:
                     pass
     return with_ratios(records)

@@ -123,6 +123,13 @@ def record(op: str, impl: str, device: str, shape, t: Timing, note: str = "") ->
             "max_ms": t.max_ms, "runs": t.runs, "note": note}
 
 
+def cuda_wall_record(op: str, impl: str, shape, fn: Callable[[], object], sync: Callable[[], object], *,
+                     runs: int) -> dict:
+    """One "cuda" result row timed by wall clock: ``fn`` run 5 times to warm up, then ``runs`` times, each followed
+    by ``sync`` (the library's own device synchronise), so a row is the time per call including the host work."""
+    return record(op, impl, "cuda", shape, measure(impl, fn, warmup=5, runs=runs, sync=sync), "wall time per call")
+
+
 def with_ratios(records: list[dict]) -> list[dict]:
     """Set each row's ``ratio_vs_best_alternative``: its median over the fastest non-ramh_rt row's median for the same
     op and shape, measured in the same run (< 1: ramh_rt is faster); None where nothing else was timed."""
