@@ -4,6 +4,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
+import ramh_rt
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import harness  # noqa: E402
 
@@ -32,10 +36,6 @@ def test_table_prints_every_row(capsys):
 
 
 def test_check_device_refuses_an_unknown_device_and_cuda_without_a_device():
-    import pytest
-
-    import ramh_rt
-
     harness.check_device("cpu")
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
         harness.check_device("gpu")
