@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 
 import numpy as np
+import pytest
 
 from ramh_rt import DeviceArray
 
@@ -66,6 +67,16 @@ def host_and_device(op, x, *args, **kw) -> np.ndarray:
     assert_parity(to_host(dev), cpu)
     return cpu
 
+
+
+def assert_raises_like_host(exc: type, op, host_args: tuple, device_args: tuple, **kw) -> None:
+    """``op(*device_args, **kw)`` raises ``exc`` with the very message that ``op(*host_args, **kw)`` raises (the
+    device path must find the same first bad element as the CPU twin, whose message the CPU tests check)."""
+    with pytest.raises(exc) as on_host:
+        op(*host_args, **kw)
+    with pytest.raises(exc) as on_device:
+        op(*device_args, **kw)
+    assert str(on_device.value) == str(on_host.value)
 
 class CudaArrayOnly:
     """Any CUDA array: an object exposing only ``__cuda_array_interface__`` (borrowed from a device array ``da``,
