@@ -24,9 +24,9 @@ import math
 import numpy as np
 
 try:
-    from .harness import check_device, cuda_wall_record, measure, record, script_main, with_ratios
+    from .harness import check_device, cuda_torch, cuda_wall_record, measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import check_device, cuda_wall_record, measure, record, script_main, with_ratios
+    from harness import check_device, cuda_torch, cuda_wall_record, measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import preprocess
@@ -149,28 +149,24 @@ def run(device: str) -> list[dict]:
                              "ramh_rt float16": lambda o=out_hw: preprocess(dimg, o, dtype="float16"),
                              "ramh_rt fixed window": lambda o=out_hw: preprocess(dimg, o, window=(80, 2100))}.items():
                 records.append(cuda_wall_record("preprocess", name, shape, fn, sync, runs=50))
-            try:
-                import torch
+            torch = cuda_torch()
+            if torch is not None:
+                t = torch.from_numpy(img.astype(np.int32)).cuda()
+                nh, nw = _resized_hw(out_hw)
+                n = img.size
 
-                if torch.cuda.is_available():
-                    t = torch.from_numpy(img.astype(np.int32)).cuda()
-                    nh, nw = _resized_hw(out_hw)
-                    n = img.size
+                def torch_cuda(o=out_hw, nh=nh, nw=nw):
+                    f = t.float()
+                    flat = f.view(-1)
+                    lo = flat.kthvalue(_rank(PCT[0], n)).values
+                    hi = flat.kthvalue(_rank(PCT[1], n)).values
+                    v = ((f - lo) / (hi - lo)).clamp_(0, 1)[None, None]
+                    small = torch.nn.functional.interpolate(v, size=(nh, nw), mode="bilinear", antialias=True)
+                    y0, x0 = (o[0] - nh) // 2, (o[1] - nw) // 2
+                    return torch.nn.functional.pad(small, (x0, o[1] - nw - x0, y0, o[0] - nh - y0))
 
-                    def torch_cuda(o=out_hw, nh=nh, nw=nw):
-                        f = t.float()
-                        flat = f.view(-1)
-                        lo = flat.kthvalue(_rank(PCT[0], n)).values
-                        hi = flat.kthvalue(_rank(PCT[1], n)).values
-                        v = ((f - lo) / (hi - lo)).clamp_(0, 1)[None, None]
-                        small = torch.nn.functional.interpolate(v, size=(nh, nw), mode="bilinear", antialias=True)
-                        y0, x0 = (o[0] - nh) // 2, (o[1] - nw) // 2
-                        return torch.nn.functional.pad(small, (x0, o[1] - nw - x0, y0, o[0] - nh - y0))
-
-                    records.append(cuda_wall_record("preprocess", "torch cuda (antialias)", shape, torch_cuda,
-                                                    torch.cuda.synchronize, runs=50))
-            except ImportError:
-                pass
+                records.append(cuda_wall_record("preprocess", "torch cuda (antialias)", shape, torch_cuda,
+                                                torch.cuda.synchronize, runs=50))
     return with_ratios(records)
 
 

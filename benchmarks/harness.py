@@ -117,6 +117,16 @@ def check_device(device: str) -> None:
             raise RuntimeError("no CUDA device is available for the cuda benchmark: run the cpu benchmark")
 
 
+def cuda_torch():
+    """The ``torch`` module when PyTorch is installed and sees a CUDA device (the optional GPU alternative of the
+    benchmarks), else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
 def record(op: str, impl: str, device: str, shape, t: Timing, note: str = "") -> dict:
     """One result row: what was timed (op, impl, device, input shape) and its timing."""
     return {"op": op, "impl": impl, "device": device, "shape": shape, "median_ms": t.median_ms, "min_ms": t.min_ms,

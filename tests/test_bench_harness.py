@@ -54,3 +54,12 @@ def test_cuda_wall_record_warms_up_then_syncs_after_every_run():
     assert (row["op"], row["impl"], row["device"], row["shape"], row["runs"], row["note"]) == \
         ("crop", "ramh_rt", "cuda", "4x4", 3, "wall time per call")
     assert 0 <= row["min_ms"] <= row["median_ms"] <= row["max_ms"]
+
+
+def test_cuda_torch_is_torch_only_where_it_sees_a_cuda_device():
+    try:
+        import torch
+    except ImportError:
+        assert harness.cuda_torch() is None
+        return
+    assert harness.cuda_torch() is (torch if torch.cuda.is_available() else None)
