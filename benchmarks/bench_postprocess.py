@@ -117,13 +117,10 @@ def alt_skimage(logits: np.ndarray, keep, fill_holes: bool):
 
 
 def run(device: str = "cpu") -> list[dict]:
-    from ramh_rt import DeviceArray, cuda_available
+    from ramh_rt import DeviceArray
     from ramh_rt.ops import postprocess_masks
 
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not cuda_available():
-        raise RuntimeError("no CUDA device is available for the cuda benchmark")
+    harness.check_device(device)
     keep = _keep_list()
     logits = synthetic_logits()
     shape = list(logits.shape)

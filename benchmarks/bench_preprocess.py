@@ -24,9 +24,9 @@ import math
 import numpy as np
 
 try:
-    from .harness import measure, record, script_main, with_ratios
+    from .harness import check_device, cuda_torch, cuda_wall_record, measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import measure, record, script_main, with_ratios
+    from harness import check_device, cuda_torch, cuda_wall_record, measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import preprocess
@@ -126,6 +126,7 @@ def cpu_alternatives(img: np.ndarray, out_hw) -> dict:
 
 def run(device: str) -> list[dict]:
     """Time preprocess on `device` ("cpu" or "cuda") and its alternatives; see the module docstring."""
+    check_device(device)
     img = synthetic_radiograph()
     records = []
     if device == "cpu":
@@ -139,9 +140,7 @@ def run(device: str) -> list[dict]:
             for name, (fn, note) in {**ours, **cpu_alternatives(img, out_hw)}.items():
                 runs = 3 if name == "skimage" else 15
                 records.append(record("preprocess", name, "cpu", shape, measure(name, fn, runs=runs), note))
-    elif device == "cuda":
-        if not ramh_rt.cuda_available():
-            raise RuntimeError("no CUDA device: run the cpu benchmark")
+    else:  # "cuda" (check_device has refused anything else)
         sync = lambda: ramh_rt._core.synchronize(0)  # noqa: E731
         dimg = ramh_rt.DeviceArray.from_host(img)
         for out_hw in OUT_HWS:
@@ -149,33 +148,25 @@ def run(device: str) -> list[dict]:
             for name, fn in {"ramh_rt": lambda o=out_hw: preprocess(dimg, o),
                              "ramh_rt float16": lambda o=out_hw: preprocess(dimg, o, dtype="float16"),
                              "ramh_rt fixed window": lambda o=out_hw: preprocess(dimg, o, window=(80, 2100))}.items():
-                records.append(record("preprocess", name, "cuda", shape,
-                                      measure(name, fn, warmup=5, runs=50, sync=sync), "wall time per call"))
-            try:
-                import torch
+                records.append(cuda_wall_record("preprocess", name, shape, fn, sync, runs=50))
+            torch = cuda_torch()
+            if torch is not None:
+                t = torch.from_numpy(img.astype(np.int32)).cuda()
+                nh, nw = _resized_hw(out_hw)
+                n = img.size
 
-                if torch.cuda.is_available():
-                    t = torch.from_numpy(img.astype(np.int32)).cuda()
-                    nh, nw = _resized_hw(out_hw)
-                    n = img.size
+                def torch_cuda(o=out_hw, nh=nh, nw=nw):
+                    f = t.float()
+                    flat = f.view(-1)
+                    lo = flat.kthvalue(_rank(PCT[0], n)).values
+                    hi = flat.kthvalue(_rank(PCT[1], n)).values
+                    v = ((f - lo) / (hi - lo)).clamp_(0, 1)[None, None]
+                    small = torch.nn.functional.interpolate(v, size=(nh, nw), mode="bilinear", antialias=True)
+                    y0, x0 = (o[0] - nh) // 2, (o[1] - nw) // 2
+                    return torch.nn.functional.pad(small, (x0, o[1] - nw - x0, y0, o[0] - nh - y0))
 
-                    def torch_cuda(o=out_hw, nh=nh, nw=nw):
-                        f = t.float()
-                        flat = f.view(-1)
-                        lo = flat.kthvalue(_rank(PCT[0], n)).values
-                        hi = flat.kthvalue(_rank(PCT[1], n)).values
-                        v = ((f - lo) / (hi - lo)).clamp_(0, 1)[None, None]
-                        small = torch.nn.functional.interpolate(v, size=(nh, nw), mode="bilinear", antialias=True)
-                        y0, x0 = (o[0] - nh) // 2, (o[1] - nw) // 2
-                        return torch.nn.functional.pad(small, (x0, o[1] - nw - x0, y0, o[0] - nh - y0))
-
-                    records.append(record("preprocess", "torch cuda (antialias)", "cuda", shape,
-                                          measure("torch", torch_cuda, warmup=5, runs=50,
-                                                  sync=torch.cuda.synchronize), "wall time per call"))
-            except ImportError:
-                pass
-    else:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+                records.append(cuda_wall_record("preprocess", "torch cuda (antialias)", shape, torch_cuda,
+                                                torch.cuda.synchronize, runs=50))
     return with_ratios(records)
 
 

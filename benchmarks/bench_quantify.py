@@ -75,13 +75,10 @@ def alt_opencv(ero, bone, boxes, spacing):
 
 
 def run(device: str = "cpu") -> list[dict]:
-    from ramh_rt import DeviceArray, cuda_available
+    from ramh_rt import DeviceArray
     from ramh_rt.ops import quantify_erosions
 
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not cuda_available():
-        raise RuntimeError("no CUDA device is available for the cuda benchmark")
+    harness.check_device(device)
     ero, bone, boxes, spacing = synthetic_rois()
     op = f"quantify_erosions({N} ROIs, {K} bone masks, min_lesion_px={MIN_LESION})"
     timings = []

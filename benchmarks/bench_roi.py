@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 try:
-    from .harness import measure, record, script_main, with_ratios
+    from .harness import check_device, cuda_torch, cuda_wall_record, measure, record, script_main, with_ratios
 except ImportError:  # run as a script
-    from harness import measure, record, script_main, with_ratios
+    from harness import check_device, cuda_torch, cuda_wall_record, measure, record, script_main, with_ratios
 
 import ramh_rt
 from ramh_rt.ops import crop_rois, paste_rois
@@ -145,6 +145,7 @@ def cpu_paste_alternatives(rois, boxes, reduce):
 
 def run(device: str) -> list[dict]:
     """Time crop/paste on `device` ("cpu" or "cuda") and the alternatives; see the module docstring."""
+    check_device(device)
     img, labels = images()
     boxes = joint_boxes()
     rois = crop_rois(img, boxes, (ROI, ROI))
@@ -168,9 +169,7 @@ def run(device: str) -> list[dict]:
             for name, (fn, note) in alts.items():
                 runs = 3 if name.startswith("skimage") else 15
                 records.append(record(op, name, "cpu", shape, measure(name, fn, runs=runs), note))
-    elif device == "cuda":
-        if not ramh_rt.cuda_available():
-            raise RuntimeError("no CUDA device: run the cpu benchmark")
+    else:  # "cuda" (check_device has refused anything else)
         sync = lambda: ramh_rt._core.synchronize(0)  # noqa: E731
         for op, shape, data, mode in tasks:
             d = ramh_rt.DeviceArray.from_host(data)
@@ -178,36 +177,28 @@ def run(device: str) -> list[dict]:
                 fn = lambda d=d, m=mode: crop_rois(d, boxes, (ROI, ROI), m)  # noqa: E731
             else:
                 fn = lambda d=d, m=mode: paste_rois(d, boxes, IN_HW, m)  # noqa: E731
-            records.append(record(op, "ramh_rt", "cuda", shape, measure("ramh_rt", fn, warmup=5, runs=100,
-                                                                            sync=sync), "wall time per call"))
+            records.append(cuda_wall_record(op, "ramh_rt", shape, fn, sync, runs=100))
             if op == "crop_rois" and mode == "bilinear":
-                try:
-                    import torch
+                torch = cuda_torch()
+                if torch is not None:
+                    timg = torch.from_numpy(data.astype(np.float32)).cuda()[None, None]
+                    tb = torch.from_numpy(boxes).cuda()
+                    h, w = data.shape
 
-                    if torch.cuda.is_available():
-                        timg = torch.from_numpy(data.astype(np.float32)).cuda()[None, None]
-                        tb = torch.from_numpy(boxes).cuda()
-                        h, w = data.shape
+                    def torch_cuda():
+                        cx, cy, bw, bh, a = tb.T
+                        r = torch.deg2rad(a)
+                        c, s = torch.cos(r), torch.sin(r)
+                        j = (torch.arange(ROI, dtype=torch.float64, device="cuda") + 0.5) / ROI - 0.5
+                        jj, ii = j[None, None, :] * bw[:, None, None], j[None, :, None] * bh[:, None, None]
+                        px = cx[:, None, None] + jj * c[:, None, None] + ii * s[:, None, None]
+                        py = cy[:, None, None] - jj * s[:, None, None] + ii * c[:, None, None]
+                        grid = torch.stack([2 * px / w - 1, 2 * py / h - 1], -1).float()
+                        return torch.nn.functional.grid_sample(timg, grid.reshape(1, N_ROIS * ROI, ROI, 2),
+                                                               align_corners=False)
 
-                        def torch_cuda():
-                            cx, cy, bw, bh, a = tb.T
-                            r = torch.deg2rad(a)
-                            c, s = torch.cos(r), torch.sin(r)
-                            j = (torch.arange(ROI, dtype=torch.float64, device="cuda") + 0.5) / ROI - 0.5
-                            jj, ii = j[None, None, :] * bw[:, None, None], j[None, :, None] * bh[:, None, None]
-                            px = cx[:, None, None] + jj * c[:, None, None] + ii * s[:, None, None]
-                            py = cy[:, None, None] - jj * s[:, None, None] + ii * c[:, None, None]
-                            grid = torch.stack([2 * px / w - 1, 2 * py / h - 1], -1).float()
-                            return torch.nn.functional.grid_sample(timg, grid.reshape(1, N_ROIS * ROI, ROI, 2),
-                                                                   align_corners=False)
-
-                        records.append(record(op, "torch grid_sample cuda", "cuda", shape,
-                                              measure("torch", torch_cuda, warmup=5, runs=100,
-                                                      sync=torch.cuda.synchronize), "wall time per call"))
-                except ImportError:
-                    pass
-    else:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+                    records.append(cuda_wall_record(op, "torch grid_sample cuda", shape, torch_cuda,
+                                                    torch.cuda.synchronize, runs=100))
     return with_ratios(records)
 
 

@@ -101,10 +101,43 @@ def git_revision() -> str:
         return "unknown"
 
 
+def check_device(device: str) -> None:
+    """Check a benchmark's ``device`` argument before anything is built or timed.
+
+    Raises:
+        ValueError: ``device`` is neither ``"cpu"`` nor ``"cuda"``.
+        RuntimeError: ``"cuda"`` on a machine (or a core build) where no CUDA device can be used.
+    """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda":
+        from ramh_rt import cuda_available
+
+        if not cuda_available():
+            raise RuntimeError("no CUDA device is available for the cuda benchmark: run the cpu benchmark")
+
+
+def cuda_torch():
+    """The ``torch`` module when PyTorch is installed and sees a CUDA device (the optional GPU alternative of the
+    benchmarks), else None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
 def record(op: str, impl: str, device: str, shape, t: Timing, note: str = "") -> dict:
     """One result row: what was timed (op, impl, device, input shape) and its timing."""
     return {"op": op, "impl": impl, "device": device, "shape": shape, "median_ms": t.median_ms, "min_ms": t.min_ms,
             "max_ms": t.max_ms, "runs": t.runs, "note": note}
+
+
+def cuda_wall_record(op: str, impl: str, shape, fn: Callable[[], object], sync: Callable[[], object], *,
+                     runs: int) -> dict:
+    """One "cuda" result row timed by wall clock: ``fn`` run 5 times to warm up, then ``runs`` times, each followed
+    by ``sync`` (the library's own device synchronise), so a row is the time per call including the host work."""
+    return record(op, impl, "cuda", shape, measure(impl, fn, warmup=5, runs=runs, sync=sync), "wall time per call")
 
 
 def with_ratios(records: list[dict]) -> list[dict]:

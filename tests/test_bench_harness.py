@@ -4,6 +4,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
+import ramh_rt
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import harness  # noqa: E402
 
@@ -29,3 +33,33 @@ def test_table_prints_every_row(capsys):
                                              harness.record("op", "numpy", "cpu", "4x4", _t(3.0))]))
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[0].split()[0] == "op" and "0.500" in lines[1] and "1.500" in lines[1]
+
+
+def test_check_device_refuses_an_unknown_device_and_cuda_without_a_device():
+    harness.check_device("cpu")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
+        harness.check_device("gpu")
+    if ramh_rt.cuda_available():
+        harness.check_device("cuda")
+    else:
+        with pytest.raises(RuntimeError, match="no CUDA device is available for the cuda benchmark"):
+            harness.check_device("cuda")
+
+
+def test_cuda_wall_record_warms_up_then_syncs_after_every_run():
+    calls = []
+    row = harness.cuda_wall_record("crop", "ramh_rt", "4x4", lambda: calls.append("run"),
+                                   lambda: calls.append("sync"), runs=3)
+    assert calls == ["run", "sync"] * 8   # 5 warm-up runs and 3 timed ones, each followed by the sync
+    assert (row["op"], row["impl"], row["device"], row["shape"], row["runs"], row["note"]) == \
+        ("crop", "ramh_rt", "cuda", "4x4", 3, "wall time per call")
+    assert 0 <= row["min_ms"] <= row["median_ms"] <= row["max_ms"]
+
+
+def test_cuda_torch_is_torch_only_where_it_sees_a_cuda_device():
+    try:
+        import torch
+    except ImportError:
+        assert harness.cuda_torch() is None
+        return
+    assert harness.cuda_torch() is (torch if torch.cuda.is_available() else None)

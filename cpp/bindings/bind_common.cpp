@@ -156,4 +156,15 @@ std::shared_ptr<DeviceArray> new_device_array(const std::vector<int64_t>& shape,
   return DeviceArray::empty(shape, dtype, like.device_id, core_stream(like.device_id));
 }
 
+void* op_stream(const ArrayArg& arg) { return arg.on_device() ? core_stream(arg.tensor.device_id) : nullptr; }
+
+py::object new_output(const std::vector<int64_t>& shape, DType dtype, const ArrayArg& like, Tensor* view) {
+  if (like.on_device()) {
+    auto da = new_device_array(shape, dtype, like.tensor);
+    *view = da->view;
+    return py::cast(da);
+  }
+  return new_host_array(shape, dtype, view);
+}
+
 }  // namespace ramh::bind

@@ -6,8 +6,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ramh/device.hpp"
@@ -59,6 +61,27 @@ std::shared_ptr<DeviceArray> new_device_array(const std::vector<int64_t>& shape,
 
 // The core's stream for a device; ops run there and synchronise before returning to Python.
 void* core_stream(int device_id);
+
+// The stream an op reading `arg` runs on: the core's stream of its device, or nullptr (host work) for host data.
+void* op_stream(const ArrayArg& arg);
+
+// An op's output where its input `like` lives: a DeviceArray on the same device, or a new NumPy array; `view` is set
+// to the output's Tensor, into which the op writes.
+py::object new_output(const std::vector<int64_t>& shape, DType dtype, const ArrayArg& like, Tensor* view);
+
+// A string option -> its enum value. ValueError "<what> must be 'a' or 'b', got '<value>'" (the names of every
+// choice, in order) when `value` is none of them.
+template <class E>
+E choice_arg(const std::string& value, const char* what, std::initializer_list<std::pair<const char*, E>> choices) {
+  std::string names;
+  std::size_t i = 0;
+  for (const auto& c : choices) {
+    if (value == c.first) return c.second;
+    names += (i == 0 ? "'" : i + 1 == choices.size() ? " or '" : ", '") + std::string(c.first) + "'";
+    ++i;
+  }
+  fail(what, " must be ", names, ", got '", value, "'");
+}
 
 // ---- family registration (one bind_<family>.cpp each) -----------------------------------------------------------
 void register_device(py::module_& m);

@@ -23,20 +23,12 @@ void register_postprocess(py::module_& m) {
         params.min_area = min_area;
         params.fill_holes = fill_holes;
 
-        py::object masks_obj;
         Tensor masks;
-        std::shared_ptr<DeviceArray> dev_masks;
-        if (in.on_device()) {
-          dev_masks = new_device_array(in.tensor.shape, DType::U8, in.tensor);
-          masks = dev_masks->view;
-          masks_obj = py::cast(dev_masks);
-        } else {
-          masks_obj = new_host_array(in.tensor.shape, DType::U8, &masks);
-        }
+        py::object masks_obj = new_output(in.tensor.shape, DType::U8, in, &masks);
         std::vector<InstanceRecord> records;
         {
           py::gil_scoped_release release;
-          void* stream = in.on_device() ? core_stream(in.tensor.device_id) : nullptr;
+          void* stream = op_stream(in);
           records = postprocess_masks(in.tensor, masks, params, stream);
           if (stream) stream_synchronize(stream);
         }

@@ -54,18 +54,11 @@ void register_preprocess(py::module_& m) {
         }
         std::vector<float> used(static_cast<std::size_t>(2 * shape[0]));
 
-        py::object out_obj;
         Tensor out;
-        if (img.on_device()) {
-          auto da = new_device_array(shape, out_dtype, img.tensor);
-          out = da->view;
-          out_obj = py::cast(da);
-        } else {
-          out_obj = new_host_array(shape, out_dtype, &out);
-        }
+        py::object out_obj = new_output(shape, out_dtype, img, &out);
         {
           py::gil_scoped_release release;
-          void* stream = img.on_device() ? core_stream(img.tensor.device_id) : nullptr;
+          void* stream = op_stream(img);
           preprocess(img.tensor, window.is_none() ? nullptr : &win, p, out, used.data(), stream);
         }
         Tensor used_view;

@@ -23,7 +23,7 @@ void register_quantify(py::module_& m) {
         std::vector<ErosionRecord> records;
         {
           py::gil_scoped_release release;
-          void* stream = e.on_device() ? core_stream(e.tensor.device_id) : nullptr;
+          void* stream = op_stream(e);
           records = quantify_erosions(e.tensor, b.tensor, bx.tensor, spacing_mm, params, stream);
           if (stream) stream_synchronize(stream);
         }

@@ -50,15 +50,6 @@ std::vector<RotatedBox> boxes_arg(const py::object& obj) {
   return out;
 }
 
-py::object new_output(const std::vector<int64_t>& shape, DType dtype, const ArrayArg& like, Tensor* view) {
-  if (like.on_device()) {
-    auto da = new_device_array(shape, dtype, like.tensor);
-    *view = da->view;
-    return py::cast(da);
-  }
-  return new_host_array(shape, dtype, view);
-}
-
 }  // namespace
 
 void register_roi(py::module_& m) {
@@ -66,13 +57,9 @@ void register_roi(py::module_& m) {
       "crop_rois",
       [](py::object image, py::object boxes, int64_t out_h, int64_t out_w, const std::string& interpolation,
          double fill) {
-        Interpolation interp;
-        if (interpolation == "bilinear")
-          interp = Interpolation::Bilinear;
-        else if (interpolation == "nearest")
-          interp = Interpolation::Nearest;
-        else
-          fail("interpolation must be 'bilinear' or 'nearest', got '", interpolation, "'");
+        const auto interp = choice_arg<Interpolation>(interpolation, "interpolation",
+                                                      {{"bilinear", Interpolation::Bilinear},
+                                                       {"nearest", Interpolation::Nearest}});
         ArrayArg img = array_arg(image, "image");
         std::vector<RotatedBox> bx = boxes_arg(boxes);
         const auto shape = crop_rois_out_shape(img.tensor, static_cast<int64_t>(bx.size()), out_h, out_w);
@@ -80,7 +67,7 @@ void register_roi(py::module_& m) {
         py::object result = new_output(shape, crop_rois_out_dtype(img.tensor, interp), img, &out);
         {
           py::gil_scoped_release release;
-          void* stream = img.on_device() ? core_stream(img.tensor.device_id) : nullptr;
+          void* stream = op_stream(img);
           crop_rois(img.tensor, bx, interp, fill, out, stream);
         }
         return result;
@@ -91,20 +78,15 @@ void register_roi(py::module_& m) {
   m.def(
       "paste_rois",
       [](py::object rois, py::object boxes, int64_t out_h, int64_t out_w, const std::string& reduce, double fill) {
-        PasteReduce red;
-        if (reduce == "max")
-          red = PasteReduce::Max;
-        else if (reduce == "or")
-          red = PasteReduce::Or;
-        else
-          fail("reduce must be 'max' or 'or', got '", reduce, "'");
+        const auto red =
+            choice_arg<PasteReduce>(reduce, "reduce", {{"max", PasteReduce::Max}, {"or", PasteReduce::Or}});
         ArrayArg r = array_arg(rois, "rois");
         std::vector<RotatedBox> bx = boxes_arg(boxes);
         Tensor out;
         py::object result = new_output(paste_rois_out_shape(r.tensor, out_h, out_w), r.tensor.dtype, r, &out);
         {
           py::gil_scoped_release release;
-          void* stream = r.on_device() ? core_stream(r.tensor.device_id) : nullptr;
+          void* stream = op_stream(r);
           paste_rois(r.tensor, bx, red, fill, out, stream);
         }
         return result;

@@ -27,24 +27,23 @@ class _UsageError(Exception):
     """A bad argument found after parsing (printed as a usage error, exit code 2)."""
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, low: int, what: str) -> int:
+    """``text`` as an int >= ``low``; argparse.ArgumentTypeError naming ``what`` (e.g. "positive integer") if not."""
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a {what}, got {text!r}") from None
+    if v < low:
+        raise argparse.ArgumentTypeError(f"expected a {what}, got {text!r}")
     return v
+
+
+def _positive_int(text: str) -> int:
+    return _int_at_least(text, 1, "positive integer")
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return v
+    return _int_at_least(text, 0, "non-negative integer")
 
 
 def _fractions(text: str) -> tuple[float, float, float]:

@@ -12,7 +12,7 @@ import pytest
 import ramh_rt
 from ramh_rt.ops import preprocess
 
-from gpu_parity import assert_parity, to_device as to_dev, to_host
+from gpu_parity import CudaArrayOnly, assert_parity, to_device as to_dev, to_host
 
 def run_both(img, out_hw, **kw):
     x_cpu, lb_cpu = preprocess(img, out_hw, **kw)
@@ -129,17 +129,6 @@ def test_cupy_input_if_available(rng):
     assert lbs == lbs_cpu
 
 
-class _Cai:
-    """Any CUDA array: only ``__cuda_array_interface__`` (borrowed from a DeviceArray)."""
-
-    def __init__(self, da):
-        self.da = da
-
-    @property
-    def __cuda_array_interface__(self):
-        return self.da.__cuda_array_interface__
-
-
 def test_float_window_with_extreme_pixels_is_refined_alike_on_both_devices(rng):
     img = smooth_u16(rng, 300, 400).astype(np.float32)
     img[10, 20] = 1e12    # squeezes the 4096 bins over [min, max]: the exact percentiles are used instead
@@ -149,6 +138,6 @@ def test_float_window_with_extreme_pixels_is_refined_alike_on_both_devices(rng):
     want = np.percentile(img, [0.5, 99.5], method="inverted_cdf")
     assert lb.window == (float(want[0]), float(want[1]))
     batch = np.stack([img, smooth_u16(rng, 300, 400).astype(np.float32)])
-    x_b, lbs = preprocess(_Cai(to_dev(batch)), (128, 160))   # a bare CUDA array: copied to the host to refine
+    x_b, lbs = preprocess(CudaArrayOnly(to_dev(batch)), (128, 160))   # a bare CUDA array: copied to the host to refine
     assert [b.window_warning is None for b in lbs] == [False, True]
     assert_parity(to_host(x_b)[0:1], x_gpu)

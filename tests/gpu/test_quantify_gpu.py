@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from ramh_rt.ops import quantify_erosions
 
-from gpu_parity import KINDS, to_device
+from gpu_parity import KINDS, assert_raises_like_host, assert_table_parity, to_device
 
 INT_FIELDS = ("eroded_roi_px", "bone_roi_px", "lesions", "largest_lesion_roi_px")
 FLOAT_FIELDS = ("eroded_px", "eroded_mm2", "bone_px", "eroded_fraction", "largest_lesion_px", "mean_probability")
@@ -18,11 +18,7 @@ def assert_gpu_matches_cpu(ero, bone, boxes, spacing, kind="device_array", boxes
     cpu = quantify_erosions(ero, bone, boxes, spacing, **kw)
     dev_boxes = to_device(np.asarray(boxes, np.float32), kind) if boxes_on_device else boxes
     gpu = quantify_erosions(to_device(ero, kind), to_device(bone, kind), dev_boxes, spacing, **kw)
-    assert gpu.dtype == cpu.dtype and len(gpu) == len(cpu)
-    for f in INT_FIELDS:
-        np.testing.assert_array_equal(gpu[f], cpu[f], err_msg=f)
-    for f in FLOAT_FIELDS:
-        np.testing.assert_allclose(gpu[f], cpu[f], rtol=1e-5, atol=0, equal_nan=True, err_msg=f)
+    assert_table_parity(gpu, cpu, INT_FIELDS, FLOAT_FIELDS, rtol=1e-5, atol=0.0)
     return gpu
 
 
@@ -93,9 +89,9 @@ def test_bad_probabilities_raise_like_the_cpu(bad):
     e = np.zeros((3, 40, 40), np.float32)
     e[1, 35, 2] = bad
     e[2, 0, 0] = bad
-    with pytest.raises(ValueError, match=r"erosion must hold probabilities in \[0, 1\]; ROI 1 "):
-        quantify_erosions(to_device(e), to_device(np.zeros((3, 40, 40), np.uint8)),
-                          np.ones((3, 5), np.float32), 0.1)
+    bone, boxes = np.zeros((3, 40, 40), np.uint8), np.ones((3, 5), np.float32)
+    assert_raises_like_host(ValueError, quantify_erosions, (e, bone, boxes, 0.1),
+                            (to_device(e), to_device(bone), boxes, 0.1))
 
 
 def test_mixed_devices_are_rejected():

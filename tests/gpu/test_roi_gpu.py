@@ -10,7 +10,7 @@ import pytest
 
 from ramh_rt.ops import crop_rois, paste_rois
 
-from gpu_parity import assert_parity, to_device as to_dev, to_host
+from gpu_parity import CudaArrayOnly, assert_parity, host_and_device, to_device as to_dev, to_host
 
 def random_boxes(rng, n, h, w, margin=0.0, angles=(-180, 180), size=(5, 300)):
     return np.column_stack([rng.uniform(-margin, w + margin, n), rng.uniform(-margin, h + margin, n),
@@ -18,19 +18,11 @@ def random_boxes(rng, n, h, w, margin=0.0, angles=(-180, 180), size=(5, 300)):
 
 
 def crop_both(img, boxes, out_hw, interpolation="bilinear", fill=0):
-    cpu = crop_rois(img, boxes, out_hw, interpolation, fill)
-    dev = crop_rois(to_dev(img), boxes, out_hw, interpolation, fill)
-    assert not isinstance(dev, np.ndarray)
-    assert_parity(to_host(dev), cpu)
-    return cpu
+    return host_and_device(crop_rois, img, boxes, out_hw, interpolation, fill)
 
 
 def paste_both(rois, boxes, out_hw, reduce="max", fill=0):
-    cpu = paste_rois(rois, boxes, out_hw, reduce, fill)
-    dev = paste_rois(to_dev(rois), boxes, out_hw, reduce, fill)
-    assert not isinstance(dev, np.ndarray)
-    assert_parity(to_host(dev), cpu)
-    return cpu
+    return host_and_device(paste_rois, rois, boxes, out_hw, reduce, fill)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
@@ -113,28 +105,17 @@ def test_device_array_boxes_are_accepted(rng):
     np.testing.assert_array_equal(to_host(got), crop_rois(img, boxes, (8, 8), "nearest"))
 
 
-class _Cai:
-    """Any CUDA array: only ``__cuda_array_interface__`` (here borrowed from a DeviceArray)."""
-
-    def __init__(self, da):
-        self.da = da
-
-    @property
-    def __cuda_array_interface__(self):
-        return self.da.__cuda_array_interface__
-
-
 def test_any_cuda_array_of_boxes_is_accepted_by_crop_and_paste(rng):
     img = rng.integers(0, 255, (50, 60), dtype=np.uint8)
     boxes = random_boxes(rng, 4, 50, 60, size=(5, 30)).astype(np.float32)
-    dev_boxes = _Cai(to_dev(boxes))
+    dev_boxes = CudaArrayOnly(to_dev(boxes))
     got = crop_rois(img, dev_boxes, (8, 8), "nearest")  # host image, device boxes: same answer
     np.testing.assert_array_equal(got, crop_rois(img, boxes, (8, 8), "nearest"))
     rois = (rng.random((4, 8, 8)) > 0.5).astype(np.uint8)
     np.testing.assert_array_equal(to_host(paste_rois(to_dev(rois), dev_boxes, (50, 60))),
                                   paste_rois(rois, boxes, (50, 60)))
     with pytest.raises(ValueError, match="boxes on a CUDA device must be float32"):
-        crop_rois(img, _Cai(to_dev(boxes.astype(np.int32))), (8, 8))
+        crop_rois(img, CudaArrayOnly(to_dev(boxes.astype(np.int32))), (8, 8))
 
 
 def test_bad_arguments_on_device():

@@ -109,3 +109,15 @@ def int_pair(value, name: str, what: str = "integers") -> tuple[int, int]:
     """
     return pair(value, name, int_value, what)
 
+
+def check_record_layout(what: str, core_dtype, expected: np.dtype) -> None:
+    """Check at import time that the compiled core's record layout ``core_dtype`` (a NumPy structured dtype the core
+    fills by memcpy) equals the layout ``expected`` that the Python module documents and reads.
+
+    Raises:
+        ImportError: the two differ (a stale ``_core`` build); the message names ``what`` (e.g. ``"instance"``),
+            both layouts and the fix.
+    """
+    if np.dtype(core_dtype) != expected:
+        raise ImportError(f"ramh_rt._core was built with {what} layout {core_dtype}, "
+                          f"this module expects {expected}: rebuild the core")

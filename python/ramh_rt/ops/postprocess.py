@@ -14,7 +14,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .. import _core
-from ._args import array_arg, int_value
+from ._args import array_arg, check_record_layout, int_value
 from .roi import crop_rois
 
 __all__ = ["INSTANCE_DTYPE", "postprocess_masks", "dilated_window", "upsample_instance"]
@@ -53,9 +53,7 @@ INSTANCE_DTYPE = np.dtype([
     ("mean_score", "<f8"),
 ])
 
-if np.dtype(_core.INSTANCE_DTYPE) != INSTANCE_DTYPE:  # the compiled core and this module must agree on the layout
-    raise ImportError(f"ramh_rt._core was built with instance layout {_core.INSTANCE_DTYPE}, "
-                      f"this module expects {INSTANCE_DTYPE}: rebuild the core")
+check_record_layout("instance", _core.INSTANCE_DTYPE, INSTANCE_DTYPE)  # the compiled core must agree on the layout
 
 _MODES = {"multilabel": 0, "multiclass": 1}
 _KEEP = {"largest": 0, "all": 1}

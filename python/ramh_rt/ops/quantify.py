@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from .. import _core
-from ._args import array_arg, array_shape, is_device_array
+from ._args import array_arg, array_shape, check_record_layout, is_device_array
 
 __all__ = ["EROSION_DTYPE", "quantify_erosions"]
 
@@ -50,9 +50,7 @@ EROSION_DTYPE = np.dtype([
     ("mean_probability", "<f8"),
 ])
 
-if np.dtype(_core.EROSION_DTYPE) != EROSION_DTYPE:  # the compiled core and this module must agree on the layout
-    raise ImportError(f"ramh_rt._core was built with erosion layout {_core.EROSION_DTYPE}, "
-                      f"this module expects {EROSION_DTYPE}: rebuild the core")
+check_record_layout("erosion", _core.EROSION_DTYPE, EROSION_DTYPE)  # the compiled core must agree on the layout
 
 
 def quantify_erosions(erosion, bone_masks, boxes, spacing_mm: Union[None, float, Sequence[Optional[float]]],
