@@ -264,11 +264,18 @@ def _check_qc(v: "_Validator", section: Any, path: str) -> None:
     v.problems.extend(qc.manifest_problems(section, path))
 
 
+def _check_view(v: "_Validator", section: Any, path: str) -> None:
+    from . import view  # the view classifier: ramh_rt.view owns its section's format
+
+    v.problems.extend(view.manifest_problems(section, path))
+
+
 SECTIONS: dict[str, Callable[["_Validator", Any, str], None]] = {
     "training_data": _check_training_data,
     "metrics": _check_metrics,
     "models": _check_models,
     "qc": _check_qc,
+    "view": _check_view,
 }
 
 #: Role-specific checks of a model entry (after the fields every model has).

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__, anatomy, geometry, io, ops, qc, understand
+from . import __version__, anatomy, geometry, io, ops, qc, understand, view
 from .backends import get_backend, is_device_array, select_backend
 from .bundle import Bundle
 from .errors import BackendError, MultipleHandsError, NotAHandError, RamhError
@@ -121,6 +121,8 @@ class Analyzer:
         # The bundle's training-domain statistics and uncertainty calibration (None / defaults without a qc section).
         self.qc_domain = qc.DomainModel.from_manifest(self.bundle.manifest.get("qc"))
         self.qc_calibration = qc.UncertaintyCalibration.from_manifest(self.bundle.manifest.get("qc"))
+        # The bundle's view classifier (NumPy, any backend; None without one: the geometric evidence decides alone).
+        self.view_model = view.ViewModel.from_bundle(self.bundle)
 
     def _sessions(self, backend, device, options: dict) -> dict[str, Any]:
         return {name: backend.create_session(self.bundle.model(name), device, **options)
@@ -232,7 +234,7 @@ class Analyzer:
 
     def _analyze_film(self, loaded: io.LoadedImage, timer: _Timer) -> list[Analysis]:
         try:
-            survey = understand.survey(loaded.pixels)
+            survey = understand.survey(loaded.pixels, self.view_model)
         except NotAHandError as e:
             raise NotAHandError(f"{loaded.source}: {e}") from None
         timer.lap("understand")
@@ -268,7 +270,7 @@ class Analyzer:
         turns = [rot0] + [r for r in (0, 90, 180, 270) if r != rot0]
         best = None
         for n, rot in enumerate(turns):
-            if n == 1 and region.confident and best[2].is_hand:
+            if n == 1 and region.turn_known and best[2].is_hand:
                 break
             fr = understand.HandFrame(region.box, rot, film.shape)
             st = self._bone_stage(fr.normalise(film), timer)
@@ -295,7 +297,7 @@ class Analyzer:
         joints, ero_full = self._joints(src, pix, rois, masks_h, tf, loaded.spacing_mm, timer)
         totals, cam = self._totals(joints, x)
         if ass.field_of_view != "hand":
-            totals.svdh = None
+            qc.withhold_hand_estimates(totals, ass.field_of_view)
         timer.lap("global_model")
         missing = [j.stem for j in joints if not j.located]
         if missing:

@@ -409,6 +409,31 @@ def score_reasons(totals: Any) -> list[Reason]:
                    f"severity '{totals.severity}' follows the {totals.severity_source.replace('_', ' ')}")]
 
 
+def withhold_hand_estimates(totals: Any, field_of_view: str) -> None:
+    """Withhold, in place, every estimate of ``totals`` that is one for a whole hand, when the field of view is not
+    the whole hand: ``svdh`` (the joint sum is only ``partial_svdh`` then), the whole-image model's ``global_svdh``
+    and ``severity_probs`` (that model was trained on whole hands: on a wrist crop it still answers, e.g. "71 points",
+    and means nothing), and ``severity``, which becomes None with ``severity_source`` ``"not_reported"``. The
+    ``field_of_view`` reason of the qc says why.
+
+    Args:
+        totals: the :class:`~ramh_rt.result.Totals` to change.
+        field_of_view: one of :data:`FIELDS_OF_VIEW`; ``"hand"`` leaves ``totals`` as they are.
+
+    Raises:
+        ValueError: an unknown field of view.
+    """
+    if field_of_view not in FIELDS_OF_VIEW:
+        raise ValueError(f"field of view must be one of {FIELDS_OF_VIEW}, got {field_of_view!r}")
+    if field_of_view == "hand":
+        return
+    totals.svdh = None
+    totals.global_svdh = None
+    totals.severity_probs = None
+    totals.severity = None
+    totals.severity_source = "not_reported"
+
+
 #: Open growth plates. Along the line from a metacarpal's centroid to its proximal phalanx's centroid an adult hand
 #: shows one dark valley (the MCP joint space); a child's shows the metacarpal head's and the phalanx base's growth
 #: plates as well. A ray counts as immature when its second-deepest valley is at least :data:`PHYSIS_RATIO` of the
@@ -725,4 +750,4 @@ def manifest_problems(section: Any, path: str = "qc") -> list[str]:
 __all__ = ["DOMAIN_FEATURES", "DomainModel", "FIELDS_OF_VIEW", "QualityControl", "REASON_CODES", "Reason",
            "SEVERITIES", "STATUSES", "UncertaintyCalibration", "annotate_uncertainty", "anatomy_reasons", "assess",
            "domain_features", "expected_abs_error", "image_quality", "interval_of", "maturity_reasons", "manifest_problems", "score_reasons",
-           "total_distribution", "total_interval"]
+           "total_distribution", "total_interval", "withhold_hand_estimates"]

@@ -12,6 +12,12 @@ Real films are not all upright single whole PA hands. Before scoring, this modul
   bone and is not reported;
 * whether the film is a hand at all (:class:`~ramh_rt.errors.NotAHandError` otherwise).
 
+Where the bundle has a view classifier (:mod:`ramh_rt.view`: a small network on a low-resolution view of each hand's
+box), its probabilities are a second, independent opinion, fused with the geometric evidence above
+(:func:`fuse_field_of_view`, :func:`fuse_is_hand`; the rotation of a hand whose silhouette is unsure): the bone model
+was trained on whole upright hands and its bones alone fail on crops and on other body parts. Without one, the
+geometric evidence decides alone.
+
 The pipeline analyses each hand in a normalised frame — the hand's box cut from the film and turned by a multiple of
 90 degrees so that the fingers point up (:class:`HandFrame`; exact on the pixel grid, no resampling) — and maps every
 result back to the pixel frame of the film the caller passed (:func:`map_analysis`).
@@ -25,13 +31,16 @@ side_conflict, implausible_anatomy, not_a_hand).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from . import anatomy, ops
 from .errors import NotAHandError
+
+if TYPE_CHECKING:
+    from .view import ViewModel, ViewPrediction
 
 FIELDS_OF_VIEW = anatomy.FIELDS_OF_VIEW
 
@@ -45,6 +54,12 @@ _UNIFORM_STD = 0.035         # a component this flat (std of the windowed grey l
 _FINGERS_ONLY_SCORE = 0.65  # fingers_score above which a silhouette is digits only (whole hands: 0.15-0.55)
 _CARPALS = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "carpal")
 _FOREARM = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "forearm")
+# Fusion with the view classifier (chosen on held-out phantom views, checked on the real reference films):
+_VIEW_ROTATION_SURE = 0.9    # a view rotation this probable decides the turn of a hand whose silhouette is unsure
+_GEOMETRY_FOV_SHARE = 0.6    # the geometric field of view's share of a prior spread over the four fields of view
+_VIEW_NOT_HAND = 0.9         # p(not a hand) at or above which the view rejects a film whatever its bones
+_VIEW_NOT_HAND_DIGITS = 0.99  # ... where the silhouette clearly shows separate digits
+_VIEW_HAND = 0.1             # p(not a hand) under which a film is a hand whatever its bones
 
 
 # ---- frames -------------------------------------------------------------------------------------------------------
@@ -168,6 +183,9 @@ class HandRegion:
         cropped: the silhouette fills the film or its digits are cut short at the film's edge (a wrist crop): no
             whole finger can be in view.
         hand_box: ``(x0, y0, x1, y1)``: the hand's silhouette with a margin of 3 % of the film, in film pixels.
+        view: the view classifier's prediction for ``hand_box`` (None without a classifier).
+        rotation_source: what decided ``rotation_deg``: ``"silhouette"``, or ``"view"`` (the silhouette was unsure
+            and the view classifier sure).
     """
 
     box: tuple[int, int, int, int]
@@ -177,6 +195,14 @@ class HandRegion:
     touches: frozenset = frozenset()
     cropped: bool = False
     hand_box: tuple[int, int, int, int] | None = None
+    view: "ViewPrediction | None" = None
+    rotation_source: str = "silhouette"
+
+    @property
+    def turn_known(self) -> bool:
+        """True when the turn needs no search over the bone model's layouts: the silhouette showed the fingers, or
+        the view classifier was sure of the rotation."""
+        return self.confident or self.rotation_source == "view"
 
     @property
     def distal_side(self) -> str:
@@ -298,11 +324,13 @@ def _finger_direction(comp: np.ndarray, grey: np.ndarray | None = None, bg: floa
     return rot, confident, score, cut
 
 
-def survey(pix: np.ndarray) -> Survey:
+def survey(pix: np.ndarray, view: "ViewModel | None" = None) -> Survey:
     """Find the hands of a film from its silhouette (cheap: a 256-pixel thumbnail).
 
     Args:
         pix: ``H x W`` film (uint8, uint16 or float32), bone bright.
+        view: the bundle's view classifier (:class:`ramh_rt.view.ViewModel`), run on every hand's box
+            (:func:`with_view`); None: the silhouette alone.
 
     Returns:
         :class:`Survey` with one or two :class:`HandRegion`, in film order (left to right, or top to bottom when the
@@ -399,7 +427,49 @@ def survey(pix: np.ndarray) -> Survey:
                                   hand_box=hand_box))
     if not regions:
         raise NotAHandError("nothing in the image is large and structured enough to be a hand")
+    if view is not None:
+        regions = [with_view(r, view.predict(pix, r.hand_box or r.box)) for r in regions]
     return Survey(hands=tuple(regions), film_shape=(H, W), thumb_scale=s, notes=tuple(notes))
+
+
+def with_view(region: HandRegion, pred: "ViewPrediction") -> HandRegion:
+    """The region with the view classifier's prediction attached; where the silhouette was unsure of the turn and
+    the classifier is sure (p >= 0.9) of a hand's rotation, the classifier's rotation is taken
+    (``rotation_source="view"``). A region whose view says "not a hand" keeps the silhouette's turn."""
+    if not region.confident and pred.p_not_hand < 0.5 and \
+            pred.rotation_probs[pred.rotation_deg] >= _VIEW_ROTATION_SURE:
+        return replace(region, view=pred, rotation_deg=pred.rotation_deg, rotation_source="view")
+    return replace(region, view=pred)
+
+
+def fuse_field_of_view(geometric: str, pred: "ViewPrediction | None") -> str:
+    """The field of view from the geometric decision and the view classifier's probabilities.
+
+    The geometric decision is a prior: 60 % on its field of view, the rest spread over the other three; the
+    classifier's probabilities (renormalised over the four hand classes) multiply it. So the classifier overrides
+    the geometry only when it gives another field of view 4.5 times the probability of the geometric one.
+
+    Args:
+        geometric: one of :data:`FIELDS_OF_VIEW`.
+        pred: the classifier's prediction, or None (then ``geometric`` is returned).
+    """
+    if pred is None:
+        return geometric
+    other = (1.0 - _GEOMETRY_FOV_SHARE) / (len(FIELDS_OF_VIEW) - 1)
+    return max(FIELDS_OF_VIEW, key=lambda c: pred.probs[c] * (_GEOMETRY_FOV_SHARE if c == geometric else other))
+
+
+def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = False) -> bool:
+    """Whether a hand is in view, from the geometric decision and the view classifier.
+
+    The classifier decides where it is sure: p(not a hand) >= 0.9 rejects (>= 0.99 where the silhouette clearly
+    shows separate digits), < 0.1 accepts; in between the geometry decides. None: the geometry alone.
+    """
+    if pred is None:
+        return geometric
+    if pred.p_not_hand >= (_VIEW_NOT_HAND_DIGITS if digits else _VIEW_NOT_HAND):
+        return False
+    return geometric or pred.p_not_hand < _VIEW_HAND
 
 
 # ---- bones: plausibility and field of view ---------------------------------------------------------------------
@@ -545,6 +615,7 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         fov = "fingers"
     else:
         fov = "partial"
+    fov = fuse_field_of_view(fov, None if region is None else region.view)
     if fov == "fingers":
         for name in _CARPALS + _FOREARM:
             if name in kept:
@@ -569,6 +640,8 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     loose = n_forearm >= 1 and n_carpal + n_mc >= 4 and below
     textured = region is not None and region.fingers_score >= 0.05
     is_hand = (fingers_in_view and len(kept) >= 5) or (structured and score >= 8) or (loose and textured)
+    if region is not None:
+        is_hand = fuse_is_hand(is_hand, region.view, digits=region.confident)
     if dropped:
         reasons.append(("implausible_anatomy",
                         f"{len(dropped)} bone(s) the model found are not plausible and are not reported: " +
@@ -577,8 +650,9 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         what = {"wrist": "a wrist (carpus, distal radius/ulna, metacarpal bases) without the fingers",
                 "fingers": "fingers without the carpus and forearm",
                 "partial": "part of a hand (fingertips or wrist out of view, or bones missing)"}[fov]
-        reasons.append(("field_of_view", f"the image shows {what}: only the areas in view are scored and the hand "
-                                         "total is not given", "review"))
+        reasons.append(("field_of_view", f"the image shows {what}: only the areas in view are scored; the hand "
+                                         "total, the whole-image estimate and the severity class are not given",
+                        "review"))
     side = _anatomy_side(kept)
     return BoneAssessment(keep=keep, dropped=dropped, field_of_view=fov, score=score, is_hand=is_hand, side=side,
                           reasons=reasons)
@@ -695,10 +769,13 @@ def orientation_reasons(frame: HandFrame, region: HandRegion) -> list[Reason]:
     """An ``orientation_applied`` info reason when the hand was turned to be analysed."""
     if frame.rotation_deg == 0:
         return []
-    how = "from the silhouette" if region.confident else "from the bones (the silhouette was ambiguous)"
+    how = "from the silhouette" if region.confident else \
+        "from the view classifier (the silhouette was ambiguous)" if region.rotation_source == "view" else \
+        "from the bones (the silhouette was ambiguous)"
     return [("orientation_applied", f"the hand is turned {frame.rotation_deg} degrees clockwise from upright "
                                     f"(found {how}); it was analysed upright and the results mapped back", "info")]
 
 
 __all__ = ["BoneAssessment", "FIELDS_OF_VIEW", "HandFrame", "HandRegion", "Survey", "assess_bones",
-           "map_analysis", "orientation_reasons", "side_reasons", "survey", "view_reasons"]
+           "fuse_field_of_view", "fuse_is_hand", "map_analysis", "orientation_reasons", "side_reasons", "survey",
+           "view_reasons", "with_view"]
