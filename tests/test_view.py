@@ -74,6 +74,14 @@ def test_fusion_rules():
     assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05})) is True
     assert understand.fuse_is_hand(False, _prediction({"hand": 0.5, "not_a_hand": 0.5})) is False
     assert understand.fuse_is_hand(True, _prediction({"hand": 0.5, "not_a_hand": 0.5})) is True
+    # The side: the bones on a whole hand; a sure apparent side on a crop or where the bones give none.
+    right = view.ViewPrediction(probs=_prediction({"wrist": 1.0}).probs, rotation_probs=_prediction({}).rotation_probs,
+                                chirality_probs={"L": 0.04, "R": 0.96})
+    assert understand.fuse_side("L", "hand", right) == "L"
+    assert understand.fuse_side(None, "hand", right) == "R"
+    assert understand.fuse_side("L", "wrist", right) == "R"
+    assert understand.fuse_side("L", "wrist", _prediction({"wrist": 1.0})) == "L"  # unsure (0.5 / 0.5)
+    assert understand.fuse_side("L", "wrist", None) == "L"
     # The classifier's rotation is taken only where the silhouette was unsure.
     region = understand.HandRegion(box=(0, 0, 10, 10), rotation_deg=0, confident=False, fingers_score=0.0)
     r = understand.with_view(region, _prediction({"wrist": 1.0}, rot=90))

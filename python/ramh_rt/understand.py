@@ -60,6 +60,7 @@ _GEOMETRY_FOV_SHARE = 0.6    # the geometric field of view's share of a prior sp
 _VIEW_NOT_HAND = 0.9         # p(not a hand) at or above which the view rejects a film whatever its bones
 _VIEW_NOT_HAND_DIGITS = 0.99  # ... where the silhouette clearly shows separate digits
 _VIEW_HAND = 0.1             # p(not a hand) under which a film is a hand whatever its bones
+_VIEW_SIDE_SURE = 0.9        # an apparent side this probable decides the side of a crop
 
 
 # ---- frames -------------------------------------------------------------------------------------------------------
@@ -472,6 +473,19 @@ def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = 
     return geometric or pred.p_not_hand < _VIEW_HAND
 
 
+def fuse_side(anatomical: str | None, field_of_view: str, pred: "ViewPrediction | None") -> str | None:
+    """The side the upright hand shows, from its bones and the view classifier's apparent side.
+
+    On a whole hand the bones decide (thumb, trapezium/hamate, radius/ulna: reliable there). On a crop the bone
+    model's layout is unreliable, and where the bones give no side, the classifier's apparent side is taken when it
+    is sure (p >= 0.9; the apparent side does not change with a turn, only with a mirror).
+    """
+    if pred is None or (field_of_view == "hand" and anatomical is not None):
+        return anatomical
+    best = max(pred.chirality_probs, key=pred.chirality_probs.get)
+    return best if pred.chirality_probs[best] >= _VIEW_SIDE_SURE else anatomical
+
+
 # ---- bones: plausibility and field of view ---------------------------------------------------------------------
 
 @dataclass
@@ -653,7 +667,7 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         reasons.append(("field_of_view", f"the image shows {what}: only the areas in view are scored; the hand "
                                          "total, the whole-image estimate and the severity class are not given",
                         "review"))
-    side = _anatomy_side(kept)
+    side = fuse_side(_anatomy_side(kept), fov, None if region is None else region.view)
     return BoneAssessment(keep=keep, dropped=dropped, field_of_view=fov, score=score, is_hand=is_hand, side=side,
                           reasons=reasons)
 
@@ -777,5 +791,5 @@ def orientation_reasons(frame: HandFrame, region: HandRegion) -> list[Reason]:
 
 
 __all__ = ["BoneAssessment", "FIELDS_OF_VIEW", "HandFrame", "HandRegion", "Survey", "assess_bones",
-           "fuse_field_of_view", "fuse_is_hand", "map_analysis", "orientation_reasons", "side_reasons", "survey",
+           "fuse_field_of_view", "fuse_is_hand", "fuse_side", "map_analysis", "orientation_reasons", "side_reasons", "survey",
            "view_reasons", "with_view"]

@@ -119,6 +119,12 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in NumPy's own single-threaded loops: the matrices are small (a few million multiply-adds in all),
+    and a threaded BLAS competing with the inference sessions' threads for the cores is far slower on a busy host."""
+    return np.einsum("ik,kj->ij", a, b)
+
+
 def _conv3x3_s2(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     """3x3 convolution, stride 2, padding 1, of ``C x H x W`` with ``w`` ``Co x C x 3 x 3``; ReLU applied."""
     c, h, wd = x.shape
@@ -126,19 +132,20 @@ def _conv3x3_s2(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     ho, wo = (h + 1) // 2, (wd + 1) // 2
     # im2col: the nine shifted, strided views of the padded input, stacked (C*9 rows, one column per output pixel).
     cols = np.stack([xp[:, i:i + 2 * ho:2, j:j + 2 * wo:2] for i in range(3) for j in range(3)], axis=1)
-    y = w.reshape(w.shape[0], -1) @ cols.reshape(c * 9, ho * wo) + b[:, None]
+    y = _matmul(w.reshape(w.shape[0], -1), cols.reshape(c * 9, ho * wo)) + b[:, None]
     return np.maximum(y, 0.0).reshape(-1, ho, wo)
 
 
 def forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Logits of the network for one input.
 
-    The network: ``n`` blocks ``conv{i}`` (3x3, stride 2, padding 1, batch norm folded in, ReLU), flattened (C, H, W
+    The network: an optional 2x2 average pooling of the input (``input_pool`` = 2; cheaper, and enough resolution
+    for the coarse layout it judges), ``n`` blocks ``conv{i}`` (3x3, stride 2, padding 1, batch norm folded in, ReLU), flattened (C, H, W
     order), ``fc1`` (ReLU), ``head`` (linear) whose outputs are the field-of-view, rotation and chirality logits in
     that order.
 
     Args:
-        params: ``conv{i}.w`` (Co x Ci x 3 x 3), ``conv{i}.b``, ``fc1.w`` (out x in), ``fc1.b``, ``head.w``,
+        params: ``input_pool`` (a scalar, 1 or 2; absent = 1), ``conv{i}.w`` (Co x Ci x 3 x 3), ``conv{i}.b``, ``fc1.w`` (out x in), ``fc1.b``, ``head.w``,
             ``head.b``; float32.
         x: ``H x W`` float32 input (:func:`view_input`).
 
@@ -146,13 +153,17 @@ def forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         1-D float32 logits, ``len(VIEW_CLASSES) + len(ROTATIONS) + len(CHIRALITY)`` long.
     """
     a = x[None].astype(np.float32)
+    pool = int(params["input_pool"]) if "input_pool" in params else 1
+    if pool > 1:
+        c, h, w = a.shape
+        a = a[:, :h - h % pool, :w - w % pool].reshape(c, h // pool, pool, w // pool, pool).mean(axis=(2, 4))
     i = 0
     while f"conv{i}.w" in params:
         a = _conv3x3_s2(a, params[f"conv{i}.w"], params[f"conv{i}.b"])
         i += 1
     v = a.reshape(-1)
-    v = np.maximum(params["fc1.w"] @ v + params["fc1.b"], 0.0)
-    return params["head.w"] @ v + params["head.b"]
+    v = np.maximum(_matmul(params["fc1.w"], v[:, None])[:, 0] + params["fc1.b"], 0.0)
+    return _matmul(params["head.w"], v[:, None])[:, 0] + params["head.b"]
 
 
 class ViewModel:

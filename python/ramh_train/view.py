@@ -11,7 +11,8 @@ the runtime's :func:`ramh_rt.view.view_input`, so training sees exactly what the
 labelled with the ground truth of the hand it overlaps (IoU >= 0.3; boxes that overlap none are dropped), a negative's
 boxes are ``not_a_hand`` (films the survey already rejects, blank and noise among them, need no classifier).
 
-Training: a small CNN (five stride-2 3x3 conv blocks with batch norm, 16-32-64-64-96 channels, a 128-unit layer and
+Training: a small CNN (a 2x2 average pooling of the 128 x 128 view, four stride-2 3x3 conv blocks with batch norm,
+16-32-64-96 channels, a 128-unit layer and
 one linear head of 5 + 4 + 2 logits) under heavy augmentation: a random quarter turn and left-right flip (labels
 turned along), gamma, contrast and brightness, Gaussian noise, blur, scale and shift; cross-entropy on the field of
 view (classes balanced by sampling), and on rotation and chirality for hand boxes only. Batch norm is folded into the
@@ -33,7 +34,8 @@ from ramh_rt.view import CHIRALITY, INPUT_HW, ROTATIONS, VIEW_CLASSES, WINDOW_PE
 #: Kinds drawn for every seed; ``two_hands`` every third seed and ``photo`` every second (they are the slow ones).
 DATA_KINDS = ("hand", "wrist", "fingers", "partial", "markers", "collimated", "composite", "chest", "long_bone")
 SHARD_SEEDS = 10
-CHANNELS = (16, 32, 64, 64, 96)
+INPUT_POOL = 2
+CHANNELS = (16, 32, 64, 96)
 HIDDEN = 128
 _HAND_FOV = {"hand": 0, "wrist": 1, "fingers": 2, "partial": 3}
 
@@ -119,14 +121,28 @@ def build_data(out: str | os.PathLike, seed: int, n: int, workers: int = 1, log=
 
 
 def load_data(folder: str | os.PathLike) -> dict[str, np.ndarray]:
-    """All shards of a data folder concatenated: ``x`` (N x H x W uint8), ``fov``, ``rot``, ``chir``, ``kind``.
+    """All shards of a data folder concatenated: ``x`` (N x H x W uint8), ``fov``, ``rot``, ``chir``, ``kind``, and
+    ``seeds``, the inclusive seed ranges the shards hold (``[[first, last], ...]``).
 
     Raises FileNotFoundError when the folder holds no shard."""
     shards = sorted(Path(folder).glob("shard_*.npz"))
     if not shards:
         raise FileNotFoundError(f"{folder}: no view data shards (run `ramh-train view data` first)")
     parts = [dict(np.load(p)) for p in shards]
-    return {k: np.concatenate([p[k] for p in parts]) for k in ("x", "fov", "rot", "chir", "kind")}
+    out = {k: np.concatenate([p[k] for p in parts]) for k in ("x", "fov", "rot", "chir", "kind")}
+    out["seeds"] = _merge_ranges([tuple(int(v) for v in p["seeds"]) for p in parts])
+    return out
+
+
+def _merge_ranges(ranges: list[tuple[int, int]]) -> list[list[int]]:
+    """Inclusive seed ranges of the shards, merged where they touch: ``[[first, last], ...]``."""
+    out: list[list[int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return out
 
 
 # ---- model ------------------------------------------------------------------------------------------------------------
@@ -135,11 +151,11 @@ def build_model():
     """The torch twin of :func:`ramh_rt.view.forward` (with batch norm, folded at export)."""
     import torch.nn as nn
 
-    layers, c = [], 1
+    layers, c = [nn.AvgPool2d(INPUT_POOL)] if INPUT_POOL > 1 else [], 1
     for co in CHANNELS:
         layers += [nn.Conv2d(c, co, 3, 2, 1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True)]
         c = co
-    side = INPUT_HW[0] // 2 ** len(CHANNELS)
+    side = INPUT_HW[0] // INPUT_POOL // 2 ** len(CHANNELS)
     n_out = len(VIEW_CLASSES) + len(ROTATIONS) + len(CHIRALITY)
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * side * side, HIDDEN), nn.ReLU(inplace=True),
                          nn.Dropout(0.3), nn.Linear(HIDDEN, n_out))
@@ -283,7 +299,7 @@ def train(data_dir, run_dir, val_dir=None, steps: int = 3000, batch_size: int = 
         opt.step()
         sched.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 50 == 0:
             log(f"step {step}/{steps} loss {np.mean(losses[-50:]):.3f} ({time.perf_counter() - t0:.0f} s)")
         if step % checkpoint_every == 0 or step == steps:
@@ -292,10 +308,11 @@ def train(data_dir, run_dir, val_dir=None, steps: int = 3000, batch_size: int = 
                         "step": step, "seed": seed}, tmp)
             os.replace(tmp, run / "last.pt")
     summary = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "train_views": int(len(data["fov"])),
-               "train_data": str(data_dir), "final_loss": float(np.mean(losses[-50:])) if losses else None}
+               "train_data": str(data_dir), "train_seeds": data["seeds"], "final_loss": float(np.mean(losses[-50:])) if losses else None}
     if val_dir is not None:
         summary["val"] = evaluate_model(model, load_data(val_dir))
         summary["val_data"] = str(val_dir)
+        summary["val_seeds"] = load_data(val_dir)["seeds"]
     (run / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -304,7 +321,7 @@ def fold(model) -> dict[str, np.ndarray]:
     """The NumPy parameters of :func:`ramh_rt.view.forward`, batch norm folded into the convolutions."""
     import torch.nn as nn
 
-    params, i = {}, 0
+    params, i = {"input_pool": np.array(INPUT_POOL, np.float32)}, 0
     mods = list(model)
     for j, m in enumerate(mods):
         if isinstance(m, nn.Conv2d):
@@ -353,14 +370,17 @@ def export(run_dir, bundle_dir, val_dir=None, training: dict | None = None, log=
     np.savez(buf, **params)
     atomic_write_bytes(bundle / "view.npz", buf.getvalue())
     summary = json.loads((run / "summary.json").read_text()) if (run / "summary.json").exists() else {}
-    metrics = evaluate_model(model, load_data(val_dir)) if val_dir else summary.get("val")
+    val = load_data(val_dir) if val_dir else None
+    metrics = evaluate_model(model, val) if val is not None else summary.get("val")
     section = {"file": "view.npz", "sha256": sha256_file(bundle / "view.npz"), "input_hw": list(INPUT_HW),
                "window_percentiles": list(WINDOW_PERCENTILES), "classes": list(VIEW_CLASSES),
                "rotations": list(ROTATIONS), "chirality": list(CHIRALITY),
-               "architecture": {"conv_channels": list(CHANNELS), "hidden": HIDDEN, "parameters":
-                                int(sum(v.size for v in params.values()))},
+               "architecture": {"input_pool": INPUT_POOL, "conv_channels": list(CHANNELS), "hidden": HIDDEN,
+                                "parameters": int(sum(v.size for k, v in params.items() if k != "input_pool"))},
                "training": {**(training or {}), **{k: summary[k] for k in ("steps", "batch_size", "lr", "seed",
-                                                                          "train_views") if k in summary}},
+                                                                          "train_views", "train_seeds")
+                                                   if k in summary},
+                            **({"val_seeds": val["seeds"], "val_views": int(len(val["fov"]))} if val else {})},
                "metrics": metrics or {}, "export_max_logit_diff": diff}
     manifest_path = bundle / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
