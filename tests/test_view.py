@@ -82,6 +82,9 @@ def test_fusion_rules():
     assert understand.fuse_side("L", "wrist", right) == "R"
     assert understand.fuse_side("L", "wrist", _prediction({"wrist": 1.0})) == "L"  # unsure (0.5 / 0.5)
     assert understand.fuse_side("L", "wrist", None) == "L"
+    assert understand.fuse_side("L", "fingers", None) == "L"
+    assert understand.fuse_side("L", "fingers", _prediction({"fingers": 1.0})) is None  # thumb side out of view
+    assert understand.fuse_side("L", "fingers", right) == "R"
     # The classifier's rotation is taken only where the silhouette was unsure.
     region = understand.HandRegion(box=(0, 0, 10, 10), rotation_deg=0, confident=False, fingers_score=0.0)
     r = understand.with_view(region, _prediction({"wrist": 1.0}, rot=90))

@@ -478,12 +478,15 @@ def fuse_side(anatomical: str | None, field_of_view: str, pred: "ViewPrediction 
 
     On a whole hand the bones decide (thumb, trapezium/hamate, radius/ulna: reliable there). On a crop the bone
     model's layout is unreliable, and where the bones give no side, the classifier's apparent side is taken when it
-    is sure (p >= 0.9; the apparent side does not change with a turn, only with a mirror).
+    is sure (p >= 0.9; the apparent side does not change with a turn, only with a mirror). On a film of the fingers
+    the bones' side is never taken: the thumb, carpus and forearm it is read from are out of view there.
     """
     if pred is None or (field_of_view == "hand" and anatomical is not None):
-        return anatomical
+        return anatomical  # without a classifier: today's rule, the bones' side
     best = max(pred.chirality_probs, key=pred.chirality_probs.get)
-    return best if pred.chirality_probs[best] >= _VIEW_SIDE_SURE else anatomical
+    if pred.chirality_probs[best] >= _VIEW_SIDE_SURE:
+        return best
+    return None if field_of_view == "fingers" else anatomical
 
 
 # ---- bones: plausibility and field of view ---------------------------------------------------------------------
