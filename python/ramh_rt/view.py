@@ -153,7 +153,7 @@ def forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
         1-D float32 logits, ``len(VIEW_CLASSES) + len(ROTATIONS) + len(CHIRALITY)`` long.
     """
     a = x[None].astype(np.float32)
-    pool = int(params["input_pool"]) if "input_pool" in params else 1
+    pool = int(np.asarray(params["input_pool"]).reshape(-1)[0]) if "input_pool" in params else 1
     if pool > 1:
         c, h, w = a.shape
         a = a[:, :h - h % pool, :w - w % pool].reshape(c, h // pool, pool, w // pool, pool).mean(axis=(2, 4))

@@ -382,11 +382,11 @@ def export(run_dir, bundle_dir, val_dir=None, training: dict | None = None, log=
                                                    if k in summary},
                             **({"val_seeds": val["seeds"], "val_views": int(len(val["fov"]))} if val else {})},
                "metrics": metrics or {}, "export_max_logit_diff": diff}
+    ViewModel.from_file(bundle / "view.npz", section)  # what was written loads and runs, before the manifest names it
     manifest_path = bundle / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["view"] = section
     atomic_write_json(manifest_path, manifest, indent=2)
-    ViewModel.from_file(bundle / "view.npz", section)  # what was written loads and runs
     log(f"wrote {bundle / 'view.npz'} ({section['architecture']['parameters']} parameters; max logit diff {diff:.1e})")
     return section
 
