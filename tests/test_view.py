@@ -12,7 +12,7 @@ import pytest
 
 from ramh_rt import understand, view
 from ramh_rt.bundle import Bundle
-from ramh_rt.errors import BundleError
+from ramh_rt.errors import BundleError, NotAHandError
 from ramh_rt.manifest import validate_manifest
 from ramh_rt.pipeline import Analyzer
 
@@ -71,7 +71,8 @@ def test_fusion_rules():
     # Not a hand: sure classifier rejects or accepts; in between, the geometry.
     assert understand.fuse_is_hand(True, _prediction({"not_a_hand": 0.95})) is False
     assert understand.fuse_is_hand(True, _prediction({"not_a_hand": 0.95}), digits=True) is True
-    assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05})) is True
+    assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05}), layout=30.0) is True
+    assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05}), layout=15.0) is False
     assert understand.fuse_is_hand(False, _prediction({"hand": 0.5, "not_a_hand": 0.5})) is False
     assert understand.fuse_is_hand(True, _prediction({"hand": 0.5, "not_a_hand": 0.5})) is True
     # The side: the bones on a whole hand; a sure apparent side on a crop or where the bones give none.
@@ -145,6 +146,11 @@ def test_shipped_classifier_recognises_unseen_phantom_variants(shipped, kind, ex
     from ramh_train.phantoms.variants import make_variant
 
     v = make_variant(kind, 870001, masks=False)  # far from the classifier's training (5e6+) and the benchmark's
+    if expected == "not_a_hand":
+        assert shipped.predict(v.image).p_not_hand >= 0.9
+        with pytest.raises(NotAHandError, match="view classifier"):  # dropped before any bone model runs
+            understand.survey(v.image, shipped)
+        return
     (region,) = understand.survey(v.image, shipped).hands
     pred = region.view
     best = max(view.VIEW_CLASSES, key=lambda c: pred.probs[c])

@@ -59,7 +59,9 @@ _VIEW_ROTATION_SURE = 0.9    # a view rotation this probable decides the turn of
 _GEOMETRY_FOV_SHARE = 0.6    # the geometric field of view's share of a prior spread over the four fields of view
 _VIEW_NOT_HAND = 0.9         # p(not a hand) at or above which the view rejects a film whatever its bones
 _VIEW_NOT_HAND_DIGITS = 0.99  # ... where the silhouette clearly shows separate digits
-_VIEW_HAND = 0.1             # p(not a hand) under which a film is a hand whatever its bones
+_VIEW_HAND = 0.1             # p(not a hand) under which a film is a hand whatever its bone layout ...
+_VIEW_HAND_MIN_LAYOUT = 20.0  # ... given this layout score of its bones (measured: a plain band, a shaft, 10-17;
+                              # phantom wrist crops 21-35)
 _VIEW_SIDE_SURE = 0.9        # an apparent side this probable decides the side of a crop
 
 
@@ -430,6 +432,15 @@ def survey(pix: np.ndarray, view: "ViewModel | None" = None) -> Survey:
         raise NotAHandError("nothing in the image is large and structured enough to be a hand")
     if view is not None:
         regions = [with_view(r, view.predict(pix, r.hand_box or r.box)) for r in regions]
+        # A box the classifier is sure shows no hand is dropped here, before any bone model runs on it.
+        kept = [r for r in regions if fuse_is_hand(True, r.view, digits=r.confident)]
+        if not kept:
+            raise NotAHandError("the view classifier finds no hand in the image (p(not a hand) " +
+                                ", ".join(f"{r.view.p_not_hand:.2f}" for r in regions) + ")")
+        if len(kept) < len(regions):
+            notes.append(f"{len(regions) - len(kept)} region(s) the view classifier is sure are not a hand were "
+                         "ignored")
+        regions = kept
     return Survey(hands=tuple(regions), film_shape=(H, W), thumb_scale=s, notes=tuple(notes))
 
 
@@ -460,17 +471,27 @@ def fuse_field_of_view(geometric: str, pred: "ViewPrediction | None") -> str:
     return max(FIELDS_OF_VIEW, key=lambda c: pred.probs[c] * (_GEOMETRY_FOV_SHARE if c == geometric else other))
 
 
-def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = False) -> bool:
+def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = False,
+                 layout: float = 0.0) -> bool:
     """Whether a hand is in view, from the geometric decision and the view classifier.
 
-    The classifier decides where it is sure: p(not a hand) >= 0.9 rejects (>= 0.99 where the silhouette clearly
-    shows separate digits), < 0.1 accepts; in between the geometry decides. None: the geometry alone.
+    The classifier rejects where it is sure: p(not a hand) >= 0.9 (>= 0.99 where the silhouette clearly shows
+    separate digits). It accepts a film whose bone layout failed (a crop far from the whole hands the bone model
+    knows) at p(not a hand) < 0.1, but only where the bones' layout score (:class:`BoneAssessment` ``score``) is at
+    least 20: on an image unlike anything it was trained on (a plain band) it can be sure and wrong. Otherwise the
+    geometry decides. None: the geometry alone.
+
+    Args:
+        geometric: the decision from the silhouette and the bone layout.
+        pred: the classifier's prediction, or None.
+        digits: the silhouette clearly shows separate digits.
+        layout: the layout score of the bones (plausible bones plus order terms, :func:`assess_bones`).
     """
     if pred is None:
         return geometric
     if pred.p_not_hand >= (_VIEW_NOT_HAND_DIGITS if digits else _VIEW_NOT_HAND):
         return False
-    return geometric or pred.p_not_hand < _VIEW_HAND
+    return geometric or (pred.p_not_hand < _VIEW_HAND and layout >= _VIEW_HAND_MIN_LAYOUT)
 
 
 def fuse_side(anatomical: str | None, field_of_view: str, pred: "ViewPrediction | None") -> str | None:
@@ -658,7 +679,7 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     textured = region is not None and region.fingers_score >= 0.05
     is_hand = (fingers_in_view and len(kept) >= 5) or (structured and score >= 8) or (loose and textured)
     if region is not None:
-        is_hand = fuse_is_hand(is_hand, region.view, digits=region.confident)
+        is_hand = fuse_is_hand(is_hand, region.view, digits=region.confident, layout=score)
     if dropped:
         reasons.append(("implausible_anatomy",
                         f"{len(dropped)} bone(s) the model found are not plausible and are not reported: " +
