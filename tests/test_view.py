@@ -174,4 +174,9 @@ def test_wrist_crop_reports_no_whole_hand_estimate(shipped):
     assert t.partial_svdh is not None
     assert any(r.code == "field_of_view" and "severity" in r.message for r in a.qc.reasons)
     d = json.loads(a.to_json())
-    assert d["totals"]["severity"] is None
+    assert d["totals"]["severity"] is None and d["totals"]["severity_source"] == "not_reported"
+    from ramh_rt.result import json_schema
+
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(d, json_schema())
+    assert np.asarray(a.overlay()).ndim == 3  # the legend says "not reported" instead of failing on None
