@@ -69,12 +69,13 @@ def test_fusion_rules():
     assert understand.fuse_field_of_view("hand", _prediction({"hand": 0.3, "wrist": 0.7})) == "hand"
     assert understand.fuse_field_of_view("hand", _prediction({"hand": 0.1, "wrist": 0.9})) == "wrist"
     # Not a hand: sure classifier rejects or accepts; in between, the geometry.
-    assert understand.fuse_is_hand(True, _prediction({"not_a_hand": 0.95})) is False
-    assert understand.fuse_is_hand(True, _prediction({"not_a_hand": 0.95}), digits=True) is True
+    assert understand.fuse_is_hand(True, _prediction({"not_a_hand": 0.6})) is False
+    assert understand.fuse_is_hand(True, _prediction({"not_a_hand": 0.9}), digits=True) is True
+    assert understand.fuse_is_hand(True, _prediction({"not_a_hand": 0.97}), digits=True) is False
     assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05}), layout=30.0) is True
     assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05}), layout=15.0) is False
-    assert understand.fuse_is_hand(False, _prediction({"hand": 0.5, "not_a_hand": 0.5})) is False
-    assert understand.fuse_is_hand(True, _prediction({"hand": 0.5, "not_a_hand": 0.5})) is True
+    assert understand.fuse_is_hand(False, _prediction({"hand": 0.7, "not_a_hand": 0.3})) is False
+    assert understand.fuse_is_hand(True, _prediction({"hand": 0.7, "not_a_hand": 0.3})) is True
     # The side: the bones on a whole hand; a sure apparent side on a crop or where the bones give none.
     right = view.ViewPrediction(probs=_prediction({"wrist": 1.0}).probs, rotation_probs=_prediction({}).rotation_probs,
                                 chirality_probs={"L": 0.04, "R": 0.96})
@@ -96,6 +97,10 @@ def test_fusion_rules():
                                                                  confident=True, fingers_score=0.4),
                                            _prediction({"hand": 1.0}, rot=90))
     assert (sure_silhouette.rotation_deg, sure_silhouette.rotation_source) == (180, "silhouette")
+    # ... unless the view shows a crop (p(hand) < 0.5) and is all but certain of another rotation.
+    crop = understand.with_view(understand.HandRegion(box=(0, 0, 10, 10), rotation_deg=270, confident=True,
+                                                      fingers_score=0.2), _prediction({"wrist": 1.0}, rot=0, p_rot=0.995))
+    assert (crop.rotation_deg, crop.rotation_source, crop.confident, crop.turn_known) == (0, "view", False, True)
 
 
 def test_manifest_view_section_is_validated():

@@ -14,7 +14,7 @@ Real films are not all upright single whole PA hands. Before scoring, this modul
 
 Where the bundle has a view classifier (:mod:`ramh_rt.view`: a small network on a low-resolution view of each hand's
 box), its probabilities are a second, independent opinion, fused with the geometric evidence above
-(:func:`fuse_field_of_view`, :func:`fuse_is_hand`; the rotation of a hand whose silhouette is unsure): the bone model
+(:func:`fuse_field_of_view`, :func:`fuse_is_hand`, :func:`fuse_side`; the rotation, :func:`with_view`): the bone model
 was trained on whole upright hands and its bones alone fail on crops and on other body parts. Without one, the
 geometric evidence decides alone.
 
@@ -57,11 +57,13 @@ _FOREARM = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "forearm")
 # Fusion with the view classifier (chosen on held-out phantom views, checked on the real reference films):
 _VIEW_ROTATION_SURE = 0.9    # a view rotation this probable decides the turn of a hand whose silhouette is unsure
 _GEOMETRY_FOV_SHARE = 0.6    # the geometric field of view's share of a prior spread over the four fields of view
-_VIEW_NOT_HAND = 0.9         # p(not a hand) at or above which the view rejects a film whatever its bones
-_VIEW_NOT_HAND_DIGITS = 0.99  # ... where the silhouette clearly shows separate digits
+_VIEW_NOT_HAND = 0.5         # p(not a hand) at or above which the view rejects a film whatever its bones (real
+                             # films of shared/reference: 0.18 at most; phantom hands of unseen seeds: < 0.3 but one)
+_VIEW_NOT_HAND_DIGITS = 0.95  # ... where the silhouette clearly shows separate digits
+_VIEW_ROTATION_OVERRULES = 0.99  # a crop's view rotation this probable overrules a silhouette that was sure
 _VIEW_HAND = 0.1             # p(not a hand) under which a film is a hand whatever its bone layout ...
-_VIEW_HAND_MIN_LAYOUT = 20.0  # ... given this layout score of its bones (measured: a plain band, a shaft, 10-17;
-                              # phantom wrist crops 21-35)
+_VIEW_HAND_MIN_LAYOUT = 18.0  # ... given this layout score of its bones (measured: a plain band, a shaft, 10-17;
+                              # phantom wrist crops 19-35)
 _VIEW_SIDE_SURE = 0.9        # an apparent side this probable decides the side of a crop
 
 
@@ -447,10 +449,16 @@ def survey(pix: np.ndarray, view: "ViewModel | None" = None) -> Survey:
 def with_view(region: HandRegion, pred: "ViewPrediction") -> HandRegion:
     """The region with the view classifier's prediction attached; where the silhouette was unsure of the turn and
     the classifier is sure (p >= 0.9) of a hand's rotation, the classifier's rotation is taken
-    (``rotation_source="view"``). A region whose view says "not a hand" keeps the silhouette's turn."""
-    if not region.confident and pred.p_not_hand < 0.5 and \
-            pred.rotation_probs[pred.rotation_deg] >= _VIEW_ROTATION_SURE:
-        return replace(region, view=pred, rotation_deg=pred.rotation_deg, rotation_source="view")
+    (``rotation_source="view"``). A silhouette that was sure is overruled only on a crop (the classifier's p(hand)
+    under 0.5: the runs of a wrist's metacarpal bases can pass for digits) by a rotation of p >= 0.99; it is then no
+    longer ``confident``. A region whose view says "not a hand" keeps the silhouette's turn."""
+    p_rot = pred.rotation_probs[pred.rotation_deg]
+    if pred.p_not_hand < 0.5 and pred.rotation_deg != region.rotation_deg and (
+            (not region.confident and p_rot >= _VIEW_ROTATION_SURE) or
+            (pred.probs["hand"] < 0.5 and p_rot >= _VIEW_ROTATION_OVERRULES)):
+        return replace(region, view=pred, rotation_deg=pred.rotation_deg, rotation_source="view", confident=False)
+    if not region.confident and pred.p_not_hand < 0.5 and p_rot >= _VIEW_ROTATION_SURE:
+        return replace(region, view=pred, rotation_source="view")
     return replace(region, view=pred)
 
 
@@ -475,10 +483,10 @@ def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = 
                  layout: float = 0.0) -> bool:
     """Whether a hand is in view, from the geometric decision and the view classifier.
 
-    The classifier rejects where it is sure: p(not a hand) >= 0.9 (>= 0.99 where the silhouette clearly shows
-    separate digits). It accepts a film whose bone layout failed (a crop far from the whole hands the bone model
-    knows) at p(not a hand) < 0.1, but only where the bones' layout score (:class:`BoneAssessment` ``score``) is at
-    least 20: on an image unlike anything it was trained on (a plain band) it can be sure and wrong. Otherwise the
+    The classifier rejects at p(not a hand) >= 0.5 (>= 0.95 where the silhouette clearly shows separate digits).
+    It accepts a film whose bone layout failed (a crop far from the whole hands the bone model knows) at
+    p(not a hand) < 0.1, but only where the bones' layout score (:class:`BoneAssessment` ``score``) is at least 18:
+    on an image unlike anything it was trained on (a plain band) it can be sure and wrong. Otherwise the
     geometry decides. None: the geometry alone.
 
     Args:
