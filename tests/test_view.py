@@ -74,6 +74,8 @@ def test_fusion_rules():
     assert understand.fuse_is_hand(True, _prediction({"not_a_hand": 0.97}), digits=True) is False
     assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05}), layout=30.0) is True
     assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05}), layout=15.0) is False
+    assert understand.fuse_is_hand(False, _prediction({"hand": 0.95, "not_a_hand": 0.05}), layout=15.0,
+                                   turn_sure=True) is True
     assert understand.fuse_is_hand(False, _prediction({"hand": 0.7, "not_a_hand": 0.3})) is False
     assert understand.fuse_is_hand(True, _prediction({"hand": 0.7, "not_a_hand": 0.3})) is True
     # The side: the bones on a whole hand; a sure apparent side on a crop or where the bones give none.

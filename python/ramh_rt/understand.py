@@ -480,26 +480,28 @@ def fuse_field_of_view(geometric: str, pred: "ViewPrediction | None") -> str:
 
 
 def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = False,
-                 layout: float = 0.0) -> bool:
+                 layout: float = 0.0, turn_sure: bool = False) -> bool:
     """Whether a hand is in view, from the geometric decision and the view classifier.
 
     The classifier rejects at p(not a hand) >= 0.5 (>= 0.95 where the silhouette clearly shows separate digits).
     It accepts a film whose bone layout failed (a crop far from the whole hands the bone model knows) at
     p(not a hand) < 0.1, but only where the bones' layout score (:class:`BoneAssessment` ``score``) is at least 18:
-    on an image unlike anything it was trained on (a plain band) it can be sure and wrong. Otherwise the
-    geometry decides. None: the geometry alone.
+    on an image unlike anything it was trained on (a plain band) it can be sure and wrong — but not also sure of the
+    hand's rotation: where the classifier decided the turn the bones are analysed under (``turn_sure``), the layout
+    is not required. Otherwise the geometry decides. None: the geometry alone.
 
     Args:
         geometric: the decision from the silhouette and the bone layout.
         pred: the classifier's prediction, or None.
         digits: the silhouette clearly shows separate digits.
         layout: the layout score of the bones (plausible bones plus order terms, :func:`assess_bones`).
+        turn_sure: the bones were found under the turn the classifier was sure of (``rotation_source="view"``).
     """
     if pred is None:
         return geometric
     if pred.p_not_hand >= (_VIEW_NOT_HAND_DIGITS if digits else _VIEW_NOT_HAND):
         return False
-    return geometric or (pred.p_not_hand < _VIEW_HAND and layout >= _VIEW_HAND_MIN_LAYOUT)
+    return geometric or (pred.p_not_hand < _VIEW_HAND and (turn_sure or layout >= _VIEW_HAND_MIN_LAYOUT))
 
 
 def fuse_side(anatomical: str | None, field_of_view: str, pred: "ViewPrediction | None") -> str | None:
@@ -687,7 +689,8 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     textured = region is not None and region.fingers_score >= 0.05
     is_hand = (fingers_in_view and len(kept) >= 5) or (structured and score >= 8) or (loose and textured)
     if region is not None:
-        is_hand = fuse_is_hand(is_hand, region.view, digits=region.confident, layout=score)
+        is_hand = fuse_is_hand(is_hand, region.view, digits=region.confident, layout=score,
+                               turn_sure=region.rotation_source == "view" and rot == region.rotation_deg)
     if dropped:
         reasons.append(("implausible_anatomy",
                         f"{len(dropped)} bone(s) the model found are not plausible and are not reported: " +
