@@ -663,7 +663,14 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         fov = "fingers"
     else:
         fov = "partial"
-    fov = fuse_field_of_view(fov, None if region is None else region.view)
+    # A whole hand the silhouette itself shows (separate digits, fingertips inside the film, nothing but the forearm
+    # running off a film side) keeps its field of view: the classifier, sure but wrong, called such a collimated
+    # phantom hand "partial". A side cut (through the palm) or an unsure silhouette leaves the fusion to decide.
+    proximal = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}
+    whole_silhouette = (fov == "hand" and region is not None and region.confident and rot == region.rotation_deg
+                        and region.touches <= {proximal[region.distal_side]})
+    if not whole_silhouette:
+        fov = fuse_field_of_view(fov, None if region is None else region.view)
     if fov == "fingers":
         for name in _CARPALS + _FOREARM:
             if name in kept:
