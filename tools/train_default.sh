@@ -94,3 +94,16 @@ python benchmarks/qc_calibration.py --bundle models/ramh-default --test phantoms
   --out benchmarks/results/qc_calibration.json
 mkdir -p benchmarks/results
 cp "$runs/test_metrics.json" benchmarks/results/default_bundle_test_metrics.json
+# 6. The view classifier (manifest "view", view.npz): field of view / not a hand, rotation and apparent side of each
+#    hand box, on phantom variants of seeds 5000000.. (the qc_phantoms benchmark uses 900000..); seeds 5000070..79
+#    held out. Export writes view.npz and the manifest section, then the card is rewritten with it.
+ramh-train view data --out "$work/view-train" --seed 5000000 --n 70 --workers 2
+ramh-train view data --out "$work/view-val" --seed 5000070 --n 10
+ramh-train view train --data "$work/view-train" --val "$work/view-val" --run "$runs/view" --steps 1000 \
+  --batch-size 48 --lr 3e-3 --seed 11 --threads 2
+ramh-train view export --run "$runs/view" --bundle models/ramh-default --val "$work/view-val" \
+  --note "ramh-train view data --out data/view-train --seed 5000000 --n 70 --workers 2" \
+  --note "ramh-train view data --out data/view-val --seed 5000070 --n 10" \
+  --note "ramh-train view train --data data/view-train --val data/view-val --run runs/view --steps 1000 --batch-size 48 --lr 3e-3 --seed 11 --threads 2" \
+  --note "ramh-train view export --run runs/view --bundle models/ramh-default --val data/view-val"
+ramh-train card --bundle models/ramh-default

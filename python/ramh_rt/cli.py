@@ -302,7 +302,7 @@ def cmd_analyze(args) -> int:
                         t = res.totals
                         total = (f"SvdH {t.svdh}" if t.svdh is not None else
                                  f"SvdH not reported ({res.meta.field_of_view} in view; areas in view {t.partial_svdh})")
-                        print(f"{label}: {total} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity}, "
+                        print(f"{label}: {total} (erosion {t.erosion}, JSN {t.jsn}), severity {t.severity or 'not reported'}, "
                               f"{res.meta.timings_ms['total']:.0f} ms", file=sys.stderr)
                     # ---- quality control (ramh_rt.qc): the status of every result, and --fail-on
                     if res.qc is not None:

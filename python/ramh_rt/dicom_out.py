@@ -550,8 +550,9 @@ def build_sr(source: "Dataset", *, analysis: "Analysis | None" = None, bundle_id
                                   (t.global_svdh, "GLOBAL-SVDH", "Whole-image SvdH estimate")):
             if value is not None and np.isfinite(value):
                 hand_ms.append(_measure(hd, code(c, meaning), value, s["score"]))
-        hand_evals.append(hd.sr.QualitativeEvaluation(code("SEVERITY", "Severity class"),
-                                                      code(f"SEV-{t.severity}", f"Severity {t.severity}")))
+        if t.severity is not None:  # None: not reported for a partial field of view
+            hand_evals.append(hd.sr.QualitativeEvaluation(code("SEVERITY", "Severity class"),
+                                                          code(f"SEV-{t.severity}", f"Severity {t.severity}")))
         hand_evals.append(hd.sr.QualitativeEvaluation(code("COMPLETE", "All areas scored"), _yes_no(t.complete)))
         qc = analysis.qc
         if qc is not None:

@@ -66,6 +66,7 @@ _BUNDLE_ID_RE = re.compile(r"[A-Za-z0-9._-]+")
 _SEMVER_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?")
 _FILE_RE = re.compile(r"[A-Za-z0-9._-]+\.onnx")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_PLAIN_FILE_RE = re.compile(r"(?!\.\.?$)[A-Za-z0-9._-]+")
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -284,6 +285,28 @@ def _check_qc(v: "_Validator", section: Any, path: str) -> None:
         v.number(unc, "interval_level", p, 0.0, 1.0, exclusive_minimum=True, exclusive_maximum=True)
 
 
+def _check_view(v: "_Validator", section: Any, path: str) -> None:
+    """The view classifier (:mod:`ramh_rt.view`): ``file`` (a plain file name in the bundle), its ``sha256``,
+    ``input_hw`` (two integers in 16..1024), ``classes`` (and optionally ``rotations``, ``chirality``) exactly as the
+    runtime's, and optional ``window_percentiles`` ``[low, high]`` with 0 <= low < high <= 100."""
+    from .view import CHIRALITY, ROTATIONS, VIEW_CLASSES
+
+    if not v.obj(section, path):
+        return
+    v.required(section, ("file", "sha256", "input_hw", "classes"), path)
+    v.string(section, "file", path, pattern=_PLAIN_FILE_RE, what="a plain file name inside the bundle")
+    v.string(section, "sha256", path, pattern=_SHA256_RE, what="64 lowercase hexadecimal digits")
+    v.int_pair(section, "input_hw", path, 16, 1024)
+    for key, want in (("classes", list(VIEW_CLASSES)), ("rotations", list(ROTATIONS)),
+                      ("chirality", list(CHIRALITY))):
+        if key in section and section[key] != want:
+            v.add(f"{path}.{key}", f"must be {want}, got {section[key]!r}")
+    wp = section.get("window_percentiles")
+    if "window_percentiles" in section and v.array(wp, f"{path}.window_percentiles", 2, 2) and not (
+            all(_is_number(x) for x in wp) and 0.0 <= wp[0] < wp[1] <= 100.0):
+        v.add(f"{path}.window_percentiles", f"must be [low, high] with 0 <= low < high <= 100, got {wp!r}")
+
+
 #: Top-level sections and their checks (run when the section is present; required ones are listed by
 #: _check_top_level). A new section: one function here and its entry in the JSON schema.
 SECTIONS: dict[str, Callable[["_Validator", Any, str], None]] = {
@@ -291,6 +314,7 @@ SECTIONS: dict[str, Callable[["_Validator", Any, str], None]] = {
     "metrics": _check_metrics,
     "models": _check_models,
     "qc": _check_qc,
+    "view": _check_view,
 }
 
 #: Role-specific checks of a model entry (after the fields every model has).

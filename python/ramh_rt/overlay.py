@@ -286,7 +286,8 @@ def render_analysis(analysis, path: str | Path | None = None, *, max_side: int =
     legend = [
         *totals,
         f"expected {t.expected_svdh:.1f}" + (f", whole-image {t.global_svdh:.1f}" if t.global_svdh is not None else ""),
-        f"severity: {t.severity} ({t.severity_source.replace('_', ' ')})",
+        f"severity: {t.severity} ({t.severity_source.replace('_', ' ')})" if t.severity is not None else
+        f"severity: not reported ({m.field_of_view})",
         f"side {m.side or '?'}  spacing " + (f"{m.spacing_mm:.4g} mm" if m.spacing_mm else "unknown"),
         f"bundle {m.bundle_id} {m.bundle_version}",
         f"{m.backend} on {m.device}",

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__, anatomy, geometry, io, ops, qc, understand
+from . import __version__, anatomy, geometry, io, ops, qc, understand, view
 from .backends import get_backend, select_backend
 from .bundle import Bundle
 from .errors import BackendError, MultipleHandsError, NotAHandError, RamhError
@@ -133,6 +133,8 @@ class Analyzer:
         # The bundle's training-domain statistics and uncertainty calibration (None / defaults without a qc section).
         self.qc_domain = qc.DomainModel.from_manifest(self.bundle.manifest.get("qc"))
         self.qc_calibration = qc.UncertaintyCalibration.from_manifest(self.bundle.manifest.get("qc"))
+        # The bundle's view classifier (NumPy, any backend; None without one: the geometric evidence decides alone).
+        self.view_model = view.ViewModel.from_bundle(self.bundle)
 
     def _sessions(self, backend, device, options: dict) -> dict[str, Any]:
         return {name: backend.create_session(self.bundle.model(name), device, **options)
@@ -257,7 +259,7 @@ class Analyzer:
         """Every hand of the film; on a two-hand film a hand that fails is an AnalysisError in its place (the other
         hand's analysis still comes back); when every hand fails, the first hand's exception is raised."""
         try:
-            survey = understand.survey(loaded.pixels)
+            survey = understand.survey(loaded.pixels, self.view_model)
         except NotAHandError as e:
             raise NotAHandError(f"{loaded.source}: {e}") from None
         timer.lap("understand")
@@ -306,7 +308,7 @@ class Analyzer:
         turns = [rot0] + [r for r in (0, 90, 180, 270) if r != rot0]
         best = None
         for n, rot in enumerate(turns):
-            if n == 1 and region.confident and best[2].is_hand:
+            if n == 1 and region.turn_known and best[2].is_hand:
                 break
             fr = understand.HandFrame(region.box, rot, film.shape)
             st = self._bone_stage(fr.normalise(film), timer)
@@ -517,8 +519,9 @@ class Analyzer:
         return out
 
     def _totals(self, joints: list[JointRecord], x, *, whole_hand: bool) -> tuple[Totals, np.ndarray | None]:
-        """The hand totals (``svdh`` None unless ``whole_hand``: a partial view has no hand total) and the global
-        model's class-activation map."""
+        """The hand totals and the global model's class-activation map. Unless ``whole_hand``, every whole-hand
+        estimate is None (``svdh``, ``global_svdh``, ``severity``, ``severity_probs``; ``severity_source``
+        ``"not_reported"``): a partial view has only ``partial_svdh``."""
         ero = sum(j.be_score for j in joints if j.be_score is not None)
         jsn = sum(j.jsn_score for j in joints if j.jsn_score is not None)
         expected = sum((j.be_expected or 0.0) + (j.jsn_expected or 0.0) for j in joints)
@@ -530,8 +533,13 @@ class Analyzer:
             g_probs = [float(v) for v in _host(out["severity_probs"]).reshape(-1)]
             cam = _host(out["cam"])[0, 0]
         # The class of the joint-score total when every area was scored (the better-validated estimate: see the
-        # bundle's metrics); the whole-image model's class only where areas are missing and it is there.
-        if complete or g_probs is None:
+        # bundle's metrics); the whole-image model's class only where areas are missing and it is there. A view of
+        # less than the whole hand has no whole-hand estimate: the whole-image model was trained on whole hands (on a
+        # wrist crop it still answers, e.g. "71 points", and means nothing); the field_of_view reason says so.
+        if not whole_hand:
+            g_total = g_probs = severity = None
+            source = "not_reported"
+        elif complete or g_probs is None:
             severity, source = anatomy.severity_of(ero + jsn).name, "joint_scores"
         else:
             severity, source = anatomy.SEVERITY_NAMES[int(np.argmax(g_probs))], "global_model"

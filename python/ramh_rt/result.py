@@ -153,12 +153,16 @@ class Totals:
         partial_svdh: erosion + jsn of the areas that are in view and located (equals ``svdh`` for a whole hand).
         expected_svdh: the same from the score probabilities (sum of expected values), a smoother estimate.
         complete: True when all 31 scores were produced (every area located).
-        global_svdh: the whole-image regressor's estimate of the hand total (None without a global model).
+        global_svdh: the whole-image regressor's estimate of the hand total (None without a global model, and None
+            when the field of view is not the whole hand: that model was trained on whole hands).
         severity: severity class name (:data:`ramh_rt.anatomy.SEVERITY_NAMES`): the class of ``svdh``
             (:func:`ramh_rt.anatomy.severity_of`) when every area was scored; otherwise the global model's class when
             the bundle has one (an incomplete joint sum would understate the total), else the class of ``svdh``.
-        severity_probs: the class probabilities of the global model (None without one), whatever ``severity`` used.
-        severity_source: ``"global_model"`` or ``"joint_scores"``.
+            None when the field of view is not the whole hand (the pipeline withholds them): no
+            severity of a whole hand can be read from a wrist, the fingers or part of a hand.
+        severity_probs: the class probabilities of the global model (None without one or for a partial field of
+            view), whatever ``severity`` used.
+        severity_source: ``"global_model"``, ``"joint_scores"``, or ``"not_reported"`` (partial field of view).
         svdh_interval: ``[lo, hi]``, the interval (nominally 90%, see the bundle's ``qc.uncertainty``) of the hand total
             from the joint probabilities (:func:`ramh_rt.qc.total_interval`); None when ``svdh`` is None or not
             every area was scored.
@@ -170,7 +174,7 @@ class Totals:
     expected_svdh: float
     complete: bool
     global_svdh: float | None
-    severity: str
+    severity: str | None
     severity_probs: list[float] | None
     severity_source: str
     partial_svdh: int | None = None

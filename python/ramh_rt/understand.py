@@ -12,6 +12,12 @@ Real films are not all upright single whole PA hands. Before scoring, this modul
   bone and is not reported;
 * whether the film is a hand at all (:class:`~ramh_rt.errors.NotAHandError` otherwise).
 
+Where the bundle has a view classifier (:mod:`ramh_rt.view`: a small network on a low-resolution view of each hand's
+box), its probabilities are a second, independent opinion, fused with the geometric evidence above
+(:func:`fuse_field_of_view`, :func:`fuse_is_hand`, :func:`fuse_side`; the rotation, :func:`with_view`): the bone model
+was trained on whole upright hands and its bones alone fail on crops and on other body parts. Without one, the
+geometric evidence decides alone.
+
 The pipeline analyses each hand in a normalised frame — the hand's box cut from the film and turned by a multiple of
 90 degrees so that the fingers point up (:class:`HandFrame`; exact on the pixel grid, no resampling) — and maps every
 result back to the pixel frame of the film the caller passed (:func:`map_analysis`).
@@ -25,14 +31,17 @@ side_conflict, implausible_anatomy, not_a_hand).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from . import anatomy, ops
 from .errors import NotAHandError
 from .geometry import Roi, Transform, wrap_angle
+
+if TYPE_CHECKING:
+    from .view import ViewModel, ViewPrediction
 
 FIELDS_OF_VIEW = anatomy.FIELDS_OF_VIEW
 
@@ -46,6 +55,17 @@ _UNIFORM_STD = 0.035         # a component this flat (std of the windowed grey l
 _FINGERS_ONLY_SCORE = 0.65  # fingers_score above which a silhouette is digits only (whole hands: 0.15-0.55)
 _CARPALS = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "carpal")
 _FOREARM = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "forearm")
+# Fusion with the view classifier (chosen on held-out phantom views, checked on the real reference films):
+_VIEW_ROTATION_SURE = 0.9    # a view rotation this probable decides the turn of a hand whose silhouette is unsure
+_GEOMETRY_FOV_SHARE = 0.6    # the geometric field of view's share of a prior spread over the four fields of view
+_VIEW_NOT_HAND = 0.5         # p(not a hand) at or above which the view rejects a film whatever its bones (real
+                             # films of shared/reference: 0.18 at most; phantom hands of unseen seeds: < 0.3 but one)
+_VIEW_NOT_HAND_DIGITS = 0.95  # ... where the silhouette clearly shows separate digits
+_VIEW_ROTATION_OVERRULES = 0.99  # a crop's view rotation this probable overrules a silhouette that was sure
+_VIEW_HAND = 0.1             # p(not a hand) under which a film is a hand whatever its bone layout ...
+_VIEW_HAND_MIN_LAYOUT = 18.0  # ... given this layout score of its bones (measured: a plain band, a shaft, 10-17;
+                              # phantom wrist crops 19-35)
+_VIEW_SIDE_SURE = 0.9        # an apparent side this probable decides the side of a crop
 
 
 # ---- frames -------------------------------------------------------------------------------------------------------
@@ -169,6 +189,9 @@ class HandRegion:
         cropped: the silhouette fills the film or its digits are cut short at the film's edge (a wrist crop): no
             whole finger can be in view.
         hand_box: ``(x0, y0, x1, y1)``: the hand's silhouette with a margin of 3 % of the film, in film pixels.
+        view: the view classifier's prediction for ``hand_box`` (None without a classifier).
+        rotation_source: what decided ``rotation_deg``: ``"silhouette"``, or ``"view"`` (the silhouette was unsure
+            and the view classifier sure).
     """
 
     box: tuple[int, int, int, int]
@@ -178,6 +201,14 @@ class HandRegion:
     touches: frozenset = frozenset()
     cropped: bool = False
     hand_box: tuple[int, int, int, int] | None = None
+    view: "ViewPrediction | None" = None
+    rotation_source: str = "silhouette"
+
+    @property
+    def turn_known(self) -> bool:
+        """True when the turn needs no search over the bone model's layouts: the silhouette showed the fingers, or
+        the view classifier was sure of the rotation."""
+        return self.confident or self.rotation_source == "view"
 
     @property
     def distal_side(self) -> str:
@@ -299,11 +330,13 @@ def _finger_direction(comp: np.ndarray, grey: np.ndarray | None = None, bg: floa
     return rot, confident, score, cut
 
 
-def survey(pix: np.ndarray) -> Survey:
+def survey(pix: np.ndarray, view: "ViewModel | None" = None) -> Survey:
     """Find the hands of a film from its silhouette (cheap: a 256-pixel thumbnail).
 
     Args:
         pix: ``H x W`` film (uint8, uint16 or float32), bone bright.
+        view: the bundle's view classifier (:class:`ramh_rt.view.ViewModel`), run on every hand's box
+            (:func:`with_view`); None: the silhouette alone.
 
     Returns:
         :class:`Survey` with one or two :class:`HandRegion`, in film order (left to right, or top to bottom when the
@@ -400,7 +433,92 @@ def survey(pix: np.ndarray) -> Survey:
                                   hand_box=hand_box))
     if not regions:
         raise NotAHandError("nothing in the image is large and structured enough to be a hand")
+    if view is not None:
+        regions = [with_view(r, view.predict(pix, r.hand_box or r.box)) for r in regions]
+        # A box the classifier is sure shows no hand is dropped here, before any bone model runs on it.
+        kept = [r for r in regions if fuse_is_hand(True, r.view, digits=r.confident)]
+        if not kept:
+            raise NotAHandError("the view classifier finds no hand in the image (p(not a hand) " +
+                                ", ".join(f"{r.view.p_not_hand:.2f}" for r in regions) + ")")
+        if len(kept) < len(regions):
+            notes.append(f"{len(regions) - len(kept)} region(s) the view classifier is sure are not a hand were "
+                         "ignored")
+        regions = kept
     return Survey(hands=tuple(regions), film_shape=(H, W), thumb_scale=s, notes=tuple(notes))
+
+
+def with_view(region: HandRegion, pred: "ViewPrediction") -> HandRegion:
+    """The region with the view classifier's prediction attached; where the silhouette was unsure of the turn and
+    the classifier is sure (p >= 0.9) of a hand's rotation, the classifier's rotation is taken
+    (``rotation_source="view"``). A silhouette that was sure is overruled only on a crop (the classifier's p(hand)
+    under 0.5: the runs of a wrist's metacarpal bases can pass for digits) by a rotation of p >= 0.99; it is then no
+    longer ``confident``. A region whose view says "not a hand" keeps the silhouette's turn."""
+    p_rot = pred.rotation_probs[pred.rotation_deg]
+    if pred.p_not_hand < 0.5 and pred.rotation_deg != region.rotation_deg and (
+            (not region.confident and p_rot >= _VIEW_ROTATION_SURE) or
+            (pred.probs["hand"] < 0.5 and p_rot >= _VIEW_ROTATION_OVERRULES)):
+        return replace(region, view=pred, rotation_deg=pred.rotation_deg, rotation_source="view", confident=False)
+    if not region.confident and pred.p_not_hand < 0.5 and p_rot >= _VIEW_ROTATION_SURE:
+        return replace(region, view=pred, rotation_source="view")
+    return replace(region, view=pred)
+
+
+def fuse_field_of_view(geometric: str, pred: "ViewPrediction | None") -> str:
+    """The field of view from the geometric decision and the view classifier's probabilities.
+
+    The geometric decision is a prior: 60 % on its field of view, the rest spread over the other three; the
+    classifier's probabilities (renormalised over the four hand classes) multiply it. So the classifier overrides
+    the geometry only when it gives another field of view 4.5 times the probability of the geometric one.
+
+    Args:
+        geometric: one of :data:`FIELDS_OF_VIEW`.
+        pred: the classifier's prediction, or None (then ``geometric`` is returned).
+    """
+    if pred is None:
+        return geometric
+    other = (1.0 - _GEOMETRY_FOV_SHARE) / (len(FIELDS_OF_VIEW) - 1)
+    return max(FIELDS_OF_VIEW, key=lambda c: pred.probs[c] * (_GEOMETRY_FOV_SHARE if c == geometric else other))
+
+
+def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = False,
+                 layout: float = 0.0, turn_sure: bool = False) -> bool:
+    """Whether a hand is in view, from the geometric decision and the view classifier.
+
+    The classifier rejects at p(not a hand) >= 0.5 (>= 0.95 where the silhouette clearly shows separate digits).
+    It accepts a film whose bone layout failed (a crop far from the whole hands the bone model knows) at
+    p(not a hand) < 0.1, but only where the bones' layout score (:class:`BoneAssessment` ``score``) is at least 18:
+    on an image unlike anything it was trained on (a plain band) it can be sure and wrong — but not also sure of the
+    hand's rotation: where the classifier decided the turn the bones are analysed under (``turn_sure``), the layout
+    is not required. Otherwise the geometry decides. None: the geometry alone.
+
+    Args:
+        geometric: the decision from the silhouette and the bone layout.
+        pred: the classifier's prediction, or None.
+        digits: the silhouette clearly shows separate digits.
+        layout: the layout score of the bones (plausible bones plus order terms, :func:`assess_bones`).
+        turn_sure: the bones were found under the turn the classifier was sure of (``rotation_source="view"``).
+    """
+    if pred is None:
+        return geometric
+    if pred.p_not_hand >= (_VIEW_NOT_HAND_DIGITS if digits else _VIEW_NOT_HAND):
+        return False
+    return geometric or (pred.p_not_hand < _VIEW_HAND and (turn_sure or layout >= _VIEW_HAND_MIN_LAYOUT))
+
+
+def fuse_side(anatomical: str | None, field_of_view: str, pred: "ViewPrediction | None") -> str | None:
+    """The side the upright hand shows, from its bones and the view classifier's apparent side.
+
+    On a whole hand the bones decide (thumb, trapezium/hamate, radius/ulna: reliable there). On a crop the bone
+    model's layout is unreliable, and where the bones give no side, the classifier's apparent side is taken when it
+    is sure (p >= 0.9; the apparent side does not change with a turn, only with a mirror). On a film of the fingers
+    the bones' side is never taken: the thumb, carpus and forearm it is read from are out of view there.
+    """
+    if pred is None or (field_of_view == "hand" and anatomical is not None):
+        return anatomical  # without a classifier: today's rule, the bones' side
+    best = max(pred.chirality_probs, key=pred.chirality_probs.get)
+    if pred.chirality_probs[best] >= _VIEW_SIDE_SURE:
+        return best
+    return None if field_of_view == "fingers" else anatomical
 
 
 # ---- bones: plausibility and field of view ---------------------------------------------------------------------
@@ -567,6 +685,14 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         fov = "fingers"
     else:
         fov = "partial"
+    # A whole hand the silhouette itself shows (separate digits, fingertips inside the film, nothing but the forearm
+    # running off a film side) keeps its field of view: the classifier, sure but wrong, called such a collimated
+    # phantom hand "partial". A side cut (through the palm) or an unsure silhouette leaves the fusion to decide.
+    proximal = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}
+    whole_silhouette = (fov == "hand" and region is not None and region.confident and rot == region.rotation_deg
+                        and region.touches <= {proximal[region.distal_side]})
+    if not whole_silhouette:
+        fov = fuse_field_of_view(fov, None if region is None else region.view)
     if fov == "fingers":
         for name in _CARPALS + _FOREARM:
             if name in kept:
@@ -591,6 +717,9 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     loose = n_forearm >= 1 and n_carpal + n_mc >= 4 and below
     textured = region is not None and region.fingers_score >= 0.05
     is_hand = (fingers_in_view and len(kept) >= 5) or (structured and score >= 8) or (loose and textured)
+    if region is not None:
+        is_hand = fuse_is_hand(is_hand, region.view, digits=region.confident, layout=score,
+                               turn_sure=region.rotation_source == "view" and rot == region.rotation_deg)
     if dropped:
         reasons.append(("implausible_anatomy",
                         f"{len(dropped)} bone(s) the model found are not plausible and are not reported: " +
@@ -599,9 +728,10 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
         what = {"wrist": "a wrist (carpus, distal radius/ulna, metacarpal bases) without the fingers",
                 "fingers": "fingers without the carpus and forearm",
                 "partial": "part of a hand (fingertips or wrist out of view, or bones missing)"}[fov]
-        reasons.append(("field_of_view", f"the image shows {what}: only the areas in view are scored and the hand "
-                                         "total is not given", "review"))
-    side = _anatomy_side(kept)
+        reasons.append(("field_of_view", f"the image shows {what}: only the areas in view are scored; the hand "
+                                         "total, the whole-image estimate and the severity class are not given",
+                        "review"))
+    side = fuse_side(_anatomy_side(kept), fov, None if region is None else region.view)
     return BoneAssessment(keep=keep, dropped=dropped, field_of_view=fov, score=score, is_hand=is_hand, side=side,
                           reasons=reasons)
 
@@ -715,10 +845,13 @@ def orientation_reasons(frame: HandFrame, region: HandRegion) -> list[Reason]:
     """An ``orientation_applied`` info reason when the hand was turned to be analysed."""
     if frame.rotation_deg == 0:
         return []
-    how = "from the silhouette" if region.confident else "from the bones (the silhouette was ambiguous)"
+    how = "from the silhouette" if region.confident else \
+        "from the view classifier (the silhouette was ambiguous)" if region.rotation_source == "view" else \
+        "from the bones (the silhouette was ambiguous)"
     return [("orientation_applied", f"the hand is turned {frame.rotation_deg} degrees clockwise from upright "
                                     f"(found {how}); it was analysed upright and the results mapped back", "info")]
 
 
 __all__ = ["BoneAssessment", "FIELDS_OF_VIEW", "HandFrame", "HandRegion", "Survey", "assess_bones",
-           "implausible_bones", "map_analysis", "orientation_reasons", "side_reasons", "survey", "view_reasons"]
+           "fuse_field_of_view", "fuse_is_hand", "fuse_side", "implausible_bones", "map_analysis", "orientation_reasons",
+           "side_reasons", "survey", "view_reasons", "with_view"]

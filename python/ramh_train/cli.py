@@ -10,6 +10,7 @@
     ramh-train quantize --bundle OUT --images PATH... --out OUT_INT8   (INT8 Q/DQ copy for TensorRT's INT8 path)
     ramh-train card     --bundle OUT   (MODEL_CARD.md from the manifest; export writes it too)
     ramh-train qc-stats --bundle OUT --train phantoms:SEED:N|DIR --heldout phantoms:SEED:N|DIR   (manifest qc section)
+    ramh-train view data|train|export ...   (the view classifier: field of view / not a hand; ramh_train.view)
 
 Training resumes from RUN/last.pt when it exists; ``torchrun --nproc_per_node=K -m ramh_train.cli bones ...`` trains
 with DistributedDataParallel on K GPUs (or processes). Exit codes: 0 ok, 1 failure, 2 usage error.
@@ -355,6 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.9, help="nominal coverage of the total's interval")
     p.add_argument("--records", help="also write the per-image records (features, probabilities) as JSON here")
     p.set_defaults(func=cmd_qc_stats)
+
+    from .view import add_parser as add_view_parser
+
+    add_view_parser(sub)
     return ap
 
 

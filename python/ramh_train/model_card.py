@@ -99,6 +99,7 @@ def render(manifest: dict, sizes: dict[str, int]) -> str:
         lines += [f"| {name} | {_fmt(_get(m, path))} |" for name, path in extra]
         lines.append("")
     lines += _qc_section(manifest.get("qc"))
+    lines += _view_section(manifest.get("view"), sizes)
     lines += [
         "## What these weights are not",
         "",
@@ -136,6 +137,43 @@ def _qc_section(qc: dict | None) -> list[str]:
     return lines + [""]
 
 
+def _view_section(v: dict | None, sizes: dict[str, int]) -> list[str]:
+    """The card's account of the bundle's view classifier (``ramh-train view export``), if it has one."""
+    if not v:
+        return []
+    arch, tr, met = v.get("architecture", {}), v.get("training", {}), v.get("metrics", {})
+
+    def seeds(key: str) -> str:
+        return ", ".join(f"{a}..{b}" for a, b in tr.get(key) or []) or "?"
+    lines = ["## View classifier (field of view, not a hand, rotation, chirality)", "",
+             f"`{v.get('file')}` ({sizes.get(v.get('file', ''), 0) / 1e6:.2f} MB, {arch.get('parameters', '?')} "
+             f"parameters, NumPy weights run by `ramh_rt.view` on every backend): a CNN of a "
+             f"{arch.get('input_pool', 1)}x{arch.get('input_pool', 1)} average pooling, "
+             f"{len(arch.get('conv_channels', []))} stride-2 3x3 convolutions ({arch.get('conv_channels')} channels, "
+             f"batch norm folded) and a {arch.get('hidden')}-unit layer on a {v.get('input_hw')} letterboxed view of "
+             f"each hand box, windowed to its {v.get('window_percentiles')} grey-level percentiles. Heads: field of "
+             f"view {v.get('classes')}, rotation {v.get('rotations')} and apparent side {v.get('chirality')}. "
+             "The input understanding fuses its probabilities with the silhouette and bone-layout evidence; alone "
+             "it decides nothing.", "",
+             f"Trained on phantom variants (`ramh_train.phantoms.variants`) of seeds {seeds('train_seeds')} "
+             f"({tr.get('train_views', '?')} "
+             f"hand boxes found by the runtime's own silhouette survey), {tr.get('steps', '?')} steps of "
+             f"{tr.get('batch_size', '?')} (seed {tr.get('seed', '?')}, classes balanced by sampling) under heavy "
+             "augmentation (quarter turns and flips with their labels, gamma, contrast, brightness, noise, blur, "
+             f"scale, shift, inversion); validated on seeds {seeds('val_seeds')} ({tr.get('val_views', '?')} boxes). "
+             "Real radiographs were never training input."]
+    if met:
+        rec = met.get("fov_recall", {})
+        lines += ["", f"Held-out views ({met.get('views')} boxes, each in all 8 turns and flips): field-of-view "
+                      f"accuracy {_fmt(met.get('fov_accuracy'))} (recall " +
+                  ", ".join(f"{k} {_fmt(x)}" for k, x in rec.items()) +
+                  f"), rotation accuracy {_fmt(met.get('rotation_accuracy'))}, apparent-side accuracy "
+                  f"{_fmt(met.get('chirality_accuracy'))}."]
+    if tr.get("commands"):
+        lines += ["", "Made by:", "", "```bash", *tr["commands"], "```"]
+    return lines + [""]
+
+
 def write_model_card(bundle_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write ``MODEL_CARD.md`` beside a bundle directory's manifest (or to ``out``); returns the path.
 
@@ -143,7 +181,7 @@ def write_model_card(bundle_dir: str | os.PathLike, out: str | os.PathLike | Non
     """
     bundle_dir = Path(bundle_dir)
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
-    sizes = {p.name: p.stat().st_size for p in bundle_dir.iterdir() if p.suffix == ".onnx"}
+    sizes = {p.name: p.stat().st_size for p in bundle_dir.iterdir() if p.suffix in (".onnx", ".npz")}
     path = Path(out) if out else bundle_dir / "MODEL_CARD.md"
     write_atomic(path, render(manifest, sizes))
     return path
