@@ -140,6 +140,26 @@ def test_iterated_once_and_closing_stops_the_decoder_thread():
     assert list(DecodeAhead([], _load)) == []
 
 
+def test_closing_cancels_the_decodes_queued_ahead():
+    started = threading.Event()
+    decoded = []
+
+    def slow(item, spacing, side):
+        decoded.append(item)
+        if item == 1:  # the second image holds the decoder (1.5 s, far longer than the close takes
+            # to cancel the queue) while the consumer closes the batch
+            started.set()
+            threading.Event().wait(1.5)
+        return item
+
+    it = iter(DecodeAhead(list(range(6)), slow, prefetch=3))
+    assert next(it)[1] == 0
+    assert started.wait(5)
+    it.close()  # cancels the queued images at once, then waits for image 1
+    assert not _decoder_threads()
+    assert decoded == [0, 1]  # images 2.. were queued behind 1 and cancelled, never decoded
+
+
 def test_per_image_and_source_name_helpers():
     per = PerImage([0.1, None], 2, "spacing_mm", lambda v: v)
     assert (per[0], per[1], per.has_value(1), per.has_value(2), per.left_over(1), per.left_over(2)) == (

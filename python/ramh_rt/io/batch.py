@@ -168,7 +168,8 @@ class DecodeAhead(Generic[T]):
                 pending.append((source_name(item), pool.submit(self._attempt, item, sp[taken], sd[taken])))
                 taken += 1
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ramh-decode") as pool:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ramh-decode")
+        try:
             refill(pool)
             while pending:
                 name, future = pending.popleft()
@@ -177,6 +178,9 @@ class DecodeAhead(Generic[T]):
                 refill(pool)  # keep the decoder busy while this image is used
                 yield name, value, error
                 del value, error
+        finally:
+            # Closed early: the decodes queued behind the running one are cancelled, not run for nobody.
+            pool.shutdown(wait=True, cancel_futures=True)
         if deferred is not None:
             raise deferred
 
