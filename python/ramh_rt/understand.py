@@ -508,10 +508,19 @@ def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = 
 def fuse_side(anatomical: str | None, field_of_view: str, pred: "ViewPrediction | None") -> str | None:
     """The side the upright hand shows, from its bones and the view classifier's apparent side.
 
-    On a whole hand the bones decide (thumb, trapezium/hamate, radius/ulna: reliable there). On a crop the bone
-    model's layout is unreliable, and where the bones give no side, the classifier's apparent side is taken when it
-    is sure (p >= 0.9; the apparent side does not change with a turn, only with a mirror). On a film of the fingers
-    the bones' side is never taken: the thumb, carpus and forearm it is read from are out of view there.
+    On a whole hand the bones decide (thumb, trapezium/hamate, radius/ulna: reliable there); the classifier only
+    where they give no side. On a crop the bone model's layout is unreliable: the classifier's apparent side is
+    taken over the bones' when it is sure (p >= 0.9; the apparent side does not change with a turn, only with a
+    mirror), else the bones' side stands, except on a film of the fingers, where the thumb, carpus and forearm it is
+    read from are out of view (None then). Without a classifier the bones' side is returned unchanged.
+
+    Args:
+        anatomical: ``"L"``, ``"R"`` or None, the side the bones show.
+        field_of_view: one of :data:`FIELDS_OF_VIEW`.
+        pred: the classifier's prediction, or None.
+
+    Returns:
+        ``"L"``, ``"R"`` or None (no side can be told).
     """
     if pred is None or (field_of_view == "hand" and anatomical is not None):
         return anatomical  # without a classifier: today's rule, the bones' side
