@@ -186,3 +186,16 @@ def test_wrist_crop_reports_no_whole_hand_estimate(shipped):
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(d, json_schema())
     assert np.asarray(a.overlay()).ndim == 3  # the legend says "not reported" instead of failing on None
+
+
+def test_model_card_says_how_the_view_classifier_was_trained_and_what_it_is_not_validated_for():
+    pytest.importorskip("ramh_train.model_card", reason="the model card is the training package's")
+    from ramh_train.model_card import _view_section
+
+    bundle = _bundle_dir()
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    section = "\n".join(_view_section(manifest["view"], {"view.npz": (bundle / "view.npz").stat().st_size}))
+    assert "Trained on phantom variants" in section and "Not validated for: real radiographs" in section
+    assert "ramh-train view train" in section  # the commands that made it
+    assert section in (bundle / "MODEL_CARD.md").read_text()  # the shipped card is the rendered one
+    assert _view_section(None, {}) == []
