@@ -120,8 +120,9 @@ def test_dataset_input_skips_done(first_run, images, tmp_path):
     """A Ray Dataset of paths: the hands already scored in ``out`` are dropped by the workers, the rest scored."""
     out, _ = first_run
     _, paths, bad = images
-    ds = ray.data.from_items([{"path": str(p.resolve())} for p in [*paths[:5], bad]])
-    report = distributed.score(ds, out, num_workers=1, backend="onnxruntime-cpu", write_json=False, progress=False)
+    # paths[0] twice: scored (here skipped) once, named once (claiming its names twice raised ValueError)
+    ds = ray.data.from_items([{"path": str(p.resolve())} for p in [*paths[:5], bad, paths[0]]])
+    report = distributed.score(ds, out, num_workers=1, backend="onnxruntime-cpu", progress=False)
     assert report.inputs == 6 and report.scored == 1 and report.skipped == 5 and report.failed == 1
     assert distributed.read_scores(out).num_rows == N_IMAGES + 1
     with pytest.raises(distributed.DistributedError, match="'path' column"):

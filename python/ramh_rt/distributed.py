@@ -312,7 +312,9 @@ def score(inputs: str | os.PathLike | Sequence[str | os.PathLike] | Any, out: st
                 raise DistributedError(f"a Dataset to score needs a 'path' column, it has {inputs.schema().names}")
             # The paths come to the driver: every input is named before the workers start (one naming, no
             # collision between workers), and the inputs already done are left out here.
-            paths = [os.path.abspath(str(r["path"])) for r in inputs.select_columns(["path"]).iter_rows()]
+            # A path listed twice is scored once (as a folder or a list: expand_image_paths drops repeats).
+            paths = list(dict.fromkeys(os.path.abspath(str(r["path"]))
+                                       for r in inputs.select_columns(["path"]).iter_rows()))
         n_inputs = len(paths)
         names = json_names(paths, json_dir, root) if write_json else ["{}"] * n_inputs
         todo = [(p, n) for p, n in zip(paths, names) if p not in done]
