@@ -76,6 +76,9 @@ def digest(analysis) -> dict:
 
 
 def record(cache: Path) -> dict:
+    """Digests of every image of :func:`image_set` by the ramh_rt on ``sys.path``: ``{"ramh_rt": version,
+    "python": version, "images": {key: [digest per hand] or {"error", "message"}}}`` (a failed hand of a two-hand
+    film is an error entry in its place)."""
     import ramh_rt
 
     out: dict[str, object] = {}
@@ -83,7 +86,7 @@ def record(cache: Path) -> dict:
         key = f"phantom/{path.name}" if path.suffix == ".bmp" else path.name
         try:
             hands = ramh_rt.analyze_hands(path)
-            out[key] = [digest(a) for a in hands]
+            out[key] = [{"error": a.error} if isinstance(a, ramh_rt.AnalysisError) else digest(a) for a in hands]
         except ramh_rt.RamhError as e:  # an image the SDK refuses is part of the result too
             out[key] = {"error": type(e).__name__, "message": str(e)}
     return {"ramh_rt": ramh_rt.__version__, "python": platform.python_version(), "images": out}
@@ -113,8 +116,9 @@ def between(base: str, head: str, cache: Path) -> dict:
                                stdout=subprocess.DEVNULL)
                 rec_path = Path(tmp) / f"{name}.json"
                 # This file's digest for both revisions (an older revision may have another copy, or none).
-                subprocess.run([sys.executable, str(Path(__file__).resolve()), "record", "--out", str(rec_path), "--cache", str(cache)],
-                               cwd=wt, check=True, env={**os.environ, "PYTHONPATH": str(wt / "python")})
+                subprocess.run([sys.executable, str(Path(__file__).resolve()), "record", "--out", str(rec_path),
+                                "--cache", str(cache)], cwd=wt, check=True,
+                               env={**os.environ, "PYTHONPATH": str(wt / "python")})
                 records[name] = json.loads(rec_path.read_text())
             finally:
                 _git("worktree", "remove", "--force", str(wt))
@@ -142,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="where the phantom test set is generated once (default: %(default)s)")
     args = ap.parse_args(argv)
     if args.cmd == "record":
+        from ramh_rt.fs import write_atomic
+
         rec = record(args.cache)
-        args.out.write_text(json.dumps(rec, indent=1, sort_keys=True))
+        write_atomic(args.out, json.dumps(rec, indent=1, sort_keys=True))
         print(f"{len(rec['images'])} images recorded -> {args.out}")
         return 0
     if args.cmd == "compare":
