@@ -105,9 +105,11 @@ def build_data(out: str | os.PathLike, seed: int, n: int, workers: int = 1, log=
         raise ValueError(f"need n >= 1 and seeds in [0, 2**63), got seed {seed}, n {n}")
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "data.json").write_text(json.dumps({"seed": seed, "n": n, "kinds": list(DATA_KINDS) + ["two_hands",
-                                                "photo"], "input_hw": list(INPUT_HW),
-                                                "window_percentiles": list(WINDOW_PERCENTILES)}, indent=1))
+    from .datasets.fileio import atomic_write_json
+
+    atomic_write_json(root / "data.json", {"seed": seed, "n": n, "kinds": list(DATA_KINDS) + ["two_hands", "photo"],
+                                           "input_hw": list(INPUT_HW),
+                                           "window_percentiles": list(WINDOW_PERCENTILES)}, indent=1)
     starts = [(s, min(SHARD_SEEDS, seed + n - s)) for s in range(seed, seed + n, SHARD_SEEDS)]
     if workers <= 1:
         for s, k in starts:
@@ -312,7 +314,9 @@ def train(data_dir, run_dir, val_dir=None, steps: int = 3000, batch_size: int = 
         summary["val"] = evaluate_model(model, load_data(val_dir))
         summary["val_data"] = str(val_dir)
         summary["val_seeds"] = load_data(val_dir)["seeds"]
-    (run / "summary.json").write_text(json.dumps(summary, indent=2))
+    from .datasets.fileio import atomic_write_json
+
+    atomic_write_json(run / "summary.json", summary, indent=2)
     return summary
 
 
