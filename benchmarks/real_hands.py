@@ -56,15 +56,13 @@ def point_in_roi(point, roi) -> bool:
     Raises:
         ValueError: ``roi`` does not have 5 finite numbers, ``w``/``h`` negative, or ``point`` not 2 finite numbers.
     """
+    from ramh_rt.geometry import Roi
+
     cx, cy, w, h, ang = _finite(roi, 5, "roi")
     px, py = _finite(point, 2, "point")
     if w < 0 or h < 0:
         raise ValueError(f"roi width and height must be >= 0, got {w}, {h}")
-    t = np.deg2rad(ang)
-    dx, dy = px - cx, py - cy
-    along_x = dx * np.cos(t) - dy * np.sin(t)
-    along_y = dx * np.sin(t) + dy * np.cos(t)
-    return bool(abs(along_x) <= w / 2 and abs(along_y) <= h / 2)
+    return bool(Roi(cx, cy, w, h, ang).contains((px, py)))  # the one box convention's own test
 
 
 def _finite(values, n: int, what: str) -> tuple[float, ...]:
@@ -168,7 +166,14 @@ def run_film(film: dict, analyzer, landmark_table: Path | None) -> dict:
         rec.update(error=f"{type(e).__name__}: {e}", hands_found=0, hands=[], seconds=time.perf_counter() - t0)
         return rec
     rec["seconds"] = round(time.perf_counter() - t0, 2)
+    from ramh_rt.pipeline import AnalysisError
+
     rec["hands_found"] = len(hands)
+    # A failed hand of a two-hand film (an AnalysisError in its place) is found but has no record: its error instead.
+    failed = [a for a in hands if isinstance(a, AnalysisError)]
+    hands = [a for a in hands if not isinstance(a, AnalysisError)]
+    if failed:
+        rec["failed_hands"] = [a.error for a in failed]
     rec["hands"] = [_hand_record(a) for a in hands]
     if film.get("atlas_id") and landmark_table is not None:
         lm = atlas_landmarks(landmark_table, film["atlas_id"])

@@ -24,12 +24,13 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="onnxruntime-cpu")
     args = ap.parse_args(argv)
     from ramh_rt.errors import RamhError
-    from ramh_rt.pipeline import Analyzer
+    from ramh_rt.pipeline import AnalysisError, Analyzer
 
     ref = args.reference
     a = Analyzer(backend=args.backend, keep_image=False)
     print(f"view classifier: {'yes' if a.view_model is not None else 'no'}")
-    rows = list(csv.DictReader((ref / "realhands/rsna/labels.csv").open()))
+    with (ref / "realhands/rsna/labels.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
     n_ok = dir_ok = 0
     wrong = []
     for r in rows:
@@ -38,12 +39,16 @@ def main(argv=None) -> int:
         except RamhError as e:
             wrong.append(f"{r['file']}: {type(e).__name__}: {e}")
             continue
+        # A failed hand of a two-hand film (an AnalysisError in its place) counts as a hand found, its direction
+        # as wrong.
         count = len(hands) == int(r["hands"])
-        direction = count and all(h.meta.orientation["rotation_deg"] == ROT[r["fingers"]] for h in hands)
+        direction = count and all(not isinstance(h, AnalysisError) and
+                                  h.meta.orientation["rotation_deg"] == ROT[r["fingers"]] for h in hands)
         n_ok += count
         dir_ok += direction
         if not direction:
-            wrong.append(f"{r['file']}: {len(hands)} hand(s), {[h.meta.orientation for h in hands]}")
+            wrong.append(f"{r['file']}: {len(hands)} hand(s), " +
+                         str([h.error if isinstance(h, AnalysisError) else h.meta.orientation for h in hands]))
     print(f"bone-age films: hands per film {n_ok}/{len(rows)}; hands and finger direction {dir_ok}/{len(rows)}")
     good = n_ok == dir_ok == len(rows)
     for sub, want in (("realhands/dha", "hand"), ("ramw600", "wrist")):
