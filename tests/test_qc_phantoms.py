@@ -43,6 +43,12 @@ def test_right_answers_pass_every_check_and_each_wrong_answer_fails_its_own():
     one = qc_phantoms.check_hand_film(v, "results", [_result(a)], True)
     assert one["count"] is False and one["box"] is False
     assert not any(qc_phantoms.check_hand_film(v, "undocumented_exception", [], True).values())
+    # A failed hand (the SDK's AnalysisError in its place) fails the per-hand checks; it is not "not available".
+    from ramh_rt.pipeline import AnalysisError
+
+    failed = [_result(a), AnalysisError("film [hand 2 of 2]", "NotAHandError: no hand", ValueError())]
+    c = qc_phantoms.check_hand_film(v, "results", failed, True)
+    assert c["count"] is True and c["box"] is False and c["rotation"] is False and c["qc_ok"] is False
 
 
 def test_missing_api_parts_are_not_available_rather_than_passed():
