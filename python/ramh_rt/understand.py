@@ -191,7 +191,7 @@ class HandRegion:
         hand_box: ``(x0, y0, x1, y1)``: the hand's silhouette with a margin of 3 % of the film, in film pixels.
         view: the view classifier's prediction for ``hand_box`` (None without a classifier).
         rotation_source: what decided ``rotation_deg``: ``"silhouette"``, or ``"view"`` (the silhouette was unsure
-            and the view classifier sure).
+            and the view classifier sure, or, on a crop, the classifier sure enough to overrule it: :func:`with_view`).
     """
 
     box: tuple[int, int, int, int]
