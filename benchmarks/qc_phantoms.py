@@ -143,8 +143,8 @@ def check_hand_film(v, outcome: str, results: list, have_hands_api: bool) -> dic
     for t, a in zip(truth, results):
         if _get(a, "meta") is None and _get(a, "error") is not None:
             # A failed hand of a two-hand film (an AnalysisError in its place) fails every check, not "n/a".
-            for c in per:
-                per[c].append(False)
+            for vals in per.values():
+                vals.append(False)
             continue
         box = _get(a, "meta", "hand_box")
         per["box"].append(None if box is None else _iou(box, t.box) >= 0.5)

@@ -169,14 +169,14 @@ def _view_section(v: dict | None, sizes: dict[str, int]) -> list[str]:
                   ", ".join(f"{k} {_fmt(x)}" for k, x in rec.items()) +
                   f"), rotation accuracy {_fmt(met.get('rotation_accuracy'))}, apparent-side accuracy "
                   f"{_fmt(met.get('chirality_accuracy'))}."]
-    lines += ["", "Not validated for: real radiographs (never a training input; the reference films the README "
+    lines += ["", ("Not validated for: real radiographs (never a training input; the reference films the README "
               "reports were looked at, not labelled for a validation), children's hands (the training phantoms are "
               "adult; juvenile phantoms were not in it), body parts other than the chest, long-bone and photograph "
               "negatives it was shown (feet, other joints, lateral or oblique hand views), and films in the "
               "real-calibrated phantom look. Which hand of a hand beside its own mirror image is the mirrored one "
               "is not told. Its probabilities are uncalibrated scores; the fusion thresholds of "
               "`ramh_rt.understand` were chosen on unseen-seed phantoms and the reference films, so those are no "
-              "independent test of them."]
+              "independent test of them.")]
     if tr.get("commands"):
         lines += ["", "Made by:", "", "```bash", *tr["commands"], "```"]
     return lines + [""]
