@@ -15,7 +15,8 @@ One module per concept:
 * :mod:`ramh_rt.io.batch`: the images of a batch decoded ahead of their use on a background thread, with
   per-image spacing and side (what :meth:`ramh_rt.Analyzer.iter_batch` runs on).
 
-Every public name is importable from ``ramh_rt.io`` itself.
+The image-input names below (``__all__``) are importable from ``ramh_rt.io`` itself; the batch helpers from
+:mod:`ramh_rt.io.batch`.
 
 Intensity conventions (what makes the same radiograph give the same analysis however it is stored):
 
