@@ -189,3 +189,25 @@ def test_root_mirrors_the_given_folder_and_add_needs_it(tmp_path):
         OutputNames(tmp_path / "o", [tmp_path / "elsewhere.png"], root=tmp_path / "in")
     with pytest.raises(ValueError, match="root"):
         OutputNames(tmp_path / "o", [only]).add(tmp_path / "in/other.png")
+
+
+def test_a_symlink_in_the_root_to_a_file_elsewhere_is_named_where_it_lies(tmp_path):
+    """A watched folder (or ``ramh analyze DIR``) may hold a link to a file outside it: it is named by its place in
+    the folder, not refused as an input outside the root (which stopped ``ramh watch``)."""
+    (tmp_path / "in/sub").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    target = tmp_path / "elsewhere/x.png"
+    target.write_bytes(b"x")
+    link = tmp_path / "in/sub/link.png"
+    try:
+        link.symlink_to(target)
+    except OSError:
+        pytest.skip("symbolic links are not available here")
+    names = OutputNames(tmp_path / "o", [link], root=tmp_path / "in")
+    assert names.claim(link, ".json") == tmp_path / "o/sub/link.json"
+    watched = OutputNames(tmp_path / "o2", [], root=tmp_path / "in")
+    watched.add(link)
+    assert watched.claim(link, ".json") == tmp_path / "o2/sub/link.json"
+    with pytest.raises(ValueError, match="not inside the root"):
+        watched.add(tmp_path / "elsewhere/y.png")  # a file given outside the folder still is refused
+    assert target.read_bytes() == b"x"

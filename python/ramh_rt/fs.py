@@ -278,23 +278,29 @@ class OutputNames:
         self._input_files = set(resolved)
         nested = [r for r in resolved if r not in flat_set]
         self._root = None if root is None else _resolved(Path(os.fspath(root)))
+        self._root_as_given = None if root is None else Path(os.path.abspath(os.fspath(root)))
         common = Path(os.path.commonpath([str(r.parent) for r in nested])) if nested else None
         self._base: dict[Path, PurePath] = {}
-        for r in resolved:
+        for p, r in zip(self._inputs, resolved):
             self._base.setdefault(r, PurePath(r.name).with_name(_stem(r.name)) if r in flat_set
-                                  else self._relative_base(r, self._root or common))
+                                  else self._relative_base(p, r, self._root or common))
         self._claimed: dict[Path, Path] = {}  # resolved output path -> resolved input it belongs to
         self._claims_of: dict[tuple[Path, str], Path] = {}  # (resolved input, suffix) -> the path claimed
         self._mark: dict[Path, int] = {}  # input -> the collision mark of its first claim (1 = none)
 
-    @staticmethod
-    def _relative_base(r: Path, root: Path | None) -> PurePath:
+    def _relative_base(self, p: Path, r: Path, root: Path | None) -> PurePath:
+        """The base of input ``p`` (resolved: ``r``) relative to ``root``. An input whose resolved path lies outside
+        the root folder but that was given inside it (a symlink in a watched folder to a file elsewhere) is named by
+        where it lies in the folder as given."""
+        as_given = Path(os.path.abspath(p))
         if root is None:
             rel = PurePath(r.name)
-        elif r != root and root not in r.parents:
-            raise ValueError(f"input {os.fsdecode(r)!r} is not inside the root folder {os.fsdecode(root)!r}")
-        else:
+        elif r == root or root in r.parents:
             rel = PurePath(os.path.relpath(r, root))
+        elif self._root_as_given is not None and self._root_as_given in as_given.parents:
+            rel = PurePath(os.path.relpath(as_given, self._root_as_given))
+        else:
+            raise ValueError(f"input {os.fsdecode(r)!r} is not inside the root folder {os.fsdecode(root)!r}")
         return rel.with_name(_stem(rel.name))
 
     def add(self, input_path: str | os.PathLike[str]) -> None:
@@ -309,7 +315,7 @@ class OutputNames:
             return
         if self._root is None:
             raise ValueError("OutputNames.add needs the root folder the names are relative to (root=...)")
-        self._base[r] = self._relative_base(r, self._root)
+        self._base[r] = self._relative_base(Path(os.fspath(input_path)), r, self._root)
         self._inputs.append(Path(os.fspath(input_path)))
         self._input_files.add(r)
 
