@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 from functools import lru_cache
-
 from pathlib import Path
 
 import numpy as np
@@ -126,7 +125,6 @@ def bundle_without_view(tmp_path) -> Path:
     :func:`hand_and_long_bone_pixels`: with the classifier that film's shaft passes the survey as a film of fingers
     (flagged for review), so its second region would not fail inside the per-hand pipeline."""
     import json
-    import shutil
 
     from ramh_rt.bundle import Bundle
 
