@@ -139,13 +139,13 @@ def forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     """Logits of the network for one input.
 
     The network: an optional 2x2 average pooling of the input (``input_pool`` = 2; cheaper, and enough resolution
-    for the coarse layout it judges), ``n`` blocks ``conv{i}`` (3x3, stride 2, padding 1, batch norm folded in, ReLU), flattened (C, H, W
-    order), ``fc1`` (ReLU), ``head`` (linear) whose outputs are the field-of-view, rotation and chirality logits in
-    that order.
+    for the coarse layout it judges), ``n`` blocks ``conv{i}`` (3x3, stride 2, padding 1, batch norm folded in,
+    ReLU), flattened (C, H, W order), ``fc1`` (ReLU), ``head`` (linear) whose outputs are the field-of-view, rotation
+    and chirality logits in that order.
 
     Args:
-        params: ``input_pool`` (a scalar, 1 or 2; absent = 1), ``conv{i}.w`` (Co x Ci x 3 x 3), ``conv{i}.b``, ``fc1.w`` (out x in), ``fc1.b``, ``head.w``,
-            ``head.b``; float32.
+        params: ``input_pool`` (a scalar, 1 or 2; absent = 1), ``conv{i}.w`` (Co x Ci x 3 x 3), ``conv{i}.b``,
+            ``fc1.w`` (out x in), ``fc1.b``, ``head.w``, ``head.b``; float32.
         x: ``H x W`` float32 input (:func:`view_input`).
 
     Returns:

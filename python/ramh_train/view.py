@@ -309,11 +309,13 @@ def train(data_dir, run_dir, val_dir=None, steps: int = 3000, batch_size: int = 
                         "step": step, "seed": seed}, tmp)
             os.replace(tmp, run / "last.pt")
     summary = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "train_views": int(len(data["fov"])),
-               "train_data": str(data_dir), "train_seeds": data["seeds"], "final_loss": float(np.mean(losses[-50:])) if losses else None}
+               "train_data": str(data_dir), "train_seeds": data["seeds"],
+               "final_loss": float(np.mean(losses[-50:])) if losses else None}
     if val_dir is not None:
-        summary["val"] = evaluate_model(model, load_data(val_dir))
+        val = load_data(val_dir)  # read once for the metrics and the seeds
+        summary["val"] = evaluate_model(model, val)
         summary["val_data"] = str(val_dir)
-        summary["val_seeds"] = load_data(val_dir)["seeds"]
+        summary["val_seeds"] = val["seeds"]
     from .datasets.fileio import atomic_write_json
 
     atomic_write_json(run / "summary.json", summary, indent=2)
