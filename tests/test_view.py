@@ -146,6 +146,14 @@ def shipped():
     return model
 
 
+def test_non_finite_view_weights_are_a_bundle_error(shipped):
+    params = {k: v.copy() for k, v in shipped.params.items()}
+    name = sorted(params)[0]
+    params[name].flat[0] = np.nan
+    with pytest.raises(BundleError, match=f"not finite.*{name}"):
+        view.ViewModel(params, shipped.input_hw, shipped.percentiles)
+
+
 @pytest.mark.parametrize("kind,expected", [("wrist", "wrist"), ("fingers", "fingers"), ("hand", "hand"),
                                            ("chest", "not_a_hand"), ("long_bone", "not_a_hand")])
 def test_shipped_classifier_recognises_unseen_phantom_variants(shipped, kind, expected):

@@ -176,9 +176,13 @@ class ViewModel:
         """Args: ``params`` as :func:`forward` takes them; ``input_hw`` and ``percentiles`` as :func:`view_input`.
 
         Raises:
-            BundleError: a parameter is missing or the shapes do not chain (the file does not fit this network).
+            BundleError: a parameter is missing, not finite (NaN/inf would give NaN probabilities), or the shapes
+                do not chain (the file does not fit this network).
         """
         self.params = {k: np.ascontiguousarray(v, np.float32) for k, v in params.items()}
+        bad = sorted(k for k, v in self.params.items() if not np.isfinite(v).all())
+        if bad:
+            raise BundleError(f"view classifier weights are not finite (NaN or inf) in: {', '.join(bad)}")
         self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.percentiles = (float(percentiles[0]), float(percentiles[1]))
         n_out = len(VIEW_CLASSES) + len(ROTATIONS) + len(CHIRALITY)
