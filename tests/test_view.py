@@ -207,3 +207,26 @@ def test_model_card_says_how_the_view_classifier_was_trained_and_what_it_is_not_
     assert "ramh-train view train" in section  # the commands that made it
     assert section in (bundle / "MODEL_CARD.md").read_text()  # the shipped card is the rendered one
     assert _view_section(None, {}) == []
+
+
+def test_view_training_builds_trains_and_exports_a_loadable_classifier(tmp_path):
+    """``ramh-train view`` end to end on one seed: data (resumable, refusing other settings), a few training steps,
+    export into a bundle copy that the runtime then loads and runs."""
+    pytest.importorskip("torch")
+    from ramh_train import view as train_view
+
+    data = train_view.build_data(tmp_path / "data", seed=870101, n=1, log=lambda m: None)
+    first = sorted(p.name for p in data.glob("shard_*.npz"))
+    assert first and train_view.build_data(data, seed=870101, n=1, log=lambda m: None) == data  # resumed: kept
+    with pytest.raises(ValueError, match="other settings"):
+        train_view.build_data(data, seed=870102, n=1, log=lambda m: None)
+    summary = train_view.train(data, tmp_path / "run", val_dir=data, steps=2, batch_size=8, seed=1, threads=1,
+                               log=lambda m: None)
+    assert (tmp_path / "run" / "summary.json").exists() and summary
+    bundle = tmp_path / "bundle"
+    shutil.copytree(_bundle_dir(), bundle)
+    section = train_view.export(tmp_path / "run", bundle, val_dir=data, log=lambda m: None)
+    assert json.loads((bundle / "manifest.json").read_text())["view"] == section
+    model = view.ViewModel.from_bundle(Bundle.load(bundle))
+    pred = model.predict(np.zeros((300, 200), np.uint16) + 1000)
+    assert abs(sum(pred.probs.values()) - 1.0) < 1e-6 and set(pred.probs) == set(view.VIEW_CLASSES)

@@ -99,7 +99,9 @@ def _write_shard(out: Path, start: int, n: int) -> str:
 def build_data(out: str | os.PathLike, seed: int, n: int, workers: int = 1, log=print) -> Path:
     """Write the view data set of seeds ``seed .. seed+n-1`` into ``out`` (resumable: finished shards are kept).
 
-    Returns the folder. Raises ValueError for ``n < 1`` or a seed out of ``[0, 2**63)``.
+    Returns the folder. Raises ValueError for ``n < 1``, a seed out of ``[0, 2**63)``, or a folder built with
+    other settings (its ``data.json``: resuming it with another seed, n or input would mix two data sets, and its
+    shards, named by their first seed, would be kept as if complete).
     """
     if n < 1 or seed < 0 or seed + n >= 2**63:
         raise ValueError(f"need n >= 1 and seeds in [0, 2**63), got seed {seed}, n {n}")
@@ -107,9 +109,16 @@ def build_data(out: str | os.PathLike, seed: int, n: int, workers: int = 1, log=
     root.mkdir(parents=True, exist_ok=True)
     from .datasets.fileio import atomic_write_json
 
-    atomic_write_json(root / "data.json", {"seed": seed, "n": n, "kinds": list(DATA_KINDS) + ["two_hands", "photo"],
-                                           "input_hw": list(INPUT_HW),
-                                           "window_percentiles": list(WINDOW_PERCENTILES)}, indent=1)
+    record = {"seed": seed, "n": n, "kinds": list(DATA_KINDS) + ["two_hands", "photo"], "input_hw": list(INPUT_HW),
+              "window_percentiles": list(WINDOW_PERCENTILES)}
+    if (root / "data.json").exists():
+        import json
+
+        old = json.loads((root / "data.json").read_text())
+        if old != record:
+            raise ValueError(f"{root} holds view data built with other settings ({old}); this call asks for "
+                             f"{record}: use another folder")
+    atomic_write_json(root / "data.json", record, indent=1)
     starts = [(s, min(SHARD_SEEDS, seed + n - s)) for s in range(seed, seed + n, SHARD_SEEDS)]
     if workers <= 1:
         for s, k in starts:
