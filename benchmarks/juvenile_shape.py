@@ -15,7 +15,6 @@ atlas hands and of the juvenile phantoms. Only statistics of the real table are 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -25,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import write_results  # noqa: E402
 from realism import reference_dir  # noqa: E402
-from shape_fit import DHA_COLUMNS, LANDMARKS, PHANTOM_JOINTS, measure_table, measures, to_right_hand_frame  # noqa: E402
+from shape_fit import (DHA_COLUMNS, LANDMARKS, PHANTOM_JOINTS, landmark_benchmark_parser, measure_table,  # noqa: E402
+                       measures, to_right_hand_frame)  # noqa: E402
 
 #: Landmarks beyond shape_fit's ten: atlas column -> phantom joint.
 EXTRA = {"CMC1": ("cmc1_17", "CMC-T"), "CMC3": ("cmc3_15", "CMC-M"), "DIP2": ("dip2_23", "DIP-I"),
@@ -170,10 +170,7 @@ def sdk_on_juveniles(n: int, seed: int, skeletal_age: tuple[float, float]) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reference", help="shared/reference folder (default: found beside the repository)")
-    ap.add_argument("--phantoms", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap = landmark_benchmark_parser(__doc__, DEFAULT_SEED)
     ap.add_argument("--skeletal-age", default="3,17", help="LO,HI years of the phantoms (default 3,17)")
     ap.add_argument("--sdk", type=int, default=12,
                     help="juvenile phantoms to analyse with the default bundle (0: none)")

@@ -121,6 +121,15 @@ def _ks(a: np.ndarray, b: np.ndarray) -> float:
     return float(ks_2samp(a, b).statistic)
 
 
+def landmark_benchmark_parser(doc: str, seed: int) -> argparse.ArgumentParser:
+    """The arguments every phantom-vs-real landmark benchmark takes: ``--reference``, ``--phantoms``, ``--seed``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reference", help="shared/reference folder (default: found beside the repository)")
+    ap.add_argument("--phantoms", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=seed)
+    return ap
+
+
 def measure_table(ms: dict[str, dict[str, np.ndarray]], ks_key: str, compared: list[str]) -> list[dict]:
     """One row per measure: each set's mean, SD and count, and under ``ks_key`` the KS distance of each ``compared``
     set to the first set of ``ms`` (the reference)."""
@@ -158,10 +167,7 @@ def procrustes(sets: dict[str, np.ndarray]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--reference", help="shared/reference folder (default: found beside the repository)")
-    ap.add_argument("--phantoms", type=int, default=300)
-    ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    ap = landmark_benchmark_parser(__doc__, DEFAULT_SEED)
     ap.add_argument("--doc", default=str(Path(__file__).resolve().parent.parent / "docs" / "phantom_shape_fit.md"))
     args = ap.parse_args(argv)
     from ramh_train.phantoms.config import SHAPE_MODELS
