@@ -52,6 +52,8 @@ _MIN_HAND_FRACTION = 0.04    # a hand covers at least this share of the thumbnai
 _SECOND_HAND_RATIO = 0.35    # a second component this large relative to the first is a second hand
 _MIN_EDGE_ENERGY = 0.01    # mean |Laplacian| inside a hand's silhouette (measured on the real and phantom films: 0.03-0.1)
 _UNIFORM_STD = 0.035         # a component this flat (std of the windowed grey levels) is padding or a plate
+_FRAME_TOLERANCE = 0.03     # grey levels (windowed 0..1) of a bright collimator border around its median (its noise:
+                             # 1 % of full scale; bone next to it differs by more)
 _FINGERS_ONLY_SCORE = 0.65  # fingers_score above which a silhouette is digits only (whole hands: 0.15-0.55)
 _CARPALS = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "carpal")
 _FOREARM = tuple(b.name for b in anatomy.BONE_CLASSES if b.group == "forearm")
@@ -66,6 +68,8 @@ _VIEW_HAND = 0.1             # p(not a hand) under which a film is a hand whatev
 _VIEW_HAND_MIN_LAYOUT = 18.0  # ... given this layout score of its bones (measured: a plain band, a shaft, 10-17;
                               # phantom wrist crops 19-35)
 _VIEW_SIDE_SURE = 0.9        # an apparent side this probable decides the side of a crop
+_FINGERS_MIN_SCORE = 0.3     # fingers_score a film of the fingers shows at least (finger crops of unseen phantom
+                             # seeds: 0.59-0.79; wrist crops 0.00-0.03; a long bone's shaft 0.0)
 
 
 # ---- frames -------------------------------------------------------------------------------------------------------
@@ -250,6 +254,31 @@ def _otsu(v: np.ndarray) -> float:
     return float(c[int(np.argmax(between))])
 
 
+def _bright_frame(t: np.ndarray, b: int) -> np.ndarray | None:
+    """The bright, uniform border of unexposed film around a collimator's field, or None.
+
+    A film whose outer ``b``-pixel ring is mostly (>= 50 %) at one grey level above the Otsu threshold, within
+    ``_FRAME_TOLERANCE``, has such a border: it is every pixel at that level connected to the film's edge
+    (4-connected). Dark borders need nothing: they are background already.
+
+    Args:
+        t: the ``h x w`` float32 thumbnail in 0..1 (:func:`_thumbnail`).
+        b: the width of the ring, thumbnail pixels.
+
+    Returns:
+        ``h x w`` bool mask of the border, or None (no bright border, or one under 2 % of the film).
+    """
+    ring = np.concatenate([t[:b].ravel(), t[-b:].ravel(), t[:, :b].ravel(), t[:, -b:].ravel()])
+    level = float(np.median(ring))
+    if level <= _otsu(t) or float((np.abs(ring - level) < _FRAME_TOLERANCE).mean()) < 0.5:
+        return None
+    off = np.where(np.abs(t - level) < _FRAME_TOLERANCE, -1.0, 1.0).astype(np.float32)
+    # The pixels off the level with the holes they enclose filled: whatever is left at the level touches the edge.
+    inner, _ = ops.postprocess_masks(off[None], threshold=0.0, keep="all", fill_holes=True)
+    frame = ~(np.asarray(inner[0]) > 0)
+    return frame if frame.mean() >= 0.02 else None
+
+
 def _erode(m: np.ndarray) -> np.ndarray:
     out = m.copy()
     out[1:] &= m[:-1]
@@ -348,6 +377,7 @@ def survey(pix: np.ndarray, view: "ViewModel | None" = None) -> Survey:
     t, s = _thumbnail(pix)
     th, tw = t.shape
     H, W = pix.shape
+    notes: list[str] = []
     if t.size < 64 or float(t.std()) < 0.04:
         raise NotAHandError("the image is blank or uniform: no hand (nor any other structure) in it")
     # Noise: neighbouring thumbnail pixels of a radiograph are strongly correlated, those of noise are not.
@@ -360,12 +390,18 @@ def survey(pix: np.ndarray, view: "ViewModel | None" = None) -> Survey:
     b = max(1, round(0.012 * max(th, tw)))
     fg[:b] = fg[-b:] = False  # bright film edges would join the hand to a frame around it
     fg[:, :b] = fg[:, -b:] = False
+    frame = _bright_frame(t, b)
+    if frame is not None:
+        # Unexposed film outside the collimator's field: as bright as bone, and joined to the forearm where the field
+        # edge cuts it. It is no part of the hand, and the hand's background is the field's, not the frame's.
+        fg &= ~frame
+        fg[1:-1, 1:-1] &= ~(frame[:-2, 1:-1] | frame[2:, 1:-1] | frame[1:-1, :-2] | frame[1:-1, 2:])
+        notes.append("bright collimator borders (unexposed film around the field) were ignored")
     comps = _components(fg, max(4, int(0.005 * th * tw)))
     # Edge energy (|Laplacian| of the thumbnail): bones and their cortices give a radiograph of a hand edges
     # everywhere inside its silhouette; a smooth gradient or a flat exposure has none.
     lap = np.abs(4.0 * t[1:-1, 1:-1] - t[:-2, 1:-1] - t[2:, 1:-1] - t[1:-1, :-2] - t[1:-1, 2:])
     hands = []
-    notes = []
     bgs: dict[int, float] = {}  # background level of a hand found on a plate, by id of its component mask
     for comp, st in comps:
         vals = t[comp]
@@ -400,7 +436,8 @@ def survey(pix: np.ndarray, view: "ViewModel | None" = None) -> Survey:
         gap_y = max(by0 - ay1, ay0 - by1)
         horizontal = gap_x >= gap_y
         hands.sort(key=lambda hs: hs[1]["centroid"][0 if horizontal else 1])
-    bg_level = float(np.median(t[~fg])) if (~fg).any() else 0.0
+    bg = ~fg if frame is None else ~fg & ~frame
+    bg_level = float(np.median(t[bg])) if bg.any() else 0.0
     regions = []
     margin = max(2, round(0.03 * max(th, tw)))
     for i, (comp, st) in enumerate(hands):
@@ -481,7 +518,7 @@ def fuse_field_of_view(geometric: str, pred: "ViewPrediction | None") -> str:
 
 
 def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = False,
-                 layout: float = 0.0, turn_sure: bool = False) -> bool:
+                 layout: float = 0.0, turn_sure: bool = False, fingers_score: float = 1.0) -> bool:
     """Whether a hand is in view, from the geometric decision and the view classifier.
 
     The classifier rejects at p(not a hand) >= 0.5 (>= 0.95 where the silhouette clearly shows separate digits).
@@ -489,7 +526,9 @@ def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = 
     p(not a hand) < 0.1, but only where the bones' layout score (:class:`BoneAssessment` ``score``) is at least 18:
     on an image unlike anything it was trained on (a plain band) it can be sure and wrong — but not also sure of the
     hand's rotation: where the classifier decided the turn the bones are analysed under (``turn_sure``), the layout
-    is not required. Otherwise the geometry decides. None: the geometry alone.
+    is not required. A film the classifier takes for fingers must also show them: a silhouette without separate
+    digits (``fingers_score`` under 0.3) is not accepted on its word (a long bone's shaft beside a hand was).
+    Otherwise the geometry decides. None: the geometry alone.
 
     Args:
         geometric: the decision from the silhouette and the bone layout.
@@ -497,12 +536,19 @@ def fuse_is_hand(geometric: bool, pred: "ViewPrediction | None", digits: bool = 
         digits: the silhouette clearly shows separate digits.
         layout: the layout score of the bones (plausible bones plus order terms, :func:`assess_bones`).
         turn_sure: the bones were found under the turn the classifier was sure of (``rotation_source="view"``).
+        fingers_score: how much of the silhouette's length separate digits cross (``HandRegion.fingers_score``,
+            0..1).
     """
     if pred is None:
         return geometric
     if pred.p_not_hand >= (_VIEW_NOT_HAND_DIGITS if digits else _VIEW_NOT_HAND):
         return False
-    return geometric or (pred.p_not_hand < _VIEW_HAND and (turn_sure or layout >= _VIEW_HAND_MIN_LAYOUT))
+    if geometric:
+        return True
+    hand_class = max(FIELDS_OF_VIEW, key=lambda c: pred.probs[c])
+    if hand_class == "fingers" and fingers_score < _FINGERS_MIN_SCORE:
+        return False
+    return pred.p_not_hand < _VIEW_HAND and (turn_sure or layout >= _VIEW_HAND_MIN_LAYOUT)
 
 
 def fuse_side(anatomical: str | None, field_of_view: str, pred: "ViewPrediction | None") -> str | None:
@@ -695,13 +741,17 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     else:
         fov = "partial"
     # A whole hand the silhouette itself shows (separate digits, fingertips inside the film, nothing but the forearm
-    # running off a film side) keeps its field of view: the classifier, sure but wrong, called such a collimated
-    # phantom hand "partial". A side cut (through the palm) or an unsure silhouette leaves the fusion to decide.
+    # running off a film side) keeps its field of view against "partial" and "wrist": the classifier, sure but
+    # wrong, called such a collimated phantom hand "partial". Whether the carpus and forearm lie beyond the digits
+    # the silhouette cannot tell (a crop of the fingers cut at the metacarpals looks the same, and the bone model
+    # invents carpals there): "fingers" is the fusion's to decide. A side cut (through the palm) or an unsure
+    # silhouette leaves every field of view to the fusion.
     proximal = {"top": "bottom", "bottom": "top", "left": "right", "right": "left"}
     whole_silhouette = (fov == "hand" and region is not None and region.confident and rot == region.rotation_deg
                         and region.touches <= {proximal[region.distal_side]})
-    if not whole_silhouette:
-        fov = fuse_field_of_view(fov, None if region is None else region.view)
+    fused = fuse_field_of_view(fov, None if region is None else region.view)
+    if not whole_silhouette or fused == "fingers":
+        fov = fused
     if fov == "fingers":
         for name in _CARPALS + _FOREARM:
             if name in kept:
@@ -728,7 +778,8 @@ def assess_bones(bones: Sequence, shape: tuple[int, int], region: HandRegion | N
     is_hand = (fingers_in_view and len(kept) >= 5) or (structured and score >= 8) or (loose and textured)
     if region is not None:
         is_hand = fuse_is_hand(is_hand, region.view, digits=region.confident, layout=score,
-                               turn_sure=region.rotation_source == "view" and rot == region.rotation_deg)
+                               turn_sure=region.rotation_source == "view" and rot == region.rotation_deg,
+                               fingers_score=region.fingers_score)
     if dropped:
         reasons.append(("implausible_anatomy",
                         f"{len(dropped)} bone(s) the model found are not plausible and are not reported: " +

@@ -32,6 +32,15 @@ from ramh_rt.view import CHIRALITY, INPUT_HW, ROTATIONS, VIEW_CLASSES, WINDOW_PE
 
 #: Kinds drawn for every seed; ``two_hands`` every third seed and ``photo`` every second (they are the slow ones).
 DATA_KINDS = ("hand", "wrist", "fingers", "partial", "markers", "collimated", "composite", "chest", "long_bone")
+#: The phantom looks the seeds cycle through (seed modulo their number): the default adult phantoms, children's hands
+#: (open growth plates, separate epiphyses), and adult hands in the real-calibrated appearance, with the default and
+#: with the RA2-fitted proportions. A classifier that saw one look only judged the others by it.
+LOOKS = {
+    "default": {},
+    "juvenile": {"juvenile_fraction": 1.0, "appearance": "real-calibrated"},
+    "real-calibrated": {"appearance": "real-calibrated"},
+    "real-calibrated-ra2": {"appearance": "real-calibrated", "shape": "ra2-fitted"},
+}
 SHARD_SEEDS = 10
 INPUT_POOL = 2
 CHANNELS = (16, 32, 64, 96)
@@ -47,6 +56,22 @@ def _iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def look_config(seed: int):
+    """``(name, PhantomConfig)`` of the look seed ``seed`` is drawn in (:data:`LOOKS`, by seed modulo their number)."""
+    import dataclasses
+
+    from .datasets.synthetic import phantom_config
+    from .phantoms import APPEARANCES
+
+    name = list(LOOKS)[seed % len(LOOKS)]
+    spec = dict(LOOKS[name])
+    appearance = spec.pop("appearance", None)
+    config = phantom_config(spec)
+    if appearance is not None:
+        config = dataclasses.replace(config, profiles=APPEARANCES[appearance])
+    return name, config
+
+
 def _seed_views(seed: int) -> list[dict]:
     """Views of one seed's films: ``{"x": uint8 HxW, "fov", "rot", "mirrored", "side", "kind"}`` dicts."""
     from ramh_rt import understand
@@ -58,8 +83,9 @@ def _seed_views(seed: int) -> list[dict]:
     kinds = list(DATA_KINDS) + (["two_hands"] if seed % 3 == 0 else []) + (["photo"] if seed % 2 == 0 else [])
     cache: dict = {}
     out = []
+    _, config = look_config(seed)
     for kind in kinds:
-        v = make_variant(kind, seed, masks=False, cache=cache)
+        v = make_variant(kind, seed, config, masks=False, cache=cache)
         try:
             regions = understand.survey(v.image).hands
         except NotAHandError:
@@ -110,7 +136,7 @@ def build_data(out: str | os.PathLike, seed: int, n: int, workers: int = 1, log=
     from .datasets.fileio import atomic_write_json
 
     record = {"seed": seed, "n": n, "kinds": list(DATA_KINDS) + ["two_hands", "photo"], "input_hw": list(INPUT_HW),
-              "window_percentiles": list(WINDOW_PERCENTILES)}
+              "window_percentiles": list(WINDOW_PERCENTILES), "looks": LOOKS}
     if (root / "data.json").exists():
         import json
 
