@@ -435,10 +435,8 @@ def test_node_answers_a_failed_hand_with_a_reject_sr_and_the_other_with_its_resu
     from ramh_rt import Analyzer
     from ramh_rt.node import DicomNode, NodeConfig
 
-    from dicom_fixtures import bundle_without_view
-
     node = DicomNode(NodeConfig(store=str(tmp_path / "store"), host="127.0.0.1", port=free_port()),
-                     Analyzer(str(bundle_without_view(tmp_path)), backend="onnxruntime-cpu"))
+                     Analyzer(backend="onnxruntime-cpu"))
     ds = dx_dataset(hand_and_long_bone_pixels())
     objs = node.process(ds)
     assert [dicom_out.kind_of(o) for o in objs] == ["sr", "seg", "sc", "sr"]

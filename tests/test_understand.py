@@ -156,21 +156,18 @@ def test_two_hand_film(analyzer, phantom):
 def test_one_failed_hand_leaves_the_other_hands_result(tmp_path):
     """A two-hand film whose second region is no hand: the first hand's analysis comes back, the second is an
     AnalysisError in its place (analyze_hands, and the batch API that `ramh analyze` reads); `ramh analyze` writes
-    the good hand's outputs and reports the failed one (exit status 1).
-
-    The bundle is the default one without its optional view classifier (dicom_fixtures.bundle_without_view)."""
+    the good hand's outputs and reports the failed one (exit status 1)."""
     from PIL import Image
 
     from ramh_rt import cli
     from ramh_rt.pipeline import AnalysisError
 
-    from dicom_fixtures import bundle_without_view, hand_and_long_bone_pixels
+    from dicom_fixtures import hand_and_long_bone_pixels
     from ramh_train.datasets.synthetic import phantom_seed
     from ramh_train.phantoms import generate
 
-    bundle = bundle_without_view(tmp_path)
-    analyzer = Analyzer(str(bundle), backend="onnxruntime-cpu")
-    assert analyzer.view_model is None
+    analyzer = Analyzer(backend="onnxruntime-cpu")
+    assert analyzer.view_model is not None
     phantom = generate(phantom_seed(9100, 0))  # the hand of the film
     film = hand_and_long_bone_pixels()
     first, second = analyzer.analyze_hands(film)
@@ -184,7 +181,7 @@ def test_one_failed_hand_leaves_the_other_hands_result(tmp_path):
     path = tmp_path / "film.png"
     Image.fromarray(film).save(path)
     out = tmp_path / "out"
-    assert cli.main(["analyze", str(path), "--out", str(out), "--quiet", "--bundle", str(bundle)]) == 1
+    assert cli.main(["analyze", str(path), "--out", str(out), "--quiet"]) == 1
     docs = {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
     assert list(docs) == ["film_hand1.json"]  # the failed hand has no side: both hands' names are numbered
     assert docs["film_hand1.json"]["totals"]["svdh"] == first.totals.svdh
